@@ -1,0 +1,19 @@
+"""noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
+from .errors import SolverError
+from .odeint import GRAD_MODES, odeint, odeint_adjoint
+from .solvers.methods import ADAPTIVE, FIXED_STEP, METHODS
+from .solvers.stats import SolveStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ADAPTIVE",
+    "FIXED_STEP",
+    "GRAD_MODES",
+    "METHODS",
+    "SolveStats",
+    "SolverError",
+    "__version__",
+    "odeint",
+    "odeint_adjoint",
+]

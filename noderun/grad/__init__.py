@@ -1,0 +1,1 @@
+"""Gradient modes that are not plain autograd: the adjoint method and step checkpointing."""

@@ -1,0 +1,1 @@
+"""Explicit Runge–Kutta solvers: methods as data, one step, one loop."""

@@ -1,0 +1,97 @@
+"""Step-size control: error norms, the initial step, the PI controller and fixed grids."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+Norm = Callable[[Tensor], Tensor]
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    """Root mean square over all elements."""
+    return x.pow(2).mean().sqrt()
+
+
+def channel_norm(sizes: tuple[int, ...]) -> Norm:
+    """Maximum of the RMS norms of consecutive channels of a flat vector of ``sizes`` elements.
+
+    Elements past ``sum(sizes)`` are ignored: that is how the adjoint's seminorm leaves the
+    parameter-gradient channels out of the error control.
+    """
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
+
+    def norm(x: Tensor) -> Tensor:
+        parts = [rms_norm(x[lo:hi]) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+        return torch.stack(parts).max()
+
+    return norm
+
+
+def error_ratio(error: Tensor, y0: Tensor, y1: Tensor, rtol: float, atol: float, norm: Norm) -> Tensor:
+    """``norm(error / (atol + rtol * max(|y0|, |y1|)))``: a step is accepted when this is <= 1."""
+    scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
+    return norm(error / scale)
+
+
+def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int,
+                 rtol: float, atol: float, norm: Norm, span: float) -> float:
+    """Hairer's starting step (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), signed like ``span``.
+
+    Costs one evaluation of ``rhs``; ``span`` is the signed length of the whole integration.
+    """
+    scale = y0.abs().mul(rtol).add(atol)
+    d0 = float(norm(y0 / scale))
+    d1 = float(norm(f0 / scale))
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    h0 = min(h0, abs(span))
+    direction = math.copysign(1.0, span)
+    f1 = rhs(t0 + direction * h0, y0 + direction * h0 * f0)
+    d2 = float(norm((f1 - f0) / scale)) / h0
+    if max(d1, d2) <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (error_order + 1))
+    return direction * min(100 * h0, h1, abs(span))
+
+
+@dataclass
+class PIController:
+    """Proportional–integral step-size control (Gustafsson; Hairer & Wanner, *Solving ODEs II*, IV.2).
+
+    ``h_new = h * safety * ratio**(-0.7/k) * previous_ratio**(0.4/k)`` with ``k = error_order + 1``,
+    the factor clipped to ``[dfactor, ifactor]``, never growing right after a rejection.
+    """
+
+    error_order: int
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+    previous_ratio: float = 1.0
+
+    def next_step(self, h: float, ratio: float, accepted: bool) -> float:
+        k = self.error_order + 1
+        ratio = max(ratio, 1e-10)
+        if accepted:
+            factor = self.safety * ratio ** (-0.7 / k) * self.previous_ratio ** (0.4 / k)
+            self.previous_ratio = ratio
+            return h * min(self.ifactor, max(self.dfactor, factor))
+        if not math.isfinite(ratio):
+            return h * self.dfactor
+        factor = self.safety * ratio ** (-1.0 / k)
+        return h * min(1.0, max(self.dfactor, factor))
+
+
+def fixed_grid(t0: float, t1: float, step_size: float | None) -> list[float]:
+    """Step end points from ``t0`` to ``t1``: ``ceil(|t1 - t0| / step_size)`` equal steps.
+
+    The last point is exactly ``t1``; with no ``step_size`` there is one step.
+    """
+    span = t1 - t0
+    n = 1 if step_size is None else max(1, math.ceil(abs(span) / step_size * (1 - 1e-12)))
+    return [t0 + span * (i / n) for i in range(1, n)] + [t1]

@@ -1,0 +1,83 @@
+"""Solver settings: the user's ``rtol``, ``atol`` and ``options`` dict, validated once into a typed form."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .tableau import ButcherTableau
+
+FIXED_STEP_KEYS = ("step_size",)
+ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor")
+NORM_NAMES = ("rms", "seminorm")
+DEFAULT_MAX_NUM_STEPS = 10_000
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Everything the integration loop needs besides the function, the state and the times.
+
+    ``norm`` is ``None`` (the default norm), ``"rms"``, ``"seminorm"`` (adjoint only) or a
+    callable mapping a tensor of scaled errors to a scalar tensor.
+    """
+
+    tableau: ButcherTableau
+    rtol: float
+    atol: float
+    step_size: float | None = None
+    first_step: float | None = None
+    max_num_steps: int = DEFAULT_MAX_NUM_STEPS
+    norm: str | Callable | None = None
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+
+
+def _positive_number(name: str, value: Any, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
+        kind = "integer" if integer else "number"
+        raise ValueError(f"{name} must be a finite positive {kind}, got {value!r}")
+
+
+def _check_norm(norm: Any, allow_seminorm: bool) -> None:
+    if norm is None or callable(norm):
+        return
+    if norm == "seminorm" and not allow_seminorm:
+        raise ValueError("norm='seminorm' applies to the adjoint's backward pass: pass it in adjoint_options")
+    if norm not in NORM_NAMES:
+        raise ValueError(f"unknown norm {norm!r}; use 'rms', 'seminorm' (adjoint only) or a callable")
+
+
+def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
+                  *, allow_seminorm: bool = False, where: str = "options") -> SolverOptions:
+    """Validate the user's settings for ``tableau``; ``ValueError`` naming what is wrong otherwise."""
+    _positive_number("rtol", _as_float(rtol))
+    _positive_number("atol", _as_float(atol))
+    options = dict(options or {})
+    accepted = ADAPTIVE_KEYS if tableau.adaptive else FIXED_STEP_KEYS
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        kind = "adaptive" if tableau.adaptive else "fixed-step"
+        raise ValueError(
+            f"unknown {where} key(s) {unknown} for the {kind} method {tableau.name!r}; "
+            f"accepted keys: {', '.join(accepted)}"
+        )
+    for key in ("step_size", "first_step", "safety", "ifactor"):
+        if options.get(key) is not None:
+            _positive_number(f"{where}[{key!r}]", options[key])
+    if "dfactor" in options:
+        _positive_number(f"{where}['dfactor']", options["dfactor"])
+        if options["dfactor"] >= 1:
+            raise ValueError(f"{where}['dfactor'] must be below 1, got {options['dfactor']!r}")
+    if "max_num_steps" in options:
+        _positive_number(f"{where}['max_num_steps']", options["max_num_steps"], integer=True)
+    _check_norm(options.get("norm"), allow_seminorm)
+    return SolverOptions(tableau=tableau, rtol=_as_float(rtol), atol=_as_float(atol), **options)
+
+
+def _as_float(value: Any) -> Any:
+    """A Python float for numbers and one-element tensors; anything else unchanged (to be rejected)."""
+    if hasattr(value, "numel") and value.numel() == 1:
+        return float(value)
+    return value
