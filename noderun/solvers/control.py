@@ -62,10 +62,11 @@ def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int,
 
 @dataclass
 class PIController:
-    """Proportional–integral step-size control (Gustafsson; Hairer & Wanner, *Solving ODEs II*, IV.2).
+    """Proportional–integral step-size control, as in Hairer's DOPRI5 code (beta = 0.04 at k = 5).
 
-    ``h_new = h * safety * ratio**(-0.7/k) * previous_ratio**(0.4/k)`` with ``k = error_order + 1``,
-    the factor clipped to ``[dfactor, ifactor]``, never growing right after a rejection.
+    ``h_new = h * safety * ratio**(-0.85/k) * previous_ratio**(0.2/k)`` with ``k = error_order + 1``
+    and ``previous_ratio`` the last accepted step's; the factor is clipped to ``[dfactor, ifactor]``.
+    A rejected step shrinks by ``safety * ratio**(-1/k)`` (at least ``dfactor``).
     """
 
     error_order: int
@@ -78,7 +79,7 @@ class PIController:
         k = self.error_order + 1
         ratio = max(ratio, 1e-10)
         if accepted:
-            factor = self.safety * ratio ** (-0.7 / k) * self.previous_ratio ** (0.4 / k)
+            factor = self.safety * ratio ** (-0.85 / k) * self.previous_ratio ** (0.2 / k)
             self.previous_ratio = ratio
             return h * min(self.ifactor, max(self.dfactor, factor))
         if not math.isfinite(ratio):
