@@ -1,0 +1,133 @@
+"""Gradients of every mode: gradcheck, agreement between modes, the seminorm, and time gradients."""
+import pytest
+import torch
+from torch import nn
+
+import noderun
+
+D = torch.float64
+
+
+class MLPDynamics(nn.Module):
+    """dy/dt = W2 tanh(W1 y + b1 + t) : time-dependent, with more parameters than state."""
+
+    def __init__(self, dim=2, hidden=16):
+        super().__init__()
+        self.net1 = nn.Linear(dim, hidden).to(D)
+        self.net2 = nn.Linear(hidden, dim).to(D)
+
+    def forward(self, t, y):
+        return self.net2(torch.tanh(self.net1(y) + t))
+
+
+def tight(method):
+    if method in noderun.FIXED_STEP:
+        return {"method": method, "options": {"step_size": 0.05}}
+    return {"method": method, "rtol": 1e-10, "atol": 1e-10}
+
+
+def gradients(func, y0, t, grad, **kwargs):
+    stats = noderun.SolveStats()
+    ys = noderun.odeint(func, y0, t, grad=grad, stats=stats, **kwargs)
+    loss = (ys**2).sum() + ys[-1, :, 0].sum()
+    inputs = [y0, *func.parameters()] + ([t] if t.requires_grad else [])
+    return torch.autograd.grad(loss, inputs), stats
+
+
+# The adjoint gives the continuous gradient, not a fixed grid's, so it is checked on a tight dopri5 solve.
+@pytest.mark.parametrize("grad, method", [("backprop", "rk4"), ("checkpoint", "rk4"), ("backprop", "dopri5"),
+                                          ("checkpoint", "dopri5"), ("adjoint", "dopri5")])
+def test_gradcheck(grad, method):
+    w1 = torch.randn(2, 4, dtype=D, requires_grad=True)
+    b1 = torch.randn(4, dtype=D, requires_grad=True)
+    w2 = (0.5 * torch.randn(4, 2, dtype=D)).requires_grad_(True)
+    y0 = torch.randn(3, 2, dtype=D, requires_grad=True)
+    t = torch.tensor([0.0, 0.4, 1.0], dtype=D)
+
+    def solve(y0, w1, b1, w2):
+        def func(t, y):
+            return torch.tanh(y @ w1 + b1 + t) @ w2
+
+        return noderun.odeint(func, y0, t, grad=grad, adjoint_params=(w1, b1, w2), **tight(method))
+
+    assert torch.autograd.gradcheck(solve, (y0, w1, b1, w2), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("grad", noderun.GRAD_MODES)
+def test_gradcheck_with_respect_to_time(grad):
+    func = MLPDynamics(hidden=4)
+    y0 = torch.randn(2, 2, dtype=D)
+    t = torch.tensor([0.2, 0.7, 1.5], dtype=D, requires_grad=True)
+
+    def solve(t):
+        return noderun.odeint(func, y0, t, grad=grad, rtol=1e-10, atol=1e-10)
+
+    assert torch.autograd.gradcheck(solve, (t,), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4", "bosh3", "dopri5", "tsit5", "dopri8", "adaptive_heun"])
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_checkpoint_equals_backprop(method, direction):
+    func = MLPDynamics()
+    y0 = torch.randn(5, 2, dtype=D, requires_grad=True)
+    t = direction * torch.linspace(0.0, 2.0, 7, dtype=D)
+    settings = {"method": method, "rtol": 1e-6, "atol": 1e-6, "options": {"step_size": 0.1}
+                if method in noderun.FIXED_STEP else None}
+    backprop, _ = gradients(func, y0, t, "backprop", **settings)
+    checkpoint, stats = gradients(func, y0, t, "checkpoint", **settings)
+    for a, b in zip(checkpoint, backprop):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert stats.nfe_backward > 0
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "dopri8", "bosh3"])
+def test_adjoint_matches_backprop(method):
+    func = MLPDynamics()
+    y0 = torch.randn(5, 2, dtype=D, requires_grad=True)
+    t = torch.linspace(0.0, 2.0, 7, dtype=D, requires_grad=True)
+    backprop, _ = gradients(func, y0, t, "backprop", **tight(method))
+    adjoint, stats = gradients(func, y0, t, "adjoint", **tight(method))
+    for a, b in zip(adjoint, backprop):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert stats.nfe_backward > 0 and stats.steps_accepted_backward > 0
+
+
+def test_adjoint_backwards_in_time_and_module_grads():
+    func = MLPDynamics()
+    y0 = torch.randn(4, 2, dtype=D)
+    t = torch.linspace(1.0, -1.0, 5, dtype=D)
+    expected, _ = gradients(func, y0.requires_grad_(True), t, "backprop", **tight("dopri5"))
+    ys = noderun.odeint_adjoint(func, y0, t, rtol=1e-10, atol=1e-10)
+    ((ys**2).sum() + ys[-1, :, 0].sum()).backward()
+    for p, g in zip(func.parameters(), expected[1:]):
+        assert torch.allclose(p.grad, g, rtol=1e-6, atol=1e-7)
+
+
+def test_seminorm_keeps_gradients_and_cuts_backward_evaluations():
+    func = MLPDynamics(hidden=32)
+    y0 = torch.randn(8, 2, dtype=D, requires_grad=True)
+    t = torch.linspace(0.0, 3.0, 2, dtype=D)
+    kwargs = {"method": "dopri5", "rtol": 1e-6, "atol": 1e-6}
+    full, full_stats = gradients(func, y0, t, "adjoint", **kwargs)
+    semi, semi_stats = gradients(func, y0, t, "adjoint", adjoint_options={"norm": "seminorm"}, **kwargs)
+    for a, b in zip(semi, full):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert semi_stats.nfe_backward < full_stats.nfe_backward
+
+
+@pytest.mark.parametrize("grad", noderun.GRAD_MODES)
+def test_float32_gradients_keep_dtype(grad):
+    func = MLPDynamics().float()
+    y0 = torch.randn(3, 2, requires_grad=True)
+    ys = noderun.odeint(func, y0, torch.linspace(0, 1, 3), grad=grad, rtol=1e-5, atol=1e-6)
+    ys.sum().backward()
+    assert ys.dtype == torch.float32 and y0.grad.dtype == torch.float32
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in func.parameters())
+
+
+def test_adjoint_with_parameter_free_dynamics():
+    y0 = torch.tensor([1.0, 2.0], dtype=D, requires_grad=True)
+    ys = noderun.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0], dtype=D), grad="adjoint",
+                        adjoint_params=(), rtol=1e-10, atol=1e-10)
+    ys[-1].sum().backward()
+    assert torch.allclose(y0.grad, torch.full_like(y0, torch.exp(torch.tensor(-1.0, dtype=D)).item()))
