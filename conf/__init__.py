@@ -1,0 +1,1 @@
+"""noderun's Hydra configs, shipped inside the package as ``noderun.conf``."""

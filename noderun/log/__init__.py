@@ -1,0 +1,1 @@
+"""Where a run's numbers go: the console (rich), TensorBoard, metrics.jsonl and summary.json."""

@@ -1,0 +1,53 @@
+"""metrics.jsonl, summary.json and TensorBoard event files in a run's output directory."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become strings, as JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps({k: _clean(v) for k, v in data.items()}, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+class MetricsWriter:
+    """Appends one JSON object per record to metrics.jsonl and mirrors numbers to TensorBoard."""
+
+    def __init__(self, output_dir: Path, tensorboard: bool = True):
+        self.path = output_dir / METRICS_NAME
+        self.tensorboard = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any], step: int) -> None:
+        with self.path.open("a") as file:
+            file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "step"):
+                    self.tensorboard.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def read_metrics(output_dir: Path) -> list[dict[str, Any]]:
+    path = Path(output_dir) / METRICS_NAME
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

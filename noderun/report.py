@@ -1,0 +1,135 @@
+"""``noderun report DIR``: every run under DIR as a table (rich on the console, report.md, report.csv)."""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from .log.files import SUMMARY_NAME
+
+STANDARD_METRICS = ["nfe_forward", "nfe_backward", "peak_memory_mb", "wall_time_s"]
+
+
+@dataclass
+class RunRecord:
+    """One run directory: its summary (if it wrote one) and its flattened config."""
+
+    path: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]
+
+    def get(self, key: str) -> Any:
+        return self.summary.get(key, self.config.get(key))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_runs(directory: Path) -> list[RunRecord]:
+    """Every directory under ``directory`` with a summary.json or a Hydra config, sorted by path."""
+    run_dirs = {p.parent for p in directory.rglob(SUMMARY_NAME)}
+    run_dirs |= {p.parent.parent for p in directory.rglob(".hydra/config.yaml")}
+    runs = []
+    for run_dir in sorted(run_dirs):
+        summary_path, config_path = run_dir / SUMMARY_NAME, run_dir / ".hydra" / "config.yaml"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"status": "no summary"}
+        config = flatten(OmegaConf.to_container(OmegaConf.load(config_path))) if config_path.exists() else {}
+        runs.append(RunRecord(run_dir, summary, config))
+    return runs
+
+
+def varying_keys(runs: list[RunRecord]) -> list[str]:
+    """Config keys whose values differ between runs (the sweep's axes)."""
+    keys = sorted({key for run in runs for key in run.config})
+    return [key for key in keys if len({json.dumps(run.config.get(key), default=str) for run in runs}) > 1]
+
+
+def metric_keys(runs: list[RunRecord], requested: str | None) -> list[str]:
+    if requested:
+        return [key.strip() for key in requested.split(",") if key.strip()]
+    headlines = sorted({run.summary["headline"] for run in runs if "headline" in run.summary})
+    return ["status", *headlines, *STANDARD_METRICS]
+
+
+def run_rows(runs: list[RunRecord], directory: Path, columns: list[str], metrics: list[str]) -> list[dict[str, Any]]:
+    return [{"run": str(run.path.relative_to(directory)) or ".", **{key: run.get(key) for key in columns + metrics}}
+            for run in runs]
+
+
+def grouped_rows(runs: list[RunRecord], group_by: str, metrics: list[str]) -> list[dict[str, Any]]:
+    """One row per value of ``group_by``: numeric metrics as mean ± std, statuses counted."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(str(run.get(group_by)), []).append(run)
+    rows = []
+    for value, members in groups.items():
+        row: dict[str, Any] = {group_by: value, "runs": len(members)}
+        for key in metrics:
+            values = [run.get(key) for run in members]
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if numbers and len(numbers) == len(values):
+                spread = f" ± {statistics.stdev(numbers):.3g}" if len(numbers) > 1 else ""
+                row[key] = f"{statistics.mean(numbers):.4g}{spread}"
+            else:
+                counts = {str(v): values.count(v) for v in values}
+                row[key] = ", ".join(f"{n} {v}" for v, n in counts.items())
+        rows.append(row)
+    return rows
+
+
+def format_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def write_markdown(path: Path, rows: list[dict[str, Any]]) -> None:
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(format_cell(row[key]) for key in header) + " |" for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def report_command(directory: str, group_by: str | None = None, metrics: str | None = None) -> int:
+    root = Path(directory)
+    runs = load_runs(root) if root.is_dir() else []
+    if not runs:
+        print(f"noderun report: no runs (summary.json or .hydra/config.yaml) under {root.resolve()}")
+        return 1
+    metric_names = metric_keys(runs, metrics)
+    if group_by:
+        rows = grouped_rows(runs, group_by, metric_names)
+    else:
+        rows = run_rows(runs, root, [key for key in varying_keys(runs) if key not in metric_names], metric_names)
+    table = Table(title=f"{len(runs)} runs under {root}")
+    for key in rows[0]:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(format_cell(value) for value in row.values()))
+    Console().print(table)
+    write_markdown(root / "report.md", rows)
+    write_csv(root / "report.csv", rows)
+    print(f"wrote {root / 'report.md'} and {root / 'report.csv'}")
+    return 0

@@ -1,0 +1,1 @@
+"""The training loop, its metering (NFE, memory, time) and checkpoints."""

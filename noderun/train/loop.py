@@ -1,0 +1,172 @@
+"""The training loop: epochs of metered optimiser steps, evaluation, metrics and checkpoints."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.splits import DataSplits
+from ..log.console import epoch_progress, live_status
+from ..log.files import MetricsWriter
+from ..models.ode_block import ode_blocks
+from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
+from .meter import IterationMeter, peak_rss_mb
+
+log = logging.getLogger("noderun")
+
+
+@dataclass
+class TrainState:
+    """Where training stands: epochs completed, batches done in the current epoch, optimiser steps."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    test_batch_size: int
+    max_iters: int | None
+    seed: int
+    progress: bool = True
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled sample order of ``epoch``: a function of the seed and the epoch alone (resumable)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+class Trainer:
+    """Runs epochs until ``settings.epochs`` or ``settings.max_iters``; each epoch ends with a test
+    evaluation, one metrics record and a checkpoint."""
+
+    def __init__(self, model: nn.Module, task: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 data: DataSplits, device: torch.device, settings: TrainSettings, writer: MetricsWriter,
+                 output_dir: Path, config: dict[str, Any], state: TrainState | None = None):
+        self.model, self.task, self.optimizer, self.scheduler = model, task, optimizer, scheduler
+        self.data, self.device, self.settings, self.writer = data, device, settings, writer
+        self.output_dir, self.config = output_dir, config
+        self.state = state or TrainState()
+        self.meter = IterationMeter(model, device)
+        self.last_record: dict[str, Any] = {}
+        self.epoch_iterations: list[dict[str, float]] = []  # the current epoch's, kept across a resume
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end; return the last epoch's metrics record."""
+        while self.state.epoch < self.settings.epochs and not self._budget_spent():
+            started = time.perf_counter()
+            self._train_epoch()
+            partial = self._budget_spent() and self.state.batch_in_epoch < self._batches_per_epoch()
+            if not partial:
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+                self.scheduler.step()
+            self.last_record = self._epoch_record(self.epoch_iterations, time.perf_counter() - started, partial)
+            self.writer.write(self.last_record, self.state.step)
+            log.info(self._epoch_line(self.last_record))
+            self.save_checkpoint()
+            if not partial:
+                self.epoch_iterations = []
+        return self.last_record
+
+    def _budget_spent(self) -> bool:
+        return self.settings.max_iters is not None and self.state.step >= self.settings.max_iters
+
+    def _batches_per_epoch(self) -> int:
+        return -(-len(self.data.train) // self.settings.batch_size)
+
+    def _train_epoch(self) -> None:
+        order = epoch_order(len(self.data.train), self.settings.seed, self.state.epoch)
+        first = self.state.batch_in_epoch * self.settings.batch_size
+        last = len(order)
+        if self.settings.max_iters is not None:  # never draw a batch (and its augmentation) past the budget
+            last = min(last, first + (self.settings.max_iters - self.state.step) * self.settings.batch_size)
+        loader = DataLoader(self.data.train, batch_size=self.settings.batch_size, sampler=order[first:last],
+                            generator=torch.Generator())  # leaves the global random state to the augmentation
+        iterations = self.epoch_iterations
+        with epoch_progress(self.settings.progress) as progress:
+            bar = progress.add_task(f"epoch {self.state.epoch + 1}/{self.settings.epochs}", total=len(loader),
+                                    status="")
+            for batch in loader:
+                iterations.append(self._train_step(batch))
+                self.state.step += 1
+                self.state.batch_in_epoch += 1
+                progress.update(bar, advance=1, status=self._live_status(iterations))
+
+    def _train_step(self, batch) -> dict[str, float]:
+        self.model.train()
+        batch = [part.to(self.device) for part in batch]
+        self.meter.start()
+        with self.meter.saved.active():
+            loss, counts = self.task.loss(self.model, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item(), **counts, **self.meter.finish()}
+
+    @staticmethod
+    def _live_status(iterations: list[dict[str, float]]) -> str:
+        recent = iterations[-20:]
+        correct, count = sum(i["correct"] for i in recent), sum(i["count"] for i in recent)
+        return live_status(sum(i["loss"] for i in recent) / len(recent), 100.0 * correct / count,
+                           recent[-1]["nfe_forward"], recent[-1]["nfe_backward"])
+
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        for block in ode_blocks(self.model):
+            block.stats.reset()
+        loader = DataLoader(self.data.test, batch_size=self.settings.test_batch_size, generator=torch.Generator())
+        metrics = self.task.evaluate(self.model, ([part.to(self.device) for part in batch] for batch in loader))
+        nfe = sum(block.stats.nfe_forward for block in ode_blocks(self.model))
+        return {**metrics, "test_nfe_forward_mean": nfe / max(1, len(loader))}
+
+    def _epoch_record(self, iterations: list[dict[str, float]], seconds: float, partial: bool) -> dict[str, Any]:
+        count = sum(i["count"] for i in iterations) or 1
+        record: dict[str, Any] = {
+            "epoch": self.state.epoch if not partial else self.state.epoch + 1,
+            "step": self.state.step,
+            "partial_epoch": partial,
+            "iterations": len(iterations),
+            "train_loss": sum(i["loss"] * i["count"] for i in iterations) / count,
+            "train_accuracy": 100.0 * sum(i["correct"] for i in iterations) / count,
+        }
+        record.update(self.evaluate())
+        for key in ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected"):
+            values = [i[key] for i in iterations] or [0]
+            record[f"{key}_mean"] = sum(values) / len(values)
+            record[f"{key}_max"] = max(values)
+        record["saved_tensors_mb"] = max((i["saved_tensors_mb"] for i in iterations), default=0.0)
+        if self.device.type == "cuda":
+            record["cuda_peak_mb"] = max((i["cuda_peak_mb"] for i in iterations), default=0.0)
+        record["peak_rss_mb"] = peak_rss_mb()
+        record["epoch_time_s"] = seconds
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        return record
+
+    def _epoch_line(self, record: dict[str, Any]) -> str:
+        headline = self.task.headline
+        return (f"epoch {record['epoch']} step {record['step']}: train loss {record['train_loss']:.4f}, "
+                f"{headline} {record.get(headline, float('nan')):.4g}, NFE forward "
+                f"{record['nfe_forward_mean']:.1f} backward {record['nfe_backward_mean']:.1f}, "
+                f"saved tensors {record['saved_tensors_mb']:.1f} MB, {record['epoch_time_s']:.1f} s")
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(self.output_dir / CHECKPOINT_NAME, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "state": asdict(self.state),
+            "epoch_iterations": self.epoch_iterations,
+            "random": random_states(),
+            "config": self.config,
+        })

@@ -1,0 +1,75 @@
+"""Metering one training iteration: NFE of every ODE block, memory, and time."""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..models.ode_block import ode_blocks
+
+MB = 2**20
+
+
+class SavedTensorBytes:
+    """Bytes of distinct activation storages saved for backward while ``active()`` (parameters excluded)."""
+
+    def __init__(self) -> None:
+        self.bytes, self._seen = 0, set()
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not (tensor.is_leaf and tensor.requires_grad):
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in self._seen:
+                self._seen.add(storage.data_ptr())
+                self.bytes += storage.nbytes()
+        return tensor
+
+    @contextmanager
+    def active(self):
+        self.bytes, self._seen = 0, set()
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor):
+            yield self
+        self._seen = set()
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory (``ru_maxrss``: kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MB if sys.platform == "darwin" else peak / 1024
+
+
+class IterationMeter:
+    """NFE forward/backward, accepted/rejected steps, memory and seconds of one iteration."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.blocks, self.device = ode_blocks(model), device
+        self.saved = SavedTensorBytes()
+
+    def start(self) -> None:
+        for block in self.blocks:
+            block.stats.reset()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._start = time.perf_counter()
+
+    def finish(self) -> dict[str, float]:
+        """Call after the optimiser step."""
+        stats = [block.stats for block in self.blocks]
+        record = {
+            "nfe_forward": sum(s.nfe_forward for s in stats),
+            "nfe_backward": sum(s.nfe_backward for s in stats),
+            "steps_accepted": sum(s.steps_accepted for s in stats),
+            "steps_rejected": sum(s.steps_rejected for s in stats),
+            "saved_tensors_mb": self.saved.bytes / MB,
+            "seconds": time.perf_counter() - self._start,
+        }
+        if self.device.type == "cuda":
+            record["cuda_peak_mb"] = torch.cuda.max_memory_allocated(self.device) / MB
+        return record
+
+    def forward_nfe(self) -> int:
+        return sum(block.stats.nfe_forward for block in self.blocks)

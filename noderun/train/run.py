@@ -1,0 +1,145 @@
+"""``run(cfg)``: one training run from a composed config to its summary.json. Hydra only wraps it."""
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..log.console import console, summary_table
+from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
+from ..models.ode_block import SolverSettings
+from .checkpoint import find_checkpoint, load_checkpoint, restore_random_states
+from .device import resolve_device
+from .loop import Trainer, TrainSettings, TrainState
+
+log = logging.getLogger("noderun")
+
+SUMMARY_KEYS = ["status", "task", "dataset", "model", "solver", "grad", "params", "epochs", "steps",
+                "test_error", "test_accuracy", "nfe_forward", "nfe_backward", "peak_memory_mb",
+                "saved_tensors_mb", "peak_rss_mb", "wall_time_s", "output_dir"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def component_name(node: DictConfig) -> str:
+    """A config group's choice named by its class: ``noderun.models.odenet.ODENet`` → ``odenet``."""
+    return str(node["_target_"]).rsplit(".", 1)[-1].lower()
+
+
+def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train as ``cfg`` says, writing metrics, checkpoints and summary.json into ``output_dir``
+    (default: Hydra's output directory). Returns the summary."""
+    if output_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        output_dir = HydraConfig.get().runtime.output_dir
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    summary = describe(cfg, output_dir)
+    writer = MetricsWriter(output_dir)
+    try:
+        trainer = build_trainer(cfg, output_dir, writer)
+        summary["params"] = sum(p.numel() for p in trainer.model.parameters())
+        record = trainer.fit()
+        summary.update(final_metrics(record, trainer), status="completed")
+    except BaseException as error:
+        summary.update(status="interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
+                       error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        summary["wall_time_s"] = time.perf_counter() - started
+        writer.close()
+        write_json_atomic(output_dir / SUMMARY_NAME, summary)
+    headline = summary.get("headline")
+    console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
+    return summary
+
+
+def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    return {
+        "status": "running",
+        "task": component_name(cfg.task),
+        "dataset": component_name(cfg.dataset),
+        "model": component_name(cfg.model),
+        "solver": cfg.solver.method,
+        "grad": cfg.grad.mode,
+        "rtol": cfg.solver.get("rtol"),
+        "atol": cfg.solver.get("atol"),
+        "step_size": cfg.solver.get("step_size"),
+        "seed": cfg.seed,
+        "device": cfg.device,
+        "output_dir": str(output_dir),
+        "resumed_from": cfg.resume,
+    }
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> Trainer:
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    data = instantiate(cfg.dataset).load()
+    solver = SolverSettings.from_config(cfg.solver, cfg.grad)
+    model = instantiate(cfg.model, _partial_=True)(input_shape=data.input_shape, num_classes=data.num_classes,
+                                                    solver=solver).to(device)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.train.lr_milestones),
+                                                     gamma=cfg.train.lr_gamma)
+    settings = TrainSettings(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+                             test_batch_size=cfg.train.test_batch_size, max_iters=cfg.train.max_iters,
+                             seed=cfg.seed, progress=cfg.train.progress)
+    trainer = Trainer(model, instantiate(cfg.task), optimizer, scheduler, data, device, settings, writer,
+                      output_dir, OmegaConf.to_container(cfg, resolve=True))
+    if cfg.resume:
+        resume(trainer, cfg.resume, output_dir)
+    return trainer
+
+
+def resume(trainer: Trainer, path_or_dir: str, output_dir: Path) -> None:
+    """Restore model, optimiser, schedule, position and random states; carry the earlier metrics over."""
+    checkpoint = load_checkpoint(path_or_dir)
+    try:
+        trainer.model.load_state_dict(checkpoint["model"])
+        trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+        trainer.scheduler.load_state_dict(checkpoint["scheduler"])
+        trainer.state = TrainState(**checkpoint["state"])
+        trainer.epoch_iterations = list(checkpoint["epoch_iterations"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(f"resume={path_or_dir}: the checkpoint does not match this run's model and "
+                         f"optimiser ({error})") from error
+    restore_random_states(checkpoint["random"])
+    earlier_metrics = find_checkpoint(path_or_dir).parent / METRICS_NAME
+    if earlier_metrics.exists() and earlier_metrics.resolve() != (output_dir / METRICS_NAME).resolve():
+        shutil.copyfile(earlier_metrics, output_dir / METRICS_NAME)
+    log.info(f"resumed from {path_or_dir} at epoch {trainer.state.epoch}, step {trainer.state.step}")
+
+
+def final_metrics(record: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
+    """The summary's numbers: the last evaluation and the last epoch's per-iteration means."""
+    headline = trainer.task.headline
+    metrics = {key: value for key, value in record.items() if key.startswith("test_")}
+    cuda = "cuda_peak_mb" in record
+    metrics.update(
+        headline=headline,
+        epochs=trainer.state.epoch,
+        steps=trainer.state.step,
+        train_loss=record.get("train_loss"),
+        nfe_forward=record.get("nfe_forward_mean"),
+        nfe_backward=record.get("nfe_backward_mean"),
+        saved_tensors_mb=record.get("saved_tensors_mb"),
+        peak_rss_mb=record.get("peak_rss_mb"),
+        peak_memory_mb=record["cuda_peak_mb"] if cuda else record.get("saved_tensors_mb"),
+        peak_memory_kind="cuda_max_memory_allocated" if cuda else "saved_tensors",
+    )
+    return metrics

@@ -1,0 +1,68 @@
+"""Config composition through Hydra's compose API: every option of every group, and the failure messages."""
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.utils import instantiate
+
+import noderun
+from noderun.models.ode_block import SolverSettings
+
+CONF = Path(noderun.__file__).resolve().parent.parent / "conf"
+GROUPS = ["dataset", "model", "solver", "grad", "optimizer", "task", "experiment"]
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
+
+
+@pytest.fixture(autouse=True)
+def hydra_configs():
+    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
+        yield
+
+
+def test_every_method_has_a_solver_config():
+    assert sorted(name for group, name in OPTIONS if group == "solver") == sorted(noderun.METHODS)
+
+
+@pytest.mark.parametrize("group, option", OPTIONS)
+def test_every_option_composes_and_builds(group, option):
+    cfg = compose("config", overrides=[f"{group}={option}"])
+    solver = SolverSettings.from_config(cfg.solver, cfg.grad)
+    dataset = instantiate(cfg.dataset)
+    model = instantiate(cfg.model, _partial_=True)(input_shape=(1, 28, 28), num_classes=10, solver=solver)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    task = instantiate(cfg.task)
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert isinstance(optimizer, torch.optim.Optimizer) and hasattr(task, "headline") and hasattr(dataset, "load")
+    if group == "solver":
+        assert solver.method == option
+
+
+def test_solver_overrides_reach_the_solver():
+    cfg = compose("config", overrides=["solver=rk4", "solver.step_size=0.25", "grad=checkpoint"])
+    settings = SolverSettings.from_config(cfg.solver, cfg.grad)
+    assert settings.options == {"step_size": 0.25} and settings.grad == "checkpoint"
+    cfg = compose("config", overrides=["solver=tsit5", "solver.rtol=1e-4", "solver.atol=1e-6", "grad.seminorm=true"])
+    settings = SolverSettings.from_config(cfg.solver, cfg.grad)
+    assert (settings.method, settings.rtol, settings.atol) == ("tsit5", 1e-4, 1e-6)
+    assert settings.adjoint_options["norm"] == "seminorm"
+
+
+def test_bad_solver_values_fail_before_training():
+    cfg = compose("config", overrides=["solver.rtol=-1"])
+    with pytest.raises(ValueError, match="rtol"):
+        SolverSettings.from_config(cfg.solver, cfg.grad)
+
+
+def test_unknown_solver_lists_the_choices():
+    with pytest.raises(MissingConfigException) as info:
+        compose("config", overrides=["solver=rk45"])
+    assert "dopri5" in str(info.value) and "rk4" in str(info.value)
+
+
+@pytest.mark.parametrize("override", ["train.epochz=3", "solver.step_size=0.1", "grad=backprop grad.seminorm=true"])
+def test_unknown_keys_fail_fast(override):
+    with pytest.raises(ConfigCompositionException):
+        compose("config", overrides=override.split())

@@ -1,0 +1,88 @@
+"""End to end: `noderun train` runs, sweeps and reports; resume continues exactly; errors are clear."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from noderun.data.mnist import DatasetNotFoundError
+from noderun.log.files import read_metrics
+from noderun.train.run import run
+
+FAST = ["train.batch_size=16", "train.test_batch_size=100", "dataset.test_fraction=0.02", "train.progress=false"]
+
+
+def noderun_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "noderun.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def compose_config(*overrides, fast=True):
+    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
+        return compose("config", overrides=[*(FAST if fast else []), *overrides])
+
+
+def test_train_subprocess_writes_everything(tmp_path):
+    run_dir = tmp_path / "run"
+    result = noderun_cli("train", "experiment=mnist5k_odenet_smoke", f"hydra.run.dir={run_dir}", *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    required = ["status", "task", "dataset", "model", "solver", "grad", "seed", "params", "epochs", "nfe_forward",
+                "nfe_backward", "peak_memory_mb", "wall_time_s", "test_error"]
+    assert all(key in summary for key in required)
+    assert summary["status"] == "completed" and summary["steps"] == 3 and summary["nfe_backward"] > 0
+    assert summary["params"] > 200_000 and 0 <= summary["test_error"] <= 100
+    records = read_metrics(run_dir)
+    assert records and records[-1]["nfe_forward_max"] >= records[-1]["nfe_forward_mean"] > 0
+    assert (run_dir / "checkpoint.pt").exists() and (run_dir / ".hydra" / "config.yaml").exists()
+    assert any((run_dir / "tensorboard").iterdir())
+    assert "test_error" in result.stdout
+
+
+def test_multirun_then_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = noderun_cli("train", "-m", "experiment=mnist5k_odenet_smoke", "solver=euler,rk4", "train.max_iters=1",
+                         f"hydra.sweep.dir={sweep}", *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = sorted(sweep.glob("*/summary.json"))
+    assert [json.loads(p.read_text())["solver"] for p in summaries] == ["euler", "rk4"]
+    report = noderun_cli("report", str(sweep), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    markdown = (sweep / "report.md").read_text()
+    assert "solver.method" in markdown and "euler" in markdown and "rk4" in markdown and "completed" in markdown
+    assert len((sweep / "report.csv").read_text().splitlines()) == 3
+    grouped = noderun_cli("report", str(sweep), "--group-by", "solver", "--metrics", "status,nfe_forward", cwd=tmp_path)
+    assert grouped.returncode == 0 and "1 completed" in (sweep / "report.md").read_text()
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    straight = run(compose_config("train.max_iters=4", "train.epochs=1"), tmp_path / "straight")
+    first = run(compose_config("train.max_iters=2", "train.epochs=1"), tmp_path / "first")
+    assert first["steps"] == 2
+    resumed = run(compose_config("train.max_iters=4", "train.epochs=1", f"resume={tmp_path / 'first'}"),
+                  tmp_path / "resumed")
+    assert resumed["steps"] == 4 and resumed["resumed_from"] == str(tmp_path / "first")
+    assert resumed["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-6)
+    assert resumed["test_loss"] == pytest.approx(straight["test_loss"], rel=1e-6)
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = run(compose_config("train.max_iters=2", "solver=rk4", "grad=backprop"), tmp_path / "a")
+    b = run(compose_config("train.max_iters=2", "solver=rk4", "grad=backprop"), tmp_path / "b")
+    assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
+
+
+def test_missing_mnist_files_say_where_and_how(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"looked in .*MNIST/raw.*dataset.download=true"):
+        run(compose_config("dataset=mnist", f"data_dir={tmp_path / 'nowhere'}", fast=False), tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "DatasetNotFoundError" in summary["error"]
+
+
+def test_unknown_solver_fails_with_the_choices(tmp_path):
+    result = noderun_cli("train", "solver=rk45", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "dopri5" in result.stderr and "rk45" in result.stderr
+    assert not Path(tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("summary.json"))
