@@ -36,6 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("directory")
     report.add_argument("--group-by", default=None, help="config key to aggregate runs by (mean ± std)")
     report.add_argument("--metrics", default=None, help="comma-separated summary keys to show")
+    figure3 = commands.add_parser("figure3", help="the paper's Figure 3 (NFE statistics) from a trained ODE-Net run")
+    figure3.add_argument("run", help="a run directory or its checkpoint.pt")
+    figure3.add_argument("--out", default=None, help="output directory (default: RUN/figure3)")
+    figure3.add_argument("--batch-size", type=int, default=128, help="test images to solve")
+    figure3.add_argument("--tolerances", default=None, help="comma-separated dopri5 tolerances to sweep")
+    memory = commands.add_parser("memory-depth", help="memory of one training iteration against depth, per grad mode")
+    memory.add_argument("--out", default="outputs/memory_depth")
+    memory.add_argument("--multiples", default="1,2,4,8")
+    memory.add_argument("--batch-size", type=int, default=32)
+    memory.add_argument("--device", default="cpu")
     commands.add_parser("methods", help="list the ODE solver methods")
     demo = commands.add_parser("demo", help="solve a small ODE with every method and every gradient mode")
     demo.add_argument("--rtol", type=float, default=1e-6)
@@ -48,6 +58,23 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(rtol=args.rtol)
+    if args.command == "figure3":
+        from .studies.figure3 import TOLERANCES, figure3
+
+        tolerances = tuple(float(x) for x in args.tolerances.split(",")) if args.tolerances else TOLERANCES
+        for path in figure3(args.run, args.out, args.batch_size, tolerances):
+            print(f"wrote {path}")
+        return 0
+    if args.command == "memory-depth":
+        from .studies.memory_depth import memory_depth
+
+        rows = memory_depth(args.out, tuple(int(x) for x in args.multiples.split(",")), args.batch_size,
+                            device=args.device)
+        for row in rows:
+            print(", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+                            for key, value in row.items()))
+        print(f"wrote {args.out}/memory_depth.csv and memory_depth.png")
+        return 0
     if args.command == "report":
         from .report import report_command
 

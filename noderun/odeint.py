@@ -1,6 +1,7 @@
 """The public entry points: ``odeint`` and ``odeint_adjoint``, validating everything once."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -112,7 +113,7 @@ def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor
         raise ValueError(f"y0 must be a floating-point tensor (float16/32/64, bfloat16), got {got}")
     if y0.numel() == 0:
         raise ValueError(f"y0 is empty (shape {tuple(y0.shape)}); the state needs at least one element")
-    if not bool(torch.isfinite(y0).all()):
+    if not bool(torch.isfinite(y0.detach()).all()):
         raise ValueError("y0 contains NaN or infinite values")
     if not isinstance(t, Tensor):
         t = torch.as_tensor(t, dtype=y0.dtype)
@@ -121,7 +122,7 @@ def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"t must be real, got {t.dtype}")
     times = [float(x) for x in t.detach().cpu().double()]
-    if not all(torch.isfinite(torch.tensor(times))):
+    if not all(math.isfinite(x) for x in times):
         raise ValueError(f"t contains NaN or infinite values: {times}")
     steps = [b - a for a, b in zip(times, times[1:])]
     if not (all(s > 0 for s in steps) or all(s < 0 for s in steps)):

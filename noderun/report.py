@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .log.files import SUMMARY_NAME
 
-STANDARD_METRICS = ["nfe_forward", "nfe_backward", "peak_memory_mb", "wall_time_s"]
+STANDARD_METRICS = ["params", "nfe_forward", "nfe_backward", "peak_memory_mb", "epoch_time_s"]
 
 
 @dataclass
@@ -48,7 +48,7 @@ def load_runs(directory: Path) -> list[RunRecord]:
     for run_dir in sorted(run_dirs):
         summary_path, config_path = run_dir / SUMMARY_NAME, run_dir / ".hydra" / "config.yaml"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"status": "no summary"}
-        config = flatten(OmegaConf.to_container(OmegaConf.load(config_path))) if config_path.exists() else {}
+        config = flatten(OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)) if config_path.exists() else {}
         runs.append(RunRecord(run_dir, summary, config))
     return runs
 

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 
 import noderun
 from noderun.models.ode_block import SolverSettings
+from noderun.train.build import build_model
 
 CONF = Path(noderun.__file__).resolve().parent.parent / "conf"
 GROUPS = ["dataset", "model", "solver", "grad", "optimizer", "task", "experiment"]
@@ -30,7 +31,7 @@ def test_every_option_composes_and_builds(group, option):
     cfg = compose("config", overrides=[f"{group}={option}"])
     solver = SolverSettings.from_config(cfg.solver, cfg.grad)
     dataset = instantiate(cfg.dataset)
-    model = instantiate(cfg.model, _partial_=True)(input_shape=(1, 28, 28), num_classes=10, solver=solver)
+    model = build_model(cfg, (1, 28, 28), 10)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     task = instantiate(cfg.task)
     with torch.no_grad():

@@ -81,7 +81,7 @@ def _check_derivative(f0: Tensor, y0: Tensor, t0: float) -> None:
         raise ValueError(
             f"func(t, y) must return a tensor of y's shape and dtype {tuple(y0.shape)} {y0.dtype}; got {got}"
         )
-    if not bool(torch.isfinite(f0).all()):
+    if not bool(torch.isfinite(f0.detach()).all()):
         raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={t0!r}")
 
 
@@ -96,7 +96,7 @@ class FixedSizer:
         return self.grid[self.position]
 
     def accept(self, step: Step) -> bool:
-        if not bool(torch.isfinite(step.y1).all()):
+        if not bool(torch.isfinite(step.y1.detach()).all()):
             raise SolverError(
                 f"the state became non-finite between t={step.t!r} and t={step.t + step.h!r} "
                 f"(step size {step.h!r}); try a smaller step_size or an adaptive method"

@@ -60,6 +60,7 @@ class Trainer:
         self.meter = IterationMeter(model, device)
         self.last_record: dict[str, Any] = {}
         self.epoch_iterations: list[dict[str, float]] = []  # the current epoch's, kept across a resume
+        self.epoch_times: list[float] = []  # seconds of each full epoch this process trained
 
     def fit(self) -> dict[str, Any]:
         """Train to the end; return the last epoch's metrics record."""
@@ -77,6 +78,7 @@ class Trainer:
             self.save_checkpoint()
             if not partial:
                 self.epoch_iterations = []
+                self.epoch_times.append(self.last_record["epoch_time_s"])
         return self.last_record
 
     def _budget_spent(self) -> bool:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
-from ..models.ode_block import SolverSettings
+from .build import build_model
 from .checkpoint import find_checkpoint, load_checkpoint, restore_random_states
 from .device import resolve_device
 from .loop import Trainer, TrainSettings, TrainState
@@ -24,7 +24,7 @@ log = logging.getLogger("noderun")
 
 SUMMARY_KEYS = ["status", "task", "dataset", "model", "solver", "grad", "params", "epochs", "steps",
                 "test_error", "test_accuracy", "nfe_forward", "nfe_backward", "peak_memory_mb",
-                "saved_tensors_mb", "peak_rss_mb", "wall_time_s", "output_dir"]
+                "saved_tensors_mb", "peak_rss_mb", "epoch_time_s", "wall_time_s", "output_dir"]
 
 
 def seed_everything(seed: int) -> None:
@@ -90,9 +90,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> T
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     data = instantiate(cfg.dataset).load()
-    solver = SolverSettings.from_config(cfg.solver, cfg.grad)
-    model = instantiate(cfg.model, _partial_=True)(input_shape=data.input_shape, num_classes=data.num_classes,
-                                                    solver=solver).to(device)
+    model = build_model(cfg, data.input_shape, data.num_classes).to(device)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.train.lr_milestones),
                                                      gamma=cfg.train.lr_gamma)
@@ -141,5 +139,7 @@ def final_metrics(record: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
         peak_rss_mb=record.get("peak_rss_mb"),
         peak_memory_mb=record["cuda_peak_mb"] if cuda else record.get("saved_tensors_mb"),
         peak_memory_kind="cuda_max_memory_allocated" if cuda else "saved_tensors",
+        epoch_time_s=(sum(trainer.epoch_times) / len(trainer.epoch_times) if trainer.epoch_times
+                      else record.get("epoch_time_s")),
     )
     return metrics

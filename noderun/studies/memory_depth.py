@@ -1,0 +1,89 @@
+"""Memory against depth: one training iteration at 1×, 2×, 4×, 8× the integration length (ODE-Net,
+each gradient mode) or the number of residual blocks (ResNet), with the bytes saved for backward."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.mnist import MNIST5k
+from ..models.ode_block import SolverSettings, ode_blocks
+from ..models.odenet import ODENet
+from ..models.resnet import ResNet
+from ..odeint import GRAD_MODES
+from ..train.meter import MB, SavedTensorBytes
+
+
+def one_iteration(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Forward and backward once; bytes saved for backward and NFE of the model's ODE blocks."""
+    saved = SavedTensorBytes()
+    device = images.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with saved.active():
+        loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    blocks = ode_blocks(model)
+    row = {"saved_tensors_mb": saved.bytes / MB,
+           "nfe_forward": sum(b.stats.nfe_forward for b in blocks),
+           "nfe_backward": sum(b.stats.nfe_backward for b in blocks)}
+    if device.type == "cuda":
+        row["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / MB
+    return row
+
+
+def memory_depth(out: str, multiples: tuple[int, ...] = (1, 2, 4, 8), batch_size: int = 32,
+                 step_size: float = 0.25, device: str = "cpu") -> list[dict]:
+    """Rows of (model, grad, multiple, depth, saved MB, NFE); also memory_depth.csv and .png in ``out``."""
+    data = MNIST5k(augment=False).load()
+    images, labels = zip(*(data.train[i] for i in range(batch_size)))
+    images, labels = torch.stack(images).to(device), torch.as_tensor(labels).to(device)
+    rows = []
+    for multiple in multiples:
+        for grad in GRAD_MODES:
+            torch.manual_seed(0)
+            solver = SolverSettings(method="rk4", options={"step_size": step_size}, grad=grad)
+            model = ODENet((1, 28, 28), 10, solver, integration_time=float(multiple)).to(device)
+            rows.append({"model": "odenet (rk4)", "grad": grad, "multiple": multiple,
+                         "depth": f"{round(multiple / step_size)} steps",
+                         **one_iteration(model, images, labels)})
+        torch.manual_seed(0)
+        model = ResNet((1, 28, 28), 10, blocks=6 * multiple).to(device)
+        rows.append({"model": "resnet", "grad": "backprop", "multiple": multiple, "depth": f"{6 * multiple} blocks",
+                     **one_iteration(model, images, labels)})
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_rows(out_dir / "memory_depth.csv", rows)
+    plot(rows, out_dir / "memory_depth.png")
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.8))
+    for model, grad in dict.fromkeys((row["model"], row["grad"]) for row in rows):
+        series = [row for row in rows if (row["model"], row["grad"]) == (model, grad)]
+        axes.plot([row["multiple"] for row in series], [row["saved_tensors_mb"] for row in series], "o-",
+                  label=f"{model}, {grad}")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set(xlabel="depth multiple (integration length or blocks)", ylabel="activations saved for backward (MB)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
