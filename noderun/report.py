@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,23 @@ from rich.table import Table
 from .log.files import SUMMARY_NAME
 
 STANDARD_METRICS = ["params", "nfe_forward", "nfe_backward", "peak_memory_mb", "epoch_time_s"]
+IDENTITY_FIELDS = ["task", "dataset", "model", "solver", "grad", "rtol", "atol", "step_size", "seed"]
 
 
 @dataclass
 class RunRecord:
-    """One run directory: its summary (if it wrote one) and its flattened config."""
+    """One run directory: its summary (if it wrote one), its command-line overrides and flattened config."""
 
     path: Path
     summary: dict[str, Any]
+    overrides: dict[str, str]
     config: dict[str, Any]
 
     def get(self, key: str) -> Any:
-        return self.summary.get(key, self.config.get(key))
+        for source in (self.summary, self.overrides, self.config):
+            if key in source:
+                return source[key]
+        return None
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -49,14 +55,25 @@ def load_runs(directory: Path) -> list[RunRecord]:
         summary_path, config_path = run_dir / SUMMARY_NAME, run_dir / ".hydra" / "config.yaml"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"status": "no summary"}
         config = flatten(OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)) if config_path.exists() else {}
-        runs.append(RunRecord(run_dir, summary, config))
+        runs.append(RunRecord(run_dir, summary, read_overrides(run_dir), config))
     return runs
 
 
+def read_overrides(run_dir: Path) -> dict[str, str]:
+    """``key=value`` command-line overrides of a Hydra run (``+``/``++`` prefixes dropped)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return {}
+    pairs = (item.lstrip("+~").split("=", 1) for item in OmegaConf.load(path) if "=" in item)
+    return {key: value for key, value in pairs}
+
+
 def varying_keys(runs: list[RunRecord]) -> list[str]:
-    """Config keys whose values differ between runs (the sweep's axes)."""
-    keys = sorted({key for run in runs for key in run.config})
-    return [key for key in keys if len({json.dumps(run.config.get(key), default=str) for run in runs}) > 1]
+    """The sweep's axes: overrides, then the summary's identity fields, whose values differ between runs."""
+    candidates = sorted({key for run in runs for key in run.overrides}) + IDENTITY_FIELDS
+    keys = [key for key in dict.fromkeys(candidates)
+            if len({json.dumps(run.get(key), default=str) for run in runs}) > 1]
+    return keys
 
 
 def metric_keys(runs: list[RunRecord], requested: str | None) -> list[str]:
@@ -128,7 +145,7 @@ def report_command(directory: str, group_by: str | None = None, metrics: str | N
         table.add_column(key)
     for row in rows:
         table.add_row(*(format_cell(value) for value in row.values()))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     write_markdown(root / "report.md", rows)
     write_csv(root / "report.csv", rows)
     print(f"wrote {root / 'report.md'} and {root / 'report.csv'}")

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
+from ..models.ode_block import ode_blocks
 from .build import build_model
 from .checkpoint import find_checkpoint, load_checkpoint, restore_random_states
 from .device import resolve_device
@@ -53,6 +54,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     try:
         trainer = build_trainer(cfg, output_dir, writer)
         summary["params"] = sum(p.numel() for p in trainer.model.parameters())
+        if not ode_blocks(trainer.model):  # no ODE is solved: the solver settings do not apply
+            summary.update(solver=None, grad=None, rtol=None, atol=None, step_size=None)
         record = trainer.fit()
         summary.update(final_metrics(record, trainer), status="completed")
     except BaseException as error:
