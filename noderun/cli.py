@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from . import __version__
-from .solvers.methods import ADAPTIVE, FIXED_STEP
 
 
 def train(overrides: list[str]) -> int:
@@ -23,10 +22,7 @@ def train(overrides: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"]:
-        return train(argv[1:])
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noderun", description="Neural ODE experiment runner. "
                                      "`noderun train [overrides]` trains (Hydra; `noderun train --help`).")
     parser.add_argument("--version", action="version", version=f"noderun {__version__}")
@@ -46,41 +42,80 @@ def main(argv: list[str] | None = None) -> int:
     memory.add_argument("--multiples", default="1,2,4,8")
     memory.add_argument("--batch-size", type=int, default=32)
     memory.add_argument("--device", default="cpu")
+    spirals = commands.add_parser("spiral-figures", help="the paper's Figures 8 and 9 from spiral runs")
+    spirals.add_argument("--latent-ode", required=True, help="a latent ODE run directory or checkpoint")
+    spirals.add_argument("--rnn", required=True, help="an RNN run directory or checkpoint (same spirals)")
+    spirals.add_argument("--out", default="outputs/spiral_figures")
     commands.add_parser("methods", help="list the ODE solver methods")
     demo = commands.add_parser("demo", help="solve a small ODE with every method and every gradient mode")
     demo.add_argument("--rtol", type=float, default=1e-6)
-    args = parser.parse_args(argv)
-    if args.command == "methods":
-        print("fixed step:", ", ".join(FIXED_STEP))
-        print("adaptive:  ", ", ".join(ADAPTIVE))
-        return 0
-    if args.command == "demo":
-        from .demo import run_demo
+    return parser
 
-        return run_demo(rtol=args.rtol)
-    if args.command == "figure3":
-        from .studies.figure3 import TOLERANCES, figure3
 
-        tolerances = tuple(float(x) for x in args.tolerances.split(",")) if args.tolerances else TOLERANCES
-        for path in figure3(args.run, args.out, args.batch_size, tolerances):
-            print(f"wrote {path}")
-        return 0
-    if args.command == "memory-depth":
-        from .studies.memory_depth import memory_depth
-
-        rows = memory_depth(args.out, tuple(int(x) for x in args.multiples.split(",")), args.batch_size,
-                            device=args.device)
-        for row in rows:
-            print(", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
-                            for key, value in row.items()))
-        print(f"wrote {args.out}/memory_depth.csv and memory_depth.png")
-        return 0
-    if args.command == "report":
-        from .report import report_command
-
-        return report_command(args.directory, args.group_by, args.metrics)
-    parser.print_help()
+def print_paths(paths) -> int:
+    for path in paths:
+        print(f"wrote {path}")
     return 0
+
+
+def report(args) -> int:
+    from .report import report_command
+
+    return report_command(args.directory, args.group_by, args.metrics)
+
+
+def figure3(args) -> int:
+    from .studies.figure3 import TOLERANCES, figure3
+
+    tolerances = tuple(float(x) for x in args.tolerances.split(",")) if args.tolerances else TOLERANCES
+    return print_paths(figure3(args.run, args.out, args.batch_size, tolerances))
+
+
+def memory_depth(args) -> int:
+    from .studies.memory_depth import memory_depth
+
+    rows = memory_depth(args.out, tuple(int(x) for x in args.multiples.split(",")), args.batch_size,
+                        device=args.device)
+    for row in rows:
+        print(", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+                        for key, value in row.items()))
+    return print_paths([f"{args.out}/memory_depth.csv", f"{args.out}/memory_depth.png"])
+
+
+def spiral_figures(args) -> int:
+    from .studies.spiral_figures import spiral_figures
+
+    return print_paths(spiral_figures(args.latent_ode, args.rnn, args.out))
+
+
+def methods(args) -> int:
+    from .solvers.methods import ADAPTIVE, FIXED_STEP
+
+    print("fixed step:", ", ".join(FIXED_STEP))
+    print("adaptive:  ", ", ".join(ADAPTIVE))
+    return 0
+
+
+def demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(rtol=args.rtol)
+
+
+COMMANDS = {"report": report, "figure3": figure3, "memory-depth": memory_depth, "spiral-figures": spiral_figures,
+            "methods": methods, "demo": demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        return train(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command not in COMMANDS:
+        parser.print_help()
+        return 0
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 
 import noderun
 from noderun.models.ode_block import SolverSettings
+from noderun.data.mnist import MNIST_INFO
 from noderun.train.build import build_model
 
 CONF = Path(noderun.__file__).resolve().parent.parent / "conf"
@@ -31,7 +32,7 @@ def test_every_option_composes_and_builds(group, option):
     cfg = compose("config", overrides=[f"{group}={option}"])
     solver = SolverSettings.from_config(cfg.solver, cfg.grad)
     dataset = instantiate(cfg.dataset)
-    model = build_model(cfg, (1, 28, 28), 10)
+    model = build_model(cfg, MNIST_INFO)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     task = instantiate(cfg.task)
     with torch.no_grad():

@@ -18,6 +18,9 @@ MNIST_FILES = (
 )
 
 
+MNIST_INFO = {"input_shape": (1, 28, 28), "num_classes": 10}
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where the config says; the message says where and how to get them."""
 
@@ -60,8 +63,7 @@ class MNIST5k:
         return DataSplits(
             train=ImageTensorDataset(images[train_index], labels[train_index], transform),
             test=ImageTensorDataset(images[test_index], labels[test_index]),
-            input_shape=(1, 28, 28),
-            num_classes=10,
+            info=MNIST_INFO,
         )
 
     def _stratified_split(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,8 +93,7 @@ class MNIST:
         return DataSplits(
             train=TorchvisionMNIST(str(self.root), train=True, download=self.download, transform=train_transform),
             test=TorchvisionMNIST(str(self.root), train=False, download=self.download, transform=to_tensor),
-            input_shape=(1, 28, 28),
-            num_classes=10,
+            info=MNIST_INFO,
         )
 
     def _check_files(self) -> None:

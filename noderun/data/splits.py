@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch.utils.data import Dataset
 
 
 @dataclass
 class DataSplits:
-    """Train and test datasets of ``(input, target)`` pairs, with the input shape and class count."""
+    """Train and test datasets, and ``info``: the runtime facts a model is built with
+    (``input_shape`` and ``num_classes`` for images, ``obs_dim`` for trajectories)."""
 
     train: Dataset
     test: Dataset
-    input_shape: tuple[int, ...]
-    num_classes: int
+    info: dict[str, Any]

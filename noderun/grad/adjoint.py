@@ -35,17 +35,25 @@ class AdjointODE(torch.autograd.Function):
         rhs = problem.rhs(ys, dynamics)
         norm = adjoint_norm(opts.norm, n, sum(sizes))
         adjoint, param_grads = grad_ys[-1], ys.new_zeros(sum(sizes))
-        times = problem.times
-        for i in range(len(times) - 1, 0, -1):
-            state = torch.cat([ys[i].reshape(-1), adjoint.reshape(-1), param_grads])
-            sol = integrate(rhs, state, [times[i], times[i - 1]], opts, norm)
+        times, stops = problem.times, gradient_stops(grad_ys)
+        for later, earlier in zip(stops[::-1], stops[-2::-1]):
+            state = torch.cat([ys[later].reshape(-1), adjoint.reshape(-1), param_grads])
+            sol = integrate(rhs, state, [times[later], times[earlier]], opts, norm)
             problem.stats.add_backward(0, sol.accepted, sol.rejected)
             state = sol.ys[-1]
-            adjoint = state[n : 2 * n].view_as(ys[0]) + grad_ys[i - 1]
+            adjoint = state[n : 2 * n].view_as(ys[0]) + grad_ys[earlier]
             param_grads = state[2 * n :]
         problem.stats.add_backward(rhs.calls)
         grads = [g.view_as(p).to(p.dtype) for g, p in zip(param_grads.split(sizes), params)]
         return (None, None, adjoint, *grads)
+
+
+def gradient_stops(grad_ys: Tensor) -> list[int]:
+    """Output indices where the backward solve must stop: the ends, and every time with a non-zero
+    incoming gradient (outputs the loss ignores, such as unobserved times, need no restart)."""
+    nonzero = grad_ys.flatten(1).abs().amax(dim=1).gt(0).tolist()
+    last = len(nonzero) - 1
+    return [i for i, flag in enumerate(nonzero) if flag or i in (0, last)]
 
 
 class AugmentedDynamics:

@@ -23,10 +23,6 @@ def epoch_progress(enabled: bool) -> Progress:
     )
 
 
-def live_status(loss: float, accuracy: float, nfe_forward: float, nfe_backward: float) -> str:
-    return f"loss {loss:.3f}  acc {accuracy:5.1f}%  NFE f/b {nfe_forward:.0f}/{nfe_backward:.0f}"
-
-
 def summary_table(summary: dict[str, Any], keys: list[str]) -> Table:
     table = Table(title="run summary", show_header=False)
     for key in keys:

@@ -54,7 +54,11 @@ class ODEBlock(nn.Module):
         self.register_buffer("t", torch.tensor([0.0, integration_time]), persistent=False)
 
     def forward(self, h: Tensor) -> Tensor:
-        return odeint(self.func, h, self.t.to(h.dtype), stats=self.stats, **self.solver.odeint_kwargs())[-1]
+        return self.trajectory(h, self.t)[-1]
+
+    def trajectory(self, h: Tensor, times: Tensor) -> Tensor:
+        """The solution at every time of ``times`` (1-D, starting at h's time): ``(len(times), *h.shape)``."""
+        return odeint(self.func, h, times.to(h.dtype), stats=self.stats, **self.solver.odeint_kwargs())
 
 
 def ode_blocks(model: nn.Module) -> list[ODEBlock]:

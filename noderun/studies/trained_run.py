@@ -28,7 +28,7 @@ def load_trained_run(path_or_dir: str | Path, batch_size: int) -> TrainedRun:
     checkpoint = load_checkpoint(checkpoint_path)
     config = OmegaConf.create(checkpoint["config"])
     data = instantiate(config.dataset).load()
-    model = build_model(config, data.input_shape, data.num_classes)
+    model = build_model(config, data.info)
     model.load_state_dict(checkpoint["model"])
     model.eval()
     images, labels = zip(*(data.test[i] for i in range(min(batch_size, len(data.test)))))

@@ -18,6 +18,14 @@ class Classification:
         correct = (logits.argmax(dim=1) == labels).sum().item()
         return loss, {"correct": correct, "count": len(labels)}
 
+    @staticmethod
+    def train_metrics(iterations: list[dict[str, float]]) -> dict[str, float]:
+        count = sum(i["count"] for i in iterations) or 1
+        return {"train_accuracy": 100.0 * sum(i["correct"] for i in iterations) / count}
+
+    def live_status(self, iterations: list[dict[str, float]]) -> str:
+        return f"acc {self.train_metrics(iterations)['train_accuracy']:5.1f}%"
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
         total_loss, correct, count = 0.0, 0, 0

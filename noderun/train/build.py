@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -10,10 +11,12 @@ from torch import nn
 from ..models.ode_block import SolverSettings
 
 
-def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """``cfg.model`` with the data's shape; models with ODE blocks also get ``cfg.solver`` and ``cfg.grad``."""
+def build_model(cfg: DictConfig, info: dict[str, Any]) -> nn.Module:
+    """``cfg.model`` with the data's runtime facts that it takes (``DataSplits.info``); models that
+    solve ODEs (a ``solver`` argument) also get the settings of ``cfg.solver`` and ``cfg.grad``."""
     factory = instantiate(cfg.model, _partial_=True)
-    runtime = {"input_shape": input_shape, "num_classes": num_classes}
-    if "solver" in inspect.signature(factory.func).parameters:
+    accepted = inspect.signature(factory.func).parameters
+    runtime = {key: value for key, value in info.items() if key in accepted}
+    if "solver" in accepted:
         runtime["solver"] = SolverSettings.from_config(cfg.solver, cfg.grad)
     return factory(**runtime)

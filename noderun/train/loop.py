@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.splits import DataSplits
-from ..log.console import epoch_progress, live_status
+from ..log.console import epoch_progress
 from ..log.files import MetricsWriter
 from ..models.ode_block import ode_blocks
 from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
@@ -38,6 +38,13 @@ class TrainSettings:
     max_iters: int | None
     seed: int
     progress: bool = True
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch of tensors (tuple, list or dict) on ``device``."""
+    if isinstance(batch, dict):
+        return {key: value.to(device) for key, value in batch.items()}
+    return [part.to(device) for part in batch]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -107,7 +114,7 @@ class Trainer:
 
     def _train_step(self, batch) -> dict[str, float]:
         self.model.train()
-        batch = [part.to(self.device) for part in batch]
+        batch = to_device(batch, self.device)
         self.meter.start()
         with self.meter.saved.active():
             loss, counts = self.task.loss(self.model, batch)
@@ -116,19 +123,18 @@ class Trainer:
         self.optimizer.step()
         return {"loss": loss.item(), **counts, **self.meter.finish()}
 
-    @staticmethod
-    def _live_status(iterations: list[dict[str, float]]) -> str:
+    def _live_status(self, iterations: list[dict[str, float]]) -> str:
         recent = iterations[-20:]
-        correct, count = sum(i["correct"] for i in recent), sum(i["count"] for i in recent)
-        return live_status(sum(i["loss"] for i in recent) / len(recent), 100.0 * correct / count,
-                           recent[-1]["nfe_forward"], recent[-1]["nfe_backward"])
+        loss = sum(i["loss"] for i in recent) / len(recent)
+        return (f"loss {loss:.3f}  {self.task.live_status(recent)}  "
+                f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}")
 
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
         for block in ode_blocks(self.model):
             block.stats.reset()
         loader = DataLoader(self.data.test, batch_size=self.settings.test_batch_size, generator=torch.Generator())
-        metrics = self.task.evaluate(self.model, ([part.to(self.device) for part in batch] for batch in loader))
+        metrics = self.task.evaluate(self.model, (to_device(batch, self.device) for batch in loader))
         nfe = sum(block.stats.nfe_forward for block in ode_blocks(self.model))
         return {**metrics, "test_nfe_forward_mean": nfe / max(1, len(loader))}
 
@@ -140,7 +146,7 @@ class Trainer:
             "partial_epoch": partial,
             "iterations": len(iterations),
             "train_loss": sum(i["loss"] * i["count"] for i in iterations) / count,
-            "train_accuracy": 100.0 * sum(i["correct"] for i in iterations) / count,
+            **self.task.train_metrics(iterations),
         }
         record.update(self.evaluate())
         for key in ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected"):

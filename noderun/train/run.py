@@ -93,7 +93,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> T
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     data = instantiate(cfg.dataset).load()
-    model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+    model = build_model(cfg, data.info).to(device)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.train.lr_milestones),
                                                      gamma=cfg.train.lr_gamma)
