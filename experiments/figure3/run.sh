@@ -7,4 +7,4 @@ out=experiments/figure3/results
 noderun=${NODERUN:-.venv/bin/noderun}
 rm -rf "$out"
 "$noderun" train experiment=mnist_odenet seed=0 train.progress=false hydra.run.dir="$out/run" "$@"
-"$noderun" figure3 "$out/run" --out "$out" --batch-size 256
+"$noderun" figure3 "$out/run" --out "$out" --batch-size 128
