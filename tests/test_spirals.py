@@ -96,14 +96,16 @@ def test_rmse_counts_held_out_and_extrapolated_points():
     assert metrics["test_rmse"] == pytest.approx(math.sqrt(100 / 170))  # 70 held-out + 100 extrapolated points
 
 
-@pytest.mark.parametrize("preset", ["spiral_latent_ode", "spiral_rnn"])
-def test_spiral_presets_run(preset, tmp_path):
+@pytest.mark.parametrize("preset, extra", [("spiral_latent_ode", []), ("spiral_latent_ode", ["grad=adjoint"]),
+                                           ("spiral_rnn", []), ("spiral_rnn", ["model.time_gaps=false"])])
+def test_spiral_presets_run(preset, extra, tmp_path):
     with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={preset}", *SMALL])
+        cfg = compose("config", overrides=[f"experiment={preset}", *SMALL, *extra])
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed" and summary["steps"] == 2 and summary["task"] == "timeseries"
     assert summary["headline"] == "test_rmse" and summary["test_rmse"] > 0
     assert (summary["nfe_forward"] > 0) == (preset == "spiral_latent_ode")
+    assert (summary["nfe_backward"] > 0) == ("grad=adjoint" in extra)
 
 
 def test_spiral_figures_from_tiny_runs(tmp_path):

@@ -16,10 +16,10 @@ from .splits import DataSplits
 
 
 def spiral_truth(start_angle: torch.Tensor, start_radius: torch.Tensor, direction: torch.Tensor,
-                 times: torch.Tensor, angular_speed: float, radial_speed: float) -> torch.Tensor:
-    """Archimedean spirals ``r = r0 + v t``, ``theta = theta0 ± omega t``: shape ``(n, len(times), 2)``."""
+                 times: torch.Tensor, angular_speed: float, radial_rate: float) -> torch.Tensor:
+    """Logarithmic spirals ``r = r0 exp(rate t)``, ``theta = theta0 ± omega t``: shape ``(n, len(times), 2)``."""
     angle = start_angle[:, None] + direction[:, None] * angular_speed * times[None, :]
-    radius = start_radius[:, None] + radial_speed * times[None, :]
+    radius = start_radius[:, None] * torch.exp(radial_rate * times[None, :])
     return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
 
 
@@ -41,14 +41,14 @@ class Spirals:
     """1000 spirals, half clockwise and half counter-clockwise, each from its own start point."""
 
     def __init__(self, n_spirals: int = 1000, n_points: int = 100, n_obs: int = 30, t_window: float = 5.0,
-                 noise_std: float = 0.1, angular_speed: float = 1.0, radial_speed: float = 0.2,
+                 noise_std: float = 0.1, angular_speed: float = 1.0, radial_rate: float = 0.1,
                  test_fraction: float = 0.2, seed: int = 0):
         if not 1 <= n_obs <= n_points:
             raise ValueError(f"dataset.n_obs must be between 1 and n_points={n_points}, got {n_obs}")
         if n_spirals < 2 or not 0 < test_fraction < 1:
             raise ValueError("dataset.n_spirals must be at least 2 and dataset.test_fraction between 0 and 1")
         self.n_spirals, self.n_points, self.n_obs, self.t_window = n_spirals, n_points, n_obs, t_window
-        self.noise_std, self.angular_speed, self.radial_speed = noise_std, angular_speed, radial_speed
+        self.noise_std, self.angular_speed, self.radial_rate = noise_std, angular_speed, radial_rate
         self.test_fraction, self.seed = test_fraction, seed
 
     def times(self) -> torch.Tensor:
@@ -63,7 +63,7 @@ class Spirals:
         direction = direction[torch.randperm(n, generator=generator)]
         start_angle = 2 * math.pi * torch.rand(n, generator=generator)
         start_radius = 0.5 + torch.rand(n, generator=generator)
-        truth = spiral_truth(start_angle, start_radius, direction, times, self.angular_speed, self.radial_speed)
+        truth = spiral_truth(start_angle, start_radius, direction, times, self.angular_speed, self.radial_rate)
         window = truth[:, : self.n_points]
         values = window + self.noise_std * torch.randn(window.shape, generator=generator)
         mask = torch.zeros(n, self.n_points, dtype=torch.bool)
