@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 import noderun
 from noderun.models.ode_block import SolverSettings
 from noderun.data.mnist import MNIST_INFO
+from noderun.data.spirals import Spirals
 from noderun.train.build import build_model
 
 CONF = Path(noderun.__file__).resolve().parent.parent / "conf"
@@ -27,17 +28,36 @@ def test_every_method_has_a_solver_config():
     assert sorted(name for group, name in OPTIONS if group == "solver") == sorted(noderun.METHODS)
 
 
+# Options that only make sense together: a sequence model needs trajectories and the time-series task.
+COMPANIONS = {("model", "latent_ode"): ["dataset=spirals", "task=timeseries"],
+              ("model", "rnn"): ["dataset=spirals", "task=timeseries"],
+              ("dataset", "spirals"): ["model=latent_ode", "task=timeseries"],
+              ("task", "timeseries"): ["dataset=spirals", "model=rnn"]}
+
+
+def smoke_loss(cfg, model, task):
+    """One loss on a tiny batch of the composed dataset's kind."""
+    if cfg.dataset["_target_"].endswith("Spirals"):
+        data = Spirals(n_spirals=4).load()
+        batch = next(iter(torch.utils.data.DataLoader(data.train, batch_size=2)))
+    else:
+        batch = (torch.rand(2, 1, 28, 28), torch.tensor([3, 7]))
+    return task.loss(model, batch)[0]
+
+
 @pytest.mark.parametrize("group, option", OPTIONS)
 def test_every_option_composes_and_builds(group, option):
-    cfg = compose("config", overrides=[f"{group}={option}"])
+    cfg = compose("config", overrides=[f"{group}={option}", *COMPANIONS.get((group, option), [])])
     solver = SolverSettings.from_config(cfg.solver, cfg.grad)
     dataset = instantiate(cfg.dataset)
-    model = build_model(cfg, MNIST_INFO)
+    info = {"obs_dim": 2} if isinstance(dataset, Spirals) else MNIST_INFO
+    model = build_model(cfg, info)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     task = instantiate(cfg.task)
-    with torch.no_grad():
-        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
-    assert isinstance(optimizer, torch.optim.Optimizer) and hasattr(task, "headline") and hasattr(dataset, "load")
+    loss = smoke_loss(cfg, model, task)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None for p in model.parameters())
+    assert isinstance(optimizer, torch.optim.Optimizer) and hasattr(dataset, "load")
     if group == "solver":
         assert solver.method == option
 

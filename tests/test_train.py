@@ -51,7 +51,8 @@ def test_multirun_then_report(tmp_path):
     report = noderun_cli("report", str(sweep), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     markdown = (sweep / "report.md").read_text()
-    assert "solver.method" in markdown and "euler" in markdown and "rk4" in markdown and "completed" in markdown
+    header = markdown.splitlines()[0]
+    assert "| solver |" in header and "euler" in markdown and "rk4" in markdown and "completed" in markdown
     assert len((sweep / "report.csv").read_text().splitlines()) == 3
     grouped = noderun_cli("report", str(sweep), "--group-by", "solver", "--metrics", "status,nfe_forward", cwd=tmp_path)
     assert grouped.returncode == 0 and "1 completed" in (sweep / "report.md").read_text()
