@@ -6,22 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from ..train.build import build_model
-from ..train.checkpoint import find_checkpoint, load_checkpoint
+from ..train.checkpoint import find_checkpoint
+from .trained_run import load_trained_model
 
 
 def load_model_and_test_batch(run: str, size: int):
-    checkpoint = load_checkpoint(run)
-    config = OmegaConf.create(checkpoint["config"])
-    data = instantiate(config.dataset).load()
-    model = build_model(config, data.info)
-    model.load_state_dict(checkpoint["model"])
-    model.eval()
-    return model, next(iter(DataLoader(data.test, batch_size=size)))
+    trained = load_trained_model(run)
+    return trained.model, next(iter(DataLoader(trained.data.test, batch_size=size)))
 
 
 def turning_direction(truth: torch.Tensor) -> torch.Tensor:

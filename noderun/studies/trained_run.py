@@ -1,4 +1,4 @@
-"""Loading a finished run: its config, its model with trained weights, and a batch of its test data."""
+"""Loading a finished run: its config, its model with trained weights, and its data."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,8 +9,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ..data.splits import DataSplits
 from ..train.build import build_model
 from ..train.checkpoint import find_checkpoint, load_checkpoint
+
+
+@dataclass
+class TrainedModel:
+    directory: Path
+    config: DictConfig
+    model: nn.Module
+    data: DataSplits
 
 
 @dataclass
@@ -22,8 +31,8 @@ class TrainedRun:
     labels: torch.Tensor
 
 
-def load_trained_run(path_or_dir: str | Path, batch_size: int) -> TrainedRun:
-    """The model of the checkpoint at ``path_or_dir`` and the first ``batch_size`` test samples."""
+def load_trained_model(path_or_dir: str | Path) -> TrainedModel:
+    """The model of the checkpoint at ``path_or_dir`` (in eval mode) and the data it was trained on."""
     checkpoint_path = find_checkpoint(path_or_dir)
     checkpoint = load_checkpoint(checkpoint_path)
     config = OmegaConf.create(checkpoint["config"])
@@ -31,5 +40,11 @@ def load_trained_run(path_or_dir: str | Path, batch_size: int) -> TrainedRun:
     model = build_model(config, data.info)
     model.load_state_dict(checkpoint["model"])
     model.eval()
-    images, labels = zip(*(data.test[i] for i in range(min(batch_size, len(data.test)))))
-    return TrainedRun(checkpoint_path.parent, config, model, torch.stack(images), torch.as_tensor(labels))
+    return TrainedModel(checkpoint_path.parent, config, model, data)
+
+
+def load_trained_run(path_or_dir: str | Path, batch_size: int) -> TrainedRun:
+    """A trained image classifier and its first ``batch_size`` test samples."""
+    trained = load_trained_model(path_or_dir)
+    images, labels = zip(*(trained.data.test[i] for i in range(min(batch_size, len(trained.data.test)))))
+    return TrainedRun(trained.directory, trained.config, trained.model, torch.stack(images), torch.as_tensor(labels))
