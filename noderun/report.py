@@ -1,7 +1,6 @@
 """``noderun report DIR``: every run under DIR as a table (rich on the console, report.md, report.csv)."""
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import sys
@@ -13,7 +12,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .log.files import SUMMARY_NAME
+from .log.files import SUMMARY_NAME, write_csv
 
 STANDARD_METRICS = ["params", "nfe_forward", "nfe_backward", "peak_memory_mb", "epoch_time_s"]
 IDENTITY_FIELDS = ["task", "dataset", "model", "solver", "grad", "rtol", "atol", "step_size", "seed"]
@@ -120,13 +119,6 @@ def write_markdown(path: Path, rows: list[dict[str, Any]]) -> None:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(format_cell(row[key]) for key in header) + " |" for row in rows]
     path.write_text("\n".join(lines) + "\n")
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def report_command(directory: str, group_by: str | None = None, metrics: str | None = None) -> int:

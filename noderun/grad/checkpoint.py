@@ -42,7 +42,8 @@ class CheckpointODE(torch.autograd.Function):
         adjoint = torch.zeros_like(grad_ys[0])
         param_grads = [torch.zeros_like(p) for p in params]
         for s in range(n_steps - 1, -1, -1):
-            adjoint = adjoint + sum((grad_ys[i] for i, _ in at_end[s]), torch.zeros_like(adjoint))
+            for i, _ in at_end[s]:
+                adjoint = adjoint + grad_ys[i]
             t, h = ctx.step_sizes[s]
             with torch.enable_grad():
                 y = starts[s].detach().requires_grad_(True)

@@ -1,6 +1,7 @@
 """metrics.jsonl, summary.json and TensorBoard event files in a run's output directory."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -16,6 +17,15 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows of dicts as CSV; the columns are every key that appears, in order of appearance."""
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

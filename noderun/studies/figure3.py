@@ -2,7 +2,6 @@
 forward NFE, (d) NFE over training. PNGs (matplotlib, Agg) and the numbers behind them (CSV)."""
 from __future__ import annotations
 
-import csv
 import copy
 import dataclasses
 import statistics
@@ -12,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..log.files import read_metrics
+from ..log.files import read_metrics, write_csv
 from ..models.ode_block import ODEBlock, ode_blocks
 from ..odeint import odeint
 from .trained_run import TrainedRun, load_trained_run
@@ -57,13 +56,6 @@ def measure_tolerance(run: TrainedRun, block: ODEBlock, h0: torch.Tensor, refere
     return {"tolerance": tol, "nfe_forward": nfe_forward, "error_rms": error,
             "forward_time_s": statistics.median(seconds), "train_nfe_forward": block.stats.nfe_forward,
             "train_nfe_backward": block.stats.nfe_backward}
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot_panels(sweep: list[dict], training: list[dict], out: Path) -> list[Path]:

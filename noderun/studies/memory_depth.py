@@ -2,7 +2,6 @@
 each gradient mode) or the number of residual blocks (ResNet), with the bytes saved for backward."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
@@ -10,29 +9,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.mnist import MNIST5k
-from ..models.ode_block import SolverSettings, ode_blocks
+from ..log.files import write_csv
+from ..models.ode_block import SolverSettings
 from ..models.odenet import ODENet
 from ..models.resnet import ResNet
 from ..odeint import GRAD_MODES
-from ..train.meter import MB, SavedTensorBytes
+from ..train.meter import IterationMeter
 
 
 def one_iteration(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Forward and backward once; bytes saved for backward and NFE of the model's ODE blocks."""
-    saved = SavedTensorBytes()
-    device = images.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    with saved.active():
+    """Forward and backward once, metered as a training iteration (saved bytes, NFE, CUDA peak)."""
+    meter = IterationMeter(model, images.device)
+    meter.start()
+    with meter.saved.active():
         loss = F.cross_entropy(model(images), labels)
     loss.backward()
-    blocks = ode_blocks(model)
-    row = {"saved_tensors_mb": saved.bytes / MB,
-           "nfe_forward": sum(b.stats.nfe_forward for b in blocks),
-           "nfe_backward": sum(b.stats.nfe_backward for b in blocks)}
-    if device.type == "cuda":
-        row["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / MB
-    return row
+    record = meter.finish()
+    return {key: value for key, value in record.items() if key not in ("steps_accepted", "steps_rejected", "seconds")}
 
 
 def memory_depth(out: str, multiples: tuple[int, ...] = (1, 2, 4, 8), batch_size: int = 32,
@@ -56,17 +49,9 @@ def memory_depth(out: str, multiples: tuple[int, ...] = (1, 2, 4, 8), batch_size
                      **one_iteration(model, images, labels)})
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_rows(out_dir / "memory_depth.csv", rows)
+    write_csv(out_dir / "memory_depth.csv", rows)
     plot(rows, out_dir / "memory_depth.png")
     return rows
-
-
-def write_rows(path: Path, rows: list[dict]) -> None:
-    fields = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -70,6 +70,3 @@ class IterationMeter:
         if self.device.type == "cuda":
             record["cuda_peak_mb"] = torch.cuda.max_memory_allocated(self.device) / MB
         return record
-
-    def forward_nfe(self) -> int:
-        return sum(block.stats.nfe_forward for block in self.blocks)
