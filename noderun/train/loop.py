@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader
 from ..data.splits import DataSplits
 from ..log.console import epoch_progress
 from ..log.files import MetricsWriter
-from ..models.ode_block import ode_blocks
 from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
 from .meter import IterationMeter, peak_rss_mb
 
@@ -131,11 +130,11 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
-        for block in ode_blocks(self.model):
+        for block in self.meter.blocks:
             block.stats.reset()
         loader = DataLoader(self.data.test, batch_size=self.settings.test_batch_size, generator=torch.Generator())
         metrics = self.task.evaluate(self.model, (to_device(batch, self.device) for batch in loader))
-        nfe = sum(block.stats.nfe_forward for block in ode_blocks(self.model))
+        nfe = sum(block.stats.nfe_forward for block in self.meter.blocks)
         return {**metrics, "test_nfe_forward_mean": nfe / max(1, len(loader))}
 
     def _epoch_record(self, iterations: list[dict[str, float]], seconds: float, partial: bool) -> dict[str, Any]:
