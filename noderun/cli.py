@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     spirals.add_argument("--latent-ode", required=True, help="a latent ODE run directory or checkpoint")
     spirals.add_argument("--rnn", required=True, help="an RNN run directory or checkpoint (same spirals)")
     spirals.add_argument("--out", default="outputs/spiral_figures")
+    flows = commands.add_parser("flow-figures", help="the paper's Figures 4-6 (densities, samples, the flow "
+                                "from noise to data) from cnf or planar_nf runs, one row per run")
+    flows.add_argument("runs", nargs="+", help="run directories or checkpoints")
+    flows.add_argument("--out", default="outputs/flow_figures")
     commands.add_parser("methods", help="list the ODE solver methods")
     demo = commands.add_parser("demo", help="solve a small ODE with every method and every gradient mode")
     demo.add_argument("--rtol", type=float, default=1e-6)
@@ -88,6 +92,12 @@ def spiral_figures(args) -> int:
     return print_paths(spiral_figures(args.latent_ode, args.rnn, args.out))
 
 
+def flow_figures(args) -> int:
+    from .studies.flow_figures import flow_figures
+
+    return print_paths(flow_figures(args.runs, args.out))
+
+
 def methods(args) -> int:
     from .solvers.methods import ADAPTIVE, FIXED_STEP
 
@@ -103,7 +113,7 @@ def demo(args) -> int:
 
 
 COMMANDS = {"report": report, "figure3": figure3, "memory-depth": memory_depth, "spiral-figures": spiral_figures,
-            "methods": methods, "demo": demo}
+            "flow-figures": flow_figures, "methods": methods, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ import noderun
 from noderun.models.ode_block import SolverSettings
 from noderun.data.mnist import MNIST_INFO
 from noderun.data.spirals import Spirals
-from noderun.train.build import build_model
+from noderun.data.toy2d import Toy2D
+from noderun.train.build import build_model, build_task
 
 CONF = Path(noderun.__file__).resolve().parent.parent / "conf"
 GROUPS = ["dataset", "model", "solver", "grad", "optimizer", "task", "experiment"]
@@ -28,11 +29,26 @@ def test_every_method_has_a_solver_config():
     assert sorted(name for group, name in OPTIONS if group == "solver") == sorted(noderun.METHODS)
 
 
-# Options that only make sense together: a sequence model needs trajectories and the time-series task.
+# Options that only make sense together: a sequence model needs trajectories and the time-series task,
+# a flow needs 2-D samples and a density task.
 COMPANIONS = {("model", "latent_ode"): ["dataset=spirals", "task=timeseries"],
               ("model", "rnn"): ["dataset=spirals", "task=timeseries"],
               ("dataset", "spirals"): ["model=latent_ode", "task=timeseries"],
-              ("task", "timeseries"): ["dataset=spirals", "model=rnn"]}
+              ("task", "timeseries"): ["dataset=spirals", "model=rnn"],
+              ("model", "cnf"): ["dataset=toy2d", "task=density"],
+              ("model", "planar_nf"): ["dataset=toy2d", "task=density"],
+              ("dataset", "toy2d"): ["model=cnf", "task=density"],
+              ("task", "density"): ["dataset=toy2d", "model=planar_nf"],
+              ("task", "density_matching"): ["dataset=toy2d", "model=planar_nf", "model.direction=generative"]}
+
+
+def runtime_info(dataset):
+    """The runtime facts a model is built with, without reading MNIST from disk."""
+    if isinstance(dataset, Spirals):
+        return {"obs_dim": 2}
+    if isinstance(dataset, Toy2D):
+        return dataset.load().info
+    return MNIST_INFO
 
 
 def smoke_loss(cfg, model, task):
@@ -40,6 +56,8 @@ def smoke_loss(cfg, model, task):
     if cfg.dataset["_target_"].endswith("Spirals"):
         data = Spirals(n_spirals=4).load()
         batch = next(iter(torch.utils.data.DataLoader(data.train, batch_size=2)))
+    elif cfg.dataset["_target_"].endswith("Toy2D"):
+        batch = [torch.randn(4, 2)]
     else:
         batch = (torch.rand(2, 1, 28, 28), torch.tensor([3, 7]))
     return task.loss(model, batch)[0]
@@ -50,10 +68,10 @@ def test_every_option_composes_and_builds(group, option):
     cfg = compose("config", overrides=[f"{group}={option}", *COMPANIONS.get((group, option), [])])
     solver = SolverSettings.from_config(cfg.solver, cfg.grad)
     dataset = instantiate(cfg.dataset)
-    info = {"obs_dim": 2} if isinstance(dataset, Spirals) else MNIST_INFO
+    info = runtime_info(dataset)
     model = build_model(cfg, info)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
-    task = instantiate(cfg.task)
+    task = build_task(cfg, info)
     loss = smoke_loss(cfg, model, task)
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None for p in model.parameters())

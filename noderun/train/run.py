@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
 from ..models.ode_block import ode_blocks
-from .build import build_model
+from .build import build_model, build_task
 from .checkpoint import find_checkpoint, load_checkpoint, restore_random_states
 from .device import resolve_device
 from .loop import Trainer, TrainSettings, TrainState
@@ -100,7 +100,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> T
     settings = TrainSettings(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
                              test_batch_size=cfg.train.test_batch_size, max_iters=cfg.train.max_iters,
                              seed=cfg.seed, progress=cfg.train.progress)
-    trainer = Trainer(model, instantiate(cfg.task), optimizer, scheduler, data, device, settings, writer,
+    trainer = Trainer(model, build_task(cfg, data.info), optimizer, scheduler, data, device, settings, writer,
                       output_dir, OmegaConf.to_container(cfg, resolve=True))
     if cfg.resume:
         resume(trainer, cfg.resume, output_dir)

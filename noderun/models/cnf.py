@@ -1,0 +1,107 @@
+"""The paper's planar continuous normalizing flow (section 4).
+
+``dz/dt = (1/M) Σ_m σ_m(t) u_m(t) tanh(w_m(t)ᵀz + b_m(t))`` with the parameters of its M units
+given by a hypernetwork of t, and ``d log p(z(t))/dt = -tr(∂f/∂z)``. State and log-density change
+are integrated together in one ``noderun.odeint`` call, as one tensor ``[z, Δ]`` of shape ``(B, D+1)``.
+Data live at ``t = t_end`` and the base Gaussian at ``t = 0``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .flow_base import GaussianBase
+from .ode_block import ODEBlock, SolverSettings
+from .trace import NOISES, draw_noise, exact_trace, hutchinson_trace
+
+TRACES = ("exact", "hutchinson")
+
+
+class PlanarField(nn.Module):
+    """``f(t, z)``: M gated planar units whose weights, biases and gates come from a hypernetwork of t."""
+
+    def __init__(self, dim: int, width: int, hyper_hidden: int):
+        super().__init__()
+        self.dim, self.width = dim, width
+        self.hypernet = nn.Sequential(nn.Linear(1, hyper_hidden), nn.Tanh(), nn.Linear(hyper_hidden, hyper_hidden),
+                                      nn.Tanh(), nn.Linear(hyper_hidden, 3 * width * dim + width))
+
+    def unit_parameters(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``w (M, D)``, ``b (M,)`` and the gated ``u (M, D)`` at time ``t``."""
+        params = self.hypernet(t.reshape(1, 1)).reshape(-1)
+        block = self.width * self.dim
+        w = params[:block].reshape(self.width, self.dim)
+        u = params[block:2 * block].reshape(self.width, self.dim)
+        gate = torch.sigmoid(params[2 * block:3 * block].reshape(self.width, self.dim))
+        return w, params[3 * block:], u * gate
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        w, b, u = self.unit_parameters(torch.as_tensor(t, dtype=z.dtype, device=z.device))
+        return torch.tanh(z @ w.T + b) @ u / self.width
+
+
+class CNFDynamics(nn.Module):
+    """``[z, Δ] ↦ [f(t, z), -tr(∂f/∂z)]``; the trace is Hutchinson's with ``self.noise`` when it is set
+    (fixed for a whole solve), exact otherwise."""
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field = field
+        self.noise: Tensor | None = None
+
+    def forward(self, t: Tensor, state: Tensor) -> Tensor:
+        create_graph = torch.is_grad_enabled()  # false in no-grad solves: nothing to differentiate later
+        with torch.enable_grad():
+            if not state.requires_grad:
+                state = state.detach().requires_grad_(True)
+            z = state[:, :-1]
+            dz = self.field(t, z)
+            if self.noise is None:
+                trace = exact_trace(dz, z, create_graph)
+            else:
+                trace = hutchinson_trace(dz, z, self.noise, create_graph)
+        derivative = torch.cat([dz, -trace[:, None]], dim=1)
+        return derivative if create_graph else derivative.detach()
+
+
+class CNF(nn.Module):
+    """``log_prob`` solves data → base (t_end → 0), ``sample_with_log_prob`` base → data. Training with
+    ``trace="hutchinson"`` draws ε once per solve; evaluation (``eval()``) always uses the exact trace."""
+
+    def __init__(self, dim: int, solver: SolverSettings, width: int = 64, hyper_hidden: int = 32,
+                 trace: str = "exact", noise: str = "gaussian", t_end: float = 10.0, base_variance: float = 0.1):
+        super().__init__()
+        if trace not in TRACES:
+            raise ValueError(f"unknown model.trace {trace!r}; valid: {', '.join(TRACES)}")
+        if noise not in NOISES:
+            raise ValueError(f"unknown model.noise {noise!r}; valid: {', '.join(NOISES)}")
+        if width < 1 or hyper_hidden < 1 or t_end <= 0:
+            raise ValueError("model.width and model.hyper_hidden must be positive integers and model.t_end positive")
+        self.trace, self.noise = trace, noise
+        self.dynamics = CNFDynamics(PlanarField(dim, width, hyper_hidden))
+        self.block = ODEBlock(self.dynamics, solver, integration_time=t_end)
+        self.base = GaussianBase(dim, base_variance)
+
+    def _solve(self, start: Tensor, times: Tensor) -> Tensor:
+        """``[z, Δ]`` at ``times`` from ``start`` (``Δ = 0``): ``(len(times), B, D+1)``."""
+        state = torch.cat([start, start.new_zeros(len(start), 1)], dim=1)
+        hutchinson = self.training and self.trace == "hutchinson"
+        self.dynamics.noise = draw_noise(start, self.noise) if hutchinson else None
+        return self.block.trajectory(state, times)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        end = self._solve(x, self.block.t.flip(0))[-1]
+        return self.base.log_prob(end[:, :-1]) - end[:, -1]
+
+    def sample_with_log_prob(self, n: int, like: Tensor, generator: torch.Generator | None = None):
+        """``n`` samples ``(n, D)`` and their log-density, on ``like``'s device and dtype."""
+        z0 = self.base.sample(n, like, generator)
+        end = self._solve(z0, self.block.t)[-1]
+        return end[:, :-1], self.base.log_prob(z0) + end[:, -1]
+
+    @torch.no_grad()
+    def transport(self, z0: Tensor, fractions: list[float]) -> list[Tensor]:
+        """Base samples carried to each fraction of the flow time (0 = base, 1 = data)."""
+        times = torch.tensor([0.0, *fractions], device=z0.device) * self.block.t[-1]
+        path = self._solve(z0, times)[1:, :, :-1]
+        return list(path)
