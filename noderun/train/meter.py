@@ -26,7 +26,7 @@ class SavedTensorBytes:
             if storage.data_ptr() not in self._seen:
                 self._seen.add(storage.data_ptr())
                 self.bytes += storage.nbytes()
-        return tensor
+        return tensor.detach()  # the tensor itself would tie a saved output to its own grad_fn: a leaked cycle
 
     @contextmanager
     def active(self):
