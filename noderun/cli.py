@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "from noise to data) from cnf or planar_nf runs, one row per run")
     flows.add_argument("runs", nargs="+", help="run directories or checkpoints")
     flows.add_argument("--out", default="outputs/flow_figures")
+    bench = commands.add_parser("bench", help="time, NFE, error and memory of fixed problems, beside torchdiffeq "
+                                "when it is installed (pip install -e '.[bench]')")
+    bench.add_argument("--cases", default=None, help="comma-separated cases (default: all)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
+    bench.add_argument("--threads", type=int, default=1, help="torch threads")
+    bench.add_argument("--tiny", action="store_true", help="shrink every problem to seconds (a smoke run)")
+    bench.add_argument("--out", default="outputs/bench")
     commands.add_parser("methods", help="list the ODE solver methods")
     demo = commands.add_parser("demo", help="solve a small ODE with every method and every gradient mode")
     demo.add_argument("--rtol", type=float, default=1e-6)
@@ -98,6 +105,16 @@ def flow_figures(args) -> int:
     return print_paths(flow_figures(args.runs, args.out))
 
 
+def bench(args) -> int:
+    from .bench.report import print_table
+    from .bench.suite import run_bench
+
+    names = args.cases.split(",") if args.cases else None
+    rows = run_bench(names, args.repeats, args.threads, args.tiny, args.out)
+    print_table(rows)
+    return print_paths([f"{args.out}/bench.csv", f"{args.out}/bench.json"])
+
+
 def methods(args) -> int:
     from .solvers.methods import ADAPTIVE, FIXED_STEP
 
@@ -113,7 +130,7 @@ def demo(args) -> int:
 
 
 COMMANDS = {"report": report, "figure3": figure3, "memory-depth": memory_depth, "spiral-figures": spiral_figures,
-            "flow-figures": flow_figures, "methods": methods, "demo": demo}
+            "flow-figures": flow_figures, "bench": bench, "methods": methods, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

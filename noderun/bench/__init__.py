@@ -1,0 +1,1 @@
+"""``noderun bench``: solver speed, evaluations, error and memory, side by side with torchdiffeq."""

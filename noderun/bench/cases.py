@@ -1,0 +1,97 @@
+"""The benchmark's fixed problems: each a function ``f(t, y)``, a start state, output times, a method
+with its tolerances, and the gradient modes whose backward pass is measured. ``tiny`` shrinks every
+state to seconds of work (for tests); the problems keep their shape."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..models.cnf import CNFDynamics, PlanarField
+from ..models.latent_ode import LatentDynamics
+from ..models.odenet import ConvODEFunc
+
+BACKWARD_MODES = ("backprop", "adjoint", "adjoint_seminorm")
+
+
+@dataclass
+class Case:
+    name: str
+    func: nn.Module
+    y0: Tensor
+    t: Tensor
+    method: str
+    rtol: float
+    atol: float
+    backward: tuple[str, ...] = ()
+
+
+class MLPField(nn.Module):
+    """``f(t, y)`` = a softplus MLP of y alone."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Softplus(), nn.Linear(hidden, hidden), nn.Softplus(),
+                                 nn.Linear(hidden, dim))
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.net(y)
+
+
+class VanDerPol(nn.Module):
+    """A batch of Van der Pol oscillators ``x'' = mu (1 - x²) x' - x``, one stiffness ``mu`` per row."""
+
+    def __init__(self, mu: Tensor):
+        super().__init__()
+        self.register_buffer("mu", mu)
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        x, v = y[:, 0], y[:, 1]
+        return torch.stack([v, self.mu * (1 - x**2) * v - x], dim=1)
+
+
+def mlp_case(tiny: bool) -> Case:
+    return Case("mlp", MLPField(4, 32), torch.randn(8 if tiny else 64, 4), torch.tensor([0.0, 10.0]), "dopri5",
+                1e-6, 1e-6, BACKWARD_MODES)
+
+
+def odenet_case(tiny: bool) -> Case:
+    channels, batch = (8, 2) if tiny else (64, 128)
+    return Case("odenet_block", ConvODEFunc(channels), torch.randn(batch, channels, 6, 6), torch.tensor([0.0, 1.0]),
+                "dopri5", 1e-3, 1e-3, ("backprop", "adjoint"))
+
+
+def van_der_pol_case(tiny: bool) -> Case:
+    batch = 8 if tiny else 256
+    y0 = torch.tensor([2.0, 0.0]).repeat(batch, 1)
+    return Case("van_der_pol", VanDerPol(torch.linspace(1.0, 25.0, batch)), y0, torch.tensor([0.0, 1.0 if tiny else 10.0]),
+                "dopri5", 1e-5, 1e-5)
+
+
+def latent_ode_case(tiny: bool) -> Case:
+    """The spiral preset's latent solve: 4-D latent, 20 hidden units, 100 output times over [0, 5]."""
+    return Case("latent_ode", LatentDynamics(4, 20), torch.randn(10 if tiny else 100, 4), torch.linspace(0.0, 5.0, 100),
+                "dopri5", 1e-5, 1e-5, ("backprop",))
+
+
+def cnf_case(tiny: bool) -> Case:
+    """The moons preset's solve of data to base: 64 planar units, exact trace, from t = 10 to 0."""
+    state = torch.cat([torch.randn(16 if tiny else 512, 2) * 0.5, torch.zeros(16 if tiny else 512, 1)], dim=1)
+    return Case("cnf", CNFDynamics(PlanarField(2, 8 if tiny else 64, 32)), state, torch.tensor([10.0, 0.0]),
+                "dopri5", 1e-5, 1e-5, ("adjoint",))
+
+
+CASES = {"mlp": mlp_case, "odenet_block": odenet_case, "van_der_pol": van_der_pol_case,
+         "latent_ode": latent_ode_case, "cnf": cnf_case}
+
+
+def build_cases(names: list[str], tiny: bool, seed: int = 0) -> list[Case]:
+    unknown = [name for name in names if name not in CASES]
+    if unknown:
+        raise ValueError(f"unknown bench case(s) {', '.join(unknown)}; valid: {', '.join(CASES)}")
+    cases = []
+    for name in names:
+        torch.manual_seed(seed)
+        cases.append(CASES[name](tiny))
+    return cases

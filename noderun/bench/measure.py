@@ -1,0 +1,114 @@
+"""Measuring one case with one library: median times over repeats after a warm-up, function
+evaluations counted by a wrapper (the same for every library), error against a tight float64
+reference, and bytes saved for backward."""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..odeint import odeint
+from ..train.meter import MB, SavedTensorBytes
+from .cases import Case
+
+
+class Counted(nn.Module):
+    """``func`` with a count of its calls."""
+
+    def __init__(self, func: nn.Module):
+        super().__init__()
+        self.func, self.calls = func, 0
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        self.calls += 1
+        return self.func(t, y)
+
+
+def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def reference_solution(case: Case) -> Tensor:
+    """The case solved by noderun's dopri8 at tolerance 1e-11 in float64."""
+    func = copy.deepcopy(case.func).double()
+    with torch.no_grad():
+        return odeint(func, case.y0.double(), case.t.double(), method="dopri8", rtol=1e-11, atol=1e-11,
+                      options={"max_num_steps": 1_000_000}).float()
+
+
+def noderun_solver(mode: str) -> Callable[..., Tensor]:
+    grad = "adjoint" if mode.startswith("adjoint") else mode
+    adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
+
+    def solve(func, y0, t, method, rtol, atol):
+        return odeint(func, y0, t, method=method, rtol=rtol, atol=atol, grad=grad, adjoint_options=adjoint_options,
+                      options={"max_num_steps": 1_000_000})
+
+    return solve
+
+
+def torchdiffeq_solver(mode: str) -> Callable[..., Tensor]:
+    import torchdiffeq
+
+    if mode == "backprop":
+        return lambda func, y0, t, method, rtol, atol: torchdiffeq.odeint(func, y0, t, method=method, rtol=rtol, atol=atol)
+    adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
+    return lambda func, y0, t, method, rtol, atol: torchdiffeq.odeint_adjoint(
+        func, y0, t, method=method, rtol=rtol, atol=atol, adjoint_options=adjoint_options)
+
+
+SOLVERS = {"noderun": noderun_solver, "torchdiffeq": torchdiffeq_solver}
+
+
+def evaluation_seconds(case: Case, repeats: int) -> float:
+    """One evaluation of the function alone, at the start state."""
+    t0 = case.t[0]
+    with torch.no_grad():
+        return median_seconds(lambda: case.func(t0, case.y0), max(20, 10 * repeats), warmup=3)
+
+
+def measure_forward(case: Case, library: str, repeats: int, reference: Tensor) -> dict[str, Any]:
+    func = Counted(case.func)
+    solve = SOLVERS[library]("backprop")
+
+    def run():
+        with torch.no_grad():
+            return solve(func, case.y0, case.t, case.method, case.rtol, case.atol)
+
+    solution = run()
+    func.calls = 0
+    seconds = median_seconds(run, repeats, warmup=0)
+    return {"time_s": seconds, "nfe": func.calls / repeats, "error": (solution - reference).abs().max().item()}
+
+
+def measure_backward(case: Case, library: str, mode: str, repeats: int) -> dict[str, Any]:
+    """Forward with gradients then ``backward()`` of the sum of squares of every output: the backward's
+    median time and evaluations, and the bytes the forward saved for it."""
+    func = Counted(case.func)
+    solve = SOLVERS[library](mode)
+    y0 = case.y0.clone().requires_grad_(True)
+    saved = SavedTensorBytes()
+    backward_times, backward_calls = [], []
+    for repeat in range(repeats + 1):  # the first is the warm-up
+        func.zero_grad(set_to_none=True)
+        with saved.active():
+            loss = solve(func, y0, case.t, case.method, case.rtol, case.atol).pow(2).sum()
+        func.calls = 0
+        started = time.perf_counter()
+        loss.backward()
+        if repeat:
+            backward_times.append(time.perf_counter() - started)
+            backward_calls.append(func.calls)
+    return {"time_s": statistics.median(backward_times), "nfe": statistics.median(backward_calls),
+            "saved_mb": saved.bytes / MB}

@@ -1,0 +1,74 @@
+"""``noderun bench``: every case with noderun and, when installed, torchdiffeq, in one process with a
+fixed thread count; one row per (case, library, pass), written as a table, CSV and JSON."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..log.files import write_csv
+from .cases import CASES, build_cases
+from .measure import evaluation_seconds, measure_backward, measure_forward, reference_solution
+
+COLUMNS = ["case", "library", "pass", "time_s", "nfe", "error", "eval_s", "overhead", "saved_mb", "vs_torchdiffeq"]
+
+
+def libraries() -> list[str]:
+    return ["noderun"] + (["torchdiffeq"] if importlib.util.find_spec("torchdiffeq") else [])
+
+
+def add_derived_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``overhead`` = forward time / (NFE × one evaluation's time); ``vs_torchdiffeq`` = noderun's time /
+    torchdiffeq's on the same case and pass."""
+    times = {(row["case"], row["library"], row["pass"]): row["time_s"] for row in rows}
+    for row in rows:
+        if row["pass"] == "forward" and row.get("nfe") and row.get("eval_s"):
+            row["overhead"] = row["time_s"] / (row["nfe"] * row["eval_s"])
+        theirs = times.get((row["case"], "torchdiffeq", row["pass"]))
+        if row["library"] == "noderun" and theirs:
+            row["vs_torchdiffeq"] = row["time_s"] / theirs
+    return rows
+
+
+def run_case(case, repeats: int, libraries_to_run: list[str]) -> list[dict[str, Any]]:
+    reference = reference_solution(case)
+    eval_s = evaluation_seconds(case, repeats)
+    rows = []
+    for library in libraries_to_run:
+        rows.append({"case": case.name, "library": library, "pass": "forward", "eval_s": eval_s,
+                     **measure_forward(case, library, repeats, reference)})
+        for mode in case.backward:
+            rows.append({"case": case.name, "library": library, "pass": f"backward:{mode}",
+                         **measure_backward(case, library, mode, repeats)})
+    return rows
+
+
+def run_bench(names: list[str] | None = None, repeats: int = 5, threads: int = 1, tiny: bool = False,
+              out: str | Path | None = None) -> list[dict[str, Any]]:
+    if repeats < 1 or threads < 1:
+        raise ValueError("bench needs --repeats and --threads of at least 1")
+    torch.set_num_threads(threads)
+    rows = []
+    for case in build_cases(names or list(CASES), tiny):
+        rows.extend(run_case(case, repeats, libraries()))
+    rows = add_derived_columns(rows)
+    if out is not None:
+        write_results(rows, Path(out), {"threads": threads, "repeats": repeats, "tiny": tiny})
+    return rows
+
+
+def write_results(rows: list[dict[str, Any]], out: Path, settings: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "bench.csv", [{key: row.get(key) for key in COLUMNS} for row in rows])
+    machine = {"python": platform.python_version(), "torch": torch.__version__,
+               "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    if "torchdiffeq" in libraries():
+        import torchdiffeq
+
+        machine["torchdiffeq"] = getattr(torchdiffeq, "__version__", "unknown")
+    (out / "bench.json").write_text(json.dumps({"settings": settings, "machine": machine, "rows": rows}, indent=2))

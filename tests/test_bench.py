@@ -1,0 +1,42 @@
+"""The benchmark runs at a tiny size and computes its columns right; it asserts no timing."""
+import json
+
+import pytest
+
+from noderun.bench.suite import add_derived_columns, libraries, run_bench
+from noderun.cli import main
+
+
+def test_derived_columns():
+    rows = [{"case": "a", "library": "noderun", "pass": "forward", "time_s": 2.0, "nfe": 10, "eval_s": 0.1},
+            {"case": "a", "library": "torchdiffeq", "pass": "forward", "time_s": 4.0, "nfe": 20, "eval_s": 0.1},
+            {"case": "a", "library": "noderun", "pass": "backward:adjoint", "time_s": 3.0, "nfe": 5},
+            {"case": "b", "library": "noderun", "pass": "forward", "time_s": 1.0, "nfe": 4, "eval_s": 0.5}]
+    rows = add_derived_columns(rows)
+    assert rows[0]["overhead"] == pytest.approx(2.0) and rows[1]["overhead"] == pytest.approx(2.0)
+    assert rows[0]["vs_torchdiffeq"] == pytest.approx(0.5)
+    assert "vs_torchdiffeq" not in rows[1] and "overhead" not in rows[2] and "vs_torchdiffeq" not in rows[2]
+    assert rows[3]["overhead"] == pytest.approx(0.5) and "vs_torchdiffeq" not in rows[3]
+
+
+def test_tiny_bench_measures_every_pass(tmp_path):
+    rows = run_bench(["mlp", "van_der_pol"], repeats=1, tiny=True, out=tmp_path)
+    ours = {(row["case"], row["pass"]): row for row in rows if row["library"] == "noderun"}
+    assert set(ours) == {("mlp", "forward"), ("mlp", "backward:backprop"), ("mlp", "backward:adjoint"),
+                         ("mlp", "backward:adjoint_seminorm"), ("van_der_pol", "forward")}
+    for case in ("mlp", "van_der_pol"):
+        forward = ours[(case, "forward")]
+        assert forward["nfe"] > 0 and forward["time_s"] > 0 and forward["error"] < 1e-3 and forward["overhead"] > 0
+    assert ours[("mlp", "backward:backprop")]["nfe"] == 0 < ours[("mlp", "backward:adjoint")]["nfe"]
+    assert ours[("mlp", "backward:adjoint")]["saved_mb"] < ours[("mlp", "backward:backprop")]["saved_mb"]
+    assert ours[("mlp", "backward:adjoint_seminorm")]["nfe"] <= ours[("mlp", "backward:adjoint")]["nfe"]
+    assert {row["library"] for row in rows} == set(libraries())
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert len(written["rows"]) == len(rows) and (tmp_path / "bench.csv").read_text().startswith("case,library,pass")
+
+
+def test_bench_command_and_unknown_case(tmp_path, capsys):
+    assert main(["bench", "--tiny", "--repeats", "1", "--cases", "cnf", "--out", str(tmp_path)]) == 0
+    assert "noderun bench" in capsys.readouterr().out and (tmp_path / "bench.csv").exists()
+    with pytest.raises(ValueError, match="valid: mlp"):
+        run_bench(["mnist"], tiny=True)
