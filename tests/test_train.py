@@ -36,6 +36,8 @@ def test_train_subprocess_writes_everything(tmp_path):
     assert summary["params"] > 200_000 and 0 <= summary["test_error"] <= 100
     records = read_metrics(run_dir)
     assert records and records[-1]["nfe_forward_max"] >= records[-1]["nfe_forward_mean"] > 0
+    assert records[-1]["forward_s_mean"] > 0 and records[-1]["backward_s_mean"] > 0
+    assert summary["forward_s"] == records[-1]["forward_s_mean"] and summary["backward_s"] > 0
     assert (run_dir / "checkpoint.pt").exists() and (run_dir / ".hydra" / "config.yaml").exists()
     assert any((run_dir / "tensorboard").iterdir())
     assert "test_error" in result.stdout

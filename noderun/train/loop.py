@@ -117,8 +117,10 @@ class Trainer:
         self.meter.start()
         with self.meter.saved.active():
             loss, counts = self.task.loss(self.model, batch)
+        self.meter.forward_done()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.meter.backward_done()
         self.optimizer.step()
         return {"loss": loss.item(), **counts, **self.meter.finish()}
 
@@ -148,8 +150,8 @@ class Trainer:
             **self.task.train_metrics(iterations),
         }
         record.update(self.evaluate())
-        for key in ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected"):
-            values = [i[key] for i in iterations] or [0]
+        for key in ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s"):
+            values = [i[key] for i in iterations if key in i] or [0]
             record[f"{key}_mean"] = sum(values) / len(values)
             record[f"{key}_max"] = max(values)
         record["saved_tensors_mb"] = max((i["saved_tensors_mb"] for i in iterations), default=0.0)

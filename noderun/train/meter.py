@@ -43,18 +43,32 @@ def peak_rss_mb() -> float:
 
 
 class IterationMeter:
-    """NFE forward/backward, accepted/rejected steps, memory and seconds of one iteration."""
+    """NFE forward/backward, accepted/rejected steps, memory, and seconds of one iteration: the forward
+    pass (to the loss), the backward pass, and the whole step."""
 
     def __init__(self, model: nn.Module, device: torch.device):
         self.blocks, self.device = ode_blocks(model), device
         self.saved = SavedTensorBytes()
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":  # queued kernels belong to the phase that launched them
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def start(self) -> None:
         for block in self.blocks:
             block.stats.reset()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self._start = time.perf_counter()
+        self._start = self._now()
+
+    def forward_done(self) -> None:
+        """Call when the loss is computed."""
+        self._forward_done = self._now()
+
+    def backward_done(self) -> None:
+        """Call when ``loss.backward()`` has returned."""
+        self._backward_done = self._now()
 
     def finish(self) -> dict[str, float]:
         """Call after the optimiser step."""
@@ -65,7 +79,9 @@ class IterationMeter:
             "steps_accepted": sum(s.steps_accepted for s in stats),
             "steps_rejected": sum(s.steps_rejected for s in stats),
             "saved_tensors_mb": self.saved.bytes / MB,
-            "seconds": time.perf_counter() - self._start,
+            "forward_s": self._forward_done - self._start,
+            "backward_s": self._backward_done - self._forward_done,
+            "seconds": self._now() - self._start,
         }
         if self.device.type == "cuda":
             record["cuda_peak_mb"] = torch.cuda.max_memory_allocated(self.device) / MB

@@ -24,7 +24,7 @@ from .loop import Trainer, TrainSettings, TrainState
 log = logging.getLogger("noderun")
 
 SUMMARY_KEYS = ["status", "task", "dataset", "model", "solver", "grad", "params", "epochs", "steps",
-                "test_error", "test_accuracy", "nfe_forward", "nfe_backward", "peak_memory_mb",
+                "test_error", "test_accuracy", "nfe_forward", "nfe_backward", "forward_s", "backward_s", "peak_memory_mb",
                 "saved_tensors_mb", "peak_rss_mb", "epoch_time_s", "wall_time_s", "output_dir"]
 
 
@@ -138,6 +138,8 @@ def final_metrics(record: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
         train_loss=record.get("train_loss"),
         nfe_forward=record.get("nfe_forward_mean"),
         nfe_backward=record.get("nfe_backward_mean"),
+        forward_s=record.get("forward_s_mean"),
+        backward_s=record.get("backward_s_mean"),
         saved_tensors_mb=record.get("saved_tensors_mb"),
         peak_rss_mb=record.get("peak_rss_mb"),
         peak_memory_mb=record["cuda_peak_mb"] if cuda else record.get("saved_tensors_mb"),
