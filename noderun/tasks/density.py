@@ -15,7 +15,18 @@ from torch import Tensor, nn
 LogDensity = Callable[[Tensor], Tensor]
 
 
-class DensityEstimation:
+class FlowTask:
+    """What both density tasks share: nothing to aggregate over training batches beyond the loss."""
+
+    @staticmethod
+    def train_metrics(iterations: list[dict[str, float]]) -> dict[str, float]:
+        return {}
+
+    def live_status(self, iterations: list[dict[str, float]]) -> str:
+        return ""
+
+
+class DensityEstimation(FlowTask):
     headline = "test_nll"
 
     def __init__(self, log_density: LogDensity | None = None):
@@ -24,13 +35,6 @@ class DensityEstimation:
     def loss(self, model: nn.Module, batch: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
         samples = batch[0]
         return -model.log_prob(samples).mean(), {"count": len(samples)}
-
-    @staticmethod
-    def train_metrics(iterations: list[dict[str, float]]) -> dict[str, float]:
-        return {}
-
-    def live_status(self, iterations: list[dict[str, float]]) -> str:
-        return ""
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
@@ -46,7 +50,7 @@ class DensityEstimation:
         return metrics
 
 
-class DensityMatching:
+class DensityMatching(FlowTask):
     headline = "test_kl"
 
     def __init__(self, log_density: LogDensity, eval_samples: int = 5000, eval_seed: int = 0):
@@ -61,13 +65,6 @@ class DensityMatching:
 
     def loss(self, model: nn.Module, batch: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
         return self.kl(model, len(batch[0]), batch[0]), {"count": len(batch[0])}
-
-    @staticmethod
-    def train_metrics(iterations: list[dict[str, float]]) -> dict[str, float]:
-        return {}
-
-    def live_status(self, iterations: list[dict[str, float]]) -> str:
-        return ""
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
