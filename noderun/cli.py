@@ -110,7 +110,8 @@ def bench(args) -> int:
     from .bench.suite import run_bench
 
     names = args.cases.split(",") if args.cases else None
-    rows = run_bench(names, args.repeats, args.threads, args.tiny, args.out)
+    rows = run_bench(names, args.repeats, args.threads, args.tiny, args.out,
+                     progress=lambda line: print(line, file=sys.stderr, flush=True))
     print_table(rows)
     return print_paths([f"{args.out}/bench.csv", f"{args.out}/bench.json"])
 

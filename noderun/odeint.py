@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from .grad.adjoint import AdjointODE
 from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
-from .solvers.integrate import integrate
 from .solvers.methods import get_method
 from .solvers.options import SolverOptions, parse_options
 from .solvers.stats import SolveStats
@@ -50,8 +49,10 @@ def odeint(
     problem = ODEProblem(func=func, times=times, options=forward, stats=stats if stats is not None else SolveStats())
     if grad not in GRAD_MODES:
         raise ValueError(f"unknown grad {grad!r}; valid grad modes: {', '.join(GRAD_MODES)}")
+    if forward.per_sample:
+        _check_per_sample(y0, time_tensor, grad)
     if grad == "backprop":
-        solve = _backprop_solver(problem)
+        solve = problem.solve
     else:
         params = _adjoint_params(func, adjoint_params, grad)
         backward = _backward_options(forward, adjoint_rtol, adjoint_atol, options, adjoint_options)
@@ -68,21 +69,11 @@ def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
     return odeint(func, y0, t, grad="adjoint", **kwargs)
 
 
-def _backprop_solver(problem: ODEProblem) -> Callable[[Tensor], Tensor]:
-    def solve(y0: Tensor) -> Tensor:
-        rhs = problem.rhs(y0)
-        sol = integrate(rhs, y0, problem.times, problem.options, problem.norm)
-        problem.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
-        return torch.stack(sol.ys)
-
-    return solve
-
-
 def _custom_solver(problem: ODEProblem, grad: str, backward: SolverOptions, params: tuple[Tensor, ...]):
     def solve(y0: Tensor) -> Tensor:
         if not (torch.is_grad_enabled() and (y0.requires_grad or any(p.requires_grad for p in params))):
             with torch.no_grad():
-                return _backprop_solver(problem)(y0)
+                return problem.solve(y0)
         if grad == "adjoint":
             return AdjointODE.apply(problem, backward, y0, *params)
         return CheckpointODE.apply(problem, y0, *params)
@@ -130,6 +121,15 @@ def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor
     return y0, times, t
 
 
+def _check_per_sample(y0: Tensor, t: Tensor, grad: str) -> None:
+    if y0.dim() < 1:
+        raise ValueError("options['per_sample'] needs a batch: y0 of shape (batch, ...), got a 0-dim y0")
+    if grad == "checkpoint":
+        raise ValueError("options['per_sample'] works with grad='backprop' or 'adjoint', not 'checkpoint'")
+    if t.requires_grad:
+        raise ValueError("options['per_sample'] does not give gradients with respect to t")
+
+
 def _adjoint_params(func: Any, adjoint_params: Sequence[Tensor] | None, grad: str) -> tuple[Tensor, ...]:
     if adjoint_params is None:
         if not isinstance(func, nn.Module):
@@ -148,7 +148,7 @@ def _adjoint_params(func: Any, adjoint_params: Sequence[Tensor] | None, grad: st
 def _backward_options(forward: SolverOptions, rtol, atol, options, adjoint_options) -> SolverOptions:
     """The adjoint's settings: the forward ones unless given (a forward norm does not carry over)."""
     if adjoint_options is None:
-        adjoint_options = {k: v for k, v in (options or {}).items() if k != "norm"}
+        adjoint_options = {k: v for k, v in (options or {}).items() if k not in ("norm", "per_sample")}
     return parse_options(
         forward.tableau,
         forward.rtol if rtol is None else rtol,

@@ -6,8 +6,9 @@ import importlib.util
 import json
 import os
 import platform
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -35,27 +36,35 @@ def add_derived_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_case(case, repeats: int, libraries_to_run: list[str]) -> list[dict[str, Any]]:
+Progress = Callable[[str], None]
+
+
+def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress) -> list[dict[str, Any]]:
+    started = time.perf_counter()
     reference = reference_solution(case)
     eval_s = evaluation_seconds(case, repeats)
+    progress(f"{case.name}: reference and one evaluation measured ({time.perf_counter() - started:.1f} s)")
     rows = []
     for library in libraries_to_run:
+        started = time.perf_counter()
         rows.append({"case": case.name, "library": library, "pass": "forward", "eval_s": eval_s,
                      **measure_forward(case, library, repeats, reference)})
         for mode in case.backward:
             rows.append({"case": case.name, "library": library, "pass": f"backward:{mode}",
                          **measure_backward(case, library, mode, repeats)})
+        progress(f"{case.name}: {library} measured ({time.perf_counter() - started:.1f} s)")
     return rows
 
 
 def run_bench(names: list[str] | None = None, repeats: int = 5, threads: int = 1, tiny: bool = False,
-              out: str | Path | None = None) -> list[dict[str, Any]]:
+              out: str | Path | None = None, progress: Progress = lambda line: None) -> list[dict[str, Any]]:
+    """Every case (default: all), one row per (case, library, pass); ``progress`` gets a line per step."""
     if repeats < 1 or threads < 1:
         raise ValueError("bench needs --repeats and --threads of at least 1")
     torch.set_num_threads(threads)
     rows = []
     for case in build_cases(names or list(CASES), tiny):
-        rows.extend(run_case(case, repeats, libraries()))
+        rows.extend(run_case(case, repeats, libraries(), progress))
     rows = add_derived_columns(rows)
     if out is not None:
         write_results(rows, Path(out), {"threads": threads, "repeats": repeats, "tiny": tiny})

@@ -17,10 +17,7 @@ class AdjointODE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, problem: ODEProblem, backward_options: SolverOptions, y0: Tensor, *params: Tensor) -> Tensor:
-        rhs = problem.rhs(y0)
-        sol = integrate(rhs, y0, problem.times, problem.options, problem.norm)
-        problem.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
-        ys = torch.stack(sol.ys)
+        ys = problem.solve(y0)
         ctx.problem, ctx.backward_options = problem, backward_options
         ctx.save_for_backward(ys, *params)
         return ys

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 from .tableau import ButcherTableau
 
 FIXED_STEP_KEYS = ("step_size",)
-ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor")
+ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "per_sample")
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 10_000
 
@@ -18,7 +18,8 @@ class SolverOptions:
     """Everything the integration loop needs besides the function, the state and the times.
 
     ``norm`` is ``None`` (the default norm), ``"rms"``, ``"seminorm"`` (adjoint only) or a
-    callable mapping a tensor of scaled errors to a scalar tensor.
+    callable mapping a tensor of scaled errors to a scalar tensor. ``per_sample`` gives every
+    sample (dim 0 of the state) its own step size (``solvers.per_sample``).
     """
 
     tableau: ButcherTableau
@@ -31,6 +32,7 @@ class SolverOptions:
     safety: float = 0.9
     ifactor: float = 10.0
     dfactor: float = 0.2
+    per_sample: bool = False
 
 
 def _positive_number(name: str, value: Any, integer: bool = False) -> None:
@@ -47,6 +49,16 @@ def _check_norm(norm: Any, allow_seminorm: bool) -> None:
         raise ValueError("norm='seminorm' applies to the adjoint's backward pass: pass it in adjoint_options")
     if norm not in NORM_NAMES:
         raise ValueError(f"unknown norm {norm!r}; use 'rms', 'seminorm' (adjoint only) or a callable")
+
+
+def _check_per_sample(options: Mapping[str, Any], where: str) -> None:
+    per_sample = options.get("per_sample", False)
+    if not isinstance(per_sample, bool):
+        raise ValueError(f"{where}['per_sample'] must be True or False, got {per_sample!r}")
+    if per_sample and where == "adjoint_options":
+        raise ValueError("per_sample applies to the forward solve: the adjoint's backward state is not batched")
+    if per_sample and options.get("norm") is not None:
+        raise ValueError(f"{where}['per_sample'] measures each sample's error by its RMS norm; drop {where}['norm']")
 
 
 def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
@@ -73,6 +85,7 @@ def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mappin
     if "max_num_steps" in options:
         _positive_number(f"{where}['max_num_steps']", options["max_num_steps"], integer=True)
     _check_norm(options.get("norm"), allow_seminorm)
+    _check_per_sample(options, where)
     return SolverOptions(tableau=tableau, rtol=_as_float(rtol), atol=_as_float(atol), **options)
 
 

@@ -8,7 +8,8 @@ from torch import Tensor
 
 
 class CountingRHS:
-    """Calls ``func(t, y)`` with ``t`` as a 0-dim tensor of ``dtype`` on ``device``; counts the calls."""
+    """Calls ``func(t, y)`` with ``t`` as a tensor of ``dtype`` on ``device`` (0-dim from a float, or a
+    tensor of one time per sample under per-sample step control); counts the calls."""
 
     def __init__(self, func: Callable[[Tensor, Tensor], Tensor], dtype: torch.dtype, device: torch.device):
         self.func = func
@@ -16,6 +17,8 @@ class CountingRHS:
         self.device = device
         self.calls = 0
 
-    def __call__(self, t: float, y: Tensor) -> Tensor:
+    def __call__(self, t: float | Tensor, y: Tensor) -> Tensor:
         self.calls += 1
+        if isinstance(t, Tensor):
+            return self.func(t.to(self.dtype), y)
         return self.func(torch.tensor(t, dtype=self.dtype, device=self.device), y)

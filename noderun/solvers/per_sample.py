@@ -1,0 +1,162 @@
+"""Per-sample step control (``options={"per_sample": True}``): every sample of the batch (dim 0 of
+the state) has its own time, step size and error test, accepts or rejects its step on its own, and
+stops being updated when it has reached the last output time.
+
+The batch is still evaluated as one call of ``func``, with ``t`` a tensor of one time per sample,
+shape ``(batch,)``; a finished sample rides along with a zero step. Steps end exactly at output times
+(no dense output), so every sample's outputs are step ends.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..errors import SolverError
+from .options import SolverOptions
+from .tableau import ButcherTableau
+
+BatchRHS = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class PerSampleSolution:
+    """The states at the output times, and each sample's accepted and rejected steps."""
+
+    ys: list[Tensor]
+    accepted: Tensor
+    rejected: Tensor
+
+
+def row_rms(x: Tensor) -> Tensor:
+    """The RMS norm of each sample: shape ``(batch,)``."""
+    return x.reshape(len(x), -1).pow(2).mean(dim=1).sqrt()
+
+
+def rows(x: Tensor, like: Tensor) -> Tensor:
+    """``x`` of shape ``(batch,)`` viewed to broadcast against ``like`` (batch first)."""
+    return x.view(-1, *([1] * (like.dim() - 1)))
+
+
+def combine(y: Tensor, h: Tensor, weights, k: list[Tensor]) -> Tensor:
+    """``y + h * sum_j weights[j] * k[j]`` with one step size per sample (``h`` broadcast to ``y``)."""
+    terms = [k_j * w for w, k_j in zip(weights, k) if w != 0.0]
+    return y if not terms else y + h * torch.stack(terms).sum(0)
+
+
+@torch.no_grad()
+def initial_steps(rhs: BatchRHS, t0: Tensor, y0: Tensor, f0: Tensor, opts: SolverOptions, span: Tensor) -> Tensor:
+    """Hairer's starting step for every sample (``control.initial_step``, row by row); one evaluation."""
+    scale = y0.abs() * opts.rtol + opts.atol
+    d0, d1 = row_rms(y0 / scale), row_rms(f0 / scale)
+    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1.clamp_min(1e-300))
+    h0 = torch.minimum(h0, span.abs())
+    signed = h0 * span.sign()
+    f1 = rhs(t0 + signed, y0 + rows(signed, y0).to(y0.dtype) * f0)
+    d2 = row_rms((f1 - f0) / scale) / h0
+    biggest = torch.maximum(d1, d2)
+    h1 = torch.where(biggest <= 1e-15, torch.clamp_min(h0 * 1e-3, 1e-6),
+                     (0.01 / biggest.clamp_min(1e-300)) ** (1.0 / (opts.tableau.error_order + 1)))
+    return torch.minimum(torch.minimum(100 * h0, h1), span.abs()) * span.sign()
+
+
+class StepSizes:
+    """The PI controller of ``control.PIController`` for a vector of step sizes."""
+
+    def __init__(self, opts: SolverOptions, h: Tensor):
+        self.opts, self.h = opts, h
+        self.order = opts.tableau.error_order + 1
+        self.previous_ratio = torch.ones_like(h)
+
+    @torch.no_grad()
+    def update(self, h_taken: Tensor, ratio: Tensor, accepted: Tensor, running: Tensor) -> None:
+        """New step sizes from the steps just tried; samples no longer running keep theirs."""
+        opts, k = self.opts, self.order
+        ratio = ratio.clamp_min(1e-10)
+        grow = opts.safety * ratio ** (-0.85 / k) * self.previous_ratio ** (0.2 / k)
+        shrink = torch.where(torch.isfinite(ratio), opts.safety * ratio ** (-1.0 / k), torch.zeros_like(ratio))
+        factor = torch.where(accepted, grow.clamp(opts.dfactor, opts.ifactor), shrink.clamp(opts.dfactor, 1.0))
+        self.previous_ratio = torch.where(accepted, ratio, self.previous_ratio)
+        self.h = torch.where(running, h_taken * factor, self.h)
+
+
+def integrate_per_sample(rhs: BatchRHS, y0: Tensor, times: list[float], opts: SolverOptions) -> PerSampleSolution:
+    """Solve every sample from ``times[0]`` through every output time to ``times[-1]`` on its own clock."""
+    tableau, batch = opts.tableau, len(y0)
+    targets = torch.tensor(times, dtype=time_dtype(y0), device=y0.device)
+    direction = 1.0 if times[-1] > times[0] else -1.0
+    t = targets[0].expand(batch).clone()
+    y, f = y0, rhs(t, y0)
+    if not bool(torch.isfinite(f).all()):
+        raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={times[0]!r}")
+    sizes = StepSizes(opts, initial_steps(rhs, t, y0, f, opts, targets[-1] - t))
+    next_out = torch.ones(batch, dtype=torch.long, device=y0.device)
+    ys = [y0] + [y0] * (len(times) - 1)
+    accepted_steps = torch.zeros(batch, dtype=torch.long, device=y0.device)
+    rejected_steps = torch.zeros_like(accepted_steps)
+    min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(times[-1] - times[0]))
+    for attempt in range(opts.max_num_steps + 1):
+        running = next_out < len(times)
+        if not bool(running.any()):
+            return PerSampleSolution(ys=ys, accepted=accepted_steps, rejected=rejected_steps)
+        target = targets[next_out.clamp_max(len(times) - 1)]
+        t_end = torch.where(running, torch.where((t + sizes.h - target) * direction >= 0, target, t + sizes.h), t)
+        h = t_end - t
+        y1, last_stage, ratio = rk_step(rhs, tableau, t, y, h, f, opts)
+        accept = running & (ratio <= 1.0)
+        reject = running & ~accept
+        sizes.update(h, ratio, accept, running)
+        _check_step_sizes(sizes.h, reject, t, min_step, ratio)
+        y = torch.where(rows(accept, y), y1, y)
+        t = torch.where(accept, t_end, t)
+        f = torch.where(rows(accept, y), last_stage, f) if tableau.fsal else rhs(t, y)
+        accepted_steps += accept
+        rejected_steps += reject
+        reached = accept & (t_end == target)
+        for index in torch.unique(next_out[reached]).tolist():
+            ys[index] = torch.where(rows(reached & (next_out == index), y), y, ys[index])
+        next_out = next_out + reached
+    raise SolverError(f"max_num_steps={opts.max_num_steps} steps taken with per-sample step control; "
+                      f"{int((next_out < len(times)).sum())} sample(s) had not reached t={times[-1]!r}: "
+                      "increase options['max_num_steps'] or loosen rtol/atol")
+
+
+def rk_step(rhs: BatchRHS, tableau: ButcherTableau, t: Tensor, y0: Tensor, h: Tensor, f0: Tensor,
+            opts: SolverOptions) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of ``tableau`` with a step size per sample: the new states, the last stage and each
+    sample's error ratio (``inf`` where it is not finite)."""
+    h_rows = rows(h, y0).to(y0.dtype)
+    k = [f0]
+    last_input = y0
+    for a_i, c_i in zip(tableau.a[1:], tableau.c[1:]):
+        last_input = combine(y0, h_rows, a_i, k)
+        k.append(rhs(t + c_i * h, last_input))
+    y1 = last_input if tableau.fsal else combine(y0, h_rows, tableau.b, k)
+    return y1, k[-1], error_ratios(tableau, y0, y1, h_rows, k, opts).to(h.dtype)
+
+
+@torch.no_grad()
+def error_ratios(tableau: ButcherTableau, y0: Tensor, y1: Tensor, h_rows: Tensor, k: list[Tensor],
+                 opts: SolverOptions) -> Tensor:
+    """Each sample's error ratio (accept at <= 1), ``inf`` where it or the new state is not finite."""
+    error = combine(torch.zeros_like(y0), h_rows, tableau.b_err, k)
+    scale = torch.maximum(y0.abs(), y1.abs()) * opts.rtol + opts.atol
+    ratio = row_rms(error / scale)
+    return torch.where(torch.isfinite(ratio) & torch.isfinite(row_rms(y1)), ratio, torch.full_like(ratio, torch.inf))
+
+
+def _check_step_sizes(h: Tensor, rejected: Tensor, t: Tensor, min_step: float, ratio: Tensor) -> None:
+    too_small = rejected & (h.abs() < min_step)
+    if bool(too_small.any()):
+        sample = int(too_small.nonzero()[0])
+        cause = "the state or its derivative became non-finite" if not torch.isfinite(ratio[sample]) else \
+            "step size underflow"
+        raise SolverError(f"{cause} for sample {sample} at t={float(t[sample])!r} (step size {float(h[sample])!r}, "
+                          f"minimum {min_step!r}); the dynamics may be stiff or blow up: try looser rtol/atol")
+
+
+def time_dtype(y0: Tensor) -> torch.dtype:
+    """Float64 clocks where the device supports them (not on MPS)."""
+    return torch.float32 if y0.device.type == "mps" else torch.float64
