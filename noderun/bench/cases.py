@@ -25,6 +25,7 @@ class Case:
     rtol: float
     atol: float
     backward: tuple[str, ...] = ()
+    per_sample: bool = False  # also measure noderun's per-sample step control
 
 
 class MLPField(nn.Module):
@@ -66,7 +67,7 @@ def van_der_pol_case(tiny: bool) -> Case:
     batch = 8 if tiny else 256
     y0 = torch.tensor([2.0, 0.0]).repeat(batch, 1)
     return Case("van_der_pol", VanDerPol(torch.linspace(1.0, 25.0, batch)), y0, torch.tensor([0.0, 1.0 if tiny else 10.0]),
-                "dopri5", 1e-5, 1e-5)
+                "dopri5", 1e-5, 1e-5, per_sample=True)
 
 
 def latent_ode_case(tiny: bool) -> Case:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..odeint import odeint
+from ..solvers.stats import SolveStats
 from ..train.meter import MB, SavedTensorBytes
 from .cases import Case
 
@@ -47,13 +48,15 @@ def reference_solution(case: Case) -> Tensor:
                       options={"max_num_steps": 1_000_000}).float()
 
 
-def noderun_solver(mode: str) -> Callable[..., Tensor]:
-    grad = "adjoint" if mode.startswith("adjoint") else mode
+def noderun_solver(mode: str, stats: SolveStats | None = None) -> Callable[..., Tensor]:
+    """``mode``: a gradient mode, ``adjoint_seminorm``, or ``per_sample`` (per-sample step control, backprop)."""
+    grad = "adjoint" if mode.startswith("adjoint") else "backprop" if mode == "per_sample" else mode
     adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
+    options = {"max_num_steps": 1_000_000, "per_sample": mode == "per_sample"}
 
     def solve(func, y0, t, method, rtol, atol):
         return odeint(func, y0, t, method=method, rtol=rtol, atol=atol, grad=grad, adjoint_options=adjoint_options,
-                      options={"max_num_steps": 1_000_000})
+                      options=options, stats=stats)
 
     return solve
 
@@ -78,9 +81,12 @@ def evaluation_seconds(case: Case, repeats: int) -> float:
         return median_seconds(lambda: case.func(t0, case.y0), max(20, 10 * repeats), warmup=3)
 
 
-def measure_forward(case: Case, library: str, repeats: int, reference: Tensor) -> dict[str, Any]:
+def measure_forward(case: Case, library: str, repeats: int, reference: Tensor, mode: str = "backprop") -> dict[str, Any]:
+    """Median time of a solve without gradients, its evaluations and maximum error; for noderun also the
+    accepted steps (per-sample step control: the median sample's)."""
     func = Counted(case.func)
-    solve = SOLVERS[library]("backprop")
+    stats = SolveStats()
+    solve = noderun_solver(mode, stats) if library == "noderun" else SOLVERS[library](mode)
 
     def run():
         with torch.no_grad():
@@ -88,8 +94,10 @@ def measure_forward(case: Case, library: str, repeats: int, reference: Tensor) -
 
     solution = run()
     func.calls = 0
+    steps = statistics.median(stats.sample_steps) if stats.sample_steps else stats.steps_accepted
     seconds = median_seconds(run, repeats, warmup=0)
-    return {"time_s": seconds, "nfe": func.calls / repeats, "error": (solution - reference).abs().max().item()}
+    row = {"time_s": seconds, "nfe": func.calls / repeats, "error": (solution - reference).abs().max().item()}
+    return {**row, "steps": steps} if library == "noderun" else row
 
 
 def measure_backward(case: Case, library: str, mode: str, repeats: int) -> dict[str, Any]:

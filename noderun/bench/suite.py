@@ -16,7 +16,8 @@ from ..log.files import write_csv
 from .cases import CASES, build_cases
 from .measure import evaluation_seconds, measure_backward, measure_forward, reference_solution
 
-COLUMNS = ["case", "library", "pass", "time_s", "nfe", "error", "eval_s", "overhead", "saved_mb", "vs_torchdiffeq"]
+COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "error", "eval_s", "overhead", "saved_mb",
+           "vs_torchdiffeq"]
 
 
 def libraries() -> list[str]:
@@ -28,7 +29,7 @@ def add_derived_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     torchdiffeq's on the same case and pass."""
     times = {(row["case"], row["library"], row["pass"]): row["time_s"] for row in rows}
     for row in rows:
-        if row["pass"] == "forward" and row.get("nfe") and row.get("eval_s"):
+        if row["pass"].startswith("forward") and row.get("nfe") and row.get("eval_s"):
             row["overhead"] = row["time_s"] / (row["nfe"] * row["eval_s"])
         theirs = times.get((row["case"], "torchdiffeq", row["pass"]))
         if row["library"] == "noderun" and theirs:
@@ -49,6 +50,9 @@ def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress
         started = time.perf_counter()
         rows.append({"case": case.name, "library": library, "pass": "forward", "eval_s": eval_s,
                      **measure_forward(case, library, repeats, reference)})
+        if case.per_sample and library == "noderun":
+            rows.append({"case": case.name, "library": library, "pass": "forward:per_sample", "eval_s": eval_s,
+                         **measure_forward(case, library, repeats, reference, "per_sample")})
         for mode in case.backward:
             rows.append({"case": case.name, "library": library, "pass": f"backward:{mode}",
                          **measure_backward(case, library, mode, repeats)})

@@ -37,7 +37,8 @@ class SolverSettings:
         tolerances = {key: solver.pop(key) for key in ("rtol", "atol") if key in solver}
         options = {key: value for key, value in solver.items() if value is not None}
         seminorm = bool(grad.get("seminorm", False))
-        adjoint_options = {**options, "norm": "seminorm"} if seminorm else None
+        backward_options = {key: value for key, value in options.items() if key != "per_sample"}
+        adjoint_options = {**backward_options, "norm": "seminorm"} if seminorm else None
         return cls(method=method, options=options, grad=grad["mode"], adjoint_options=adjoint_options, **tolerances)
 
     def odeint_kwargs(self) -> dict[str, Any]:
