@@ -49,9 +49,10 @@ class CheckpointODE(torch.autograd.Function):
                 y = starts[s].detach().requires_grad_(True)
                 step = rk_step(rhs, tableau, t, y, h, None)
                 outputs, grads = [step.y1], [adjoint]
-                k_dense = dense_stages(rhs, tableau, step) if inside[s] else None
+                if inside[s]:
+                    dense_stages(rhs, tableau, step)
                 for i, theta in inside[s]:
-                    outputs.append(dense_output(tableau, step, k_dense, theta))
+                    outputs.append(dense_output(tableau, step, theta))
                     grads.append(grad_ys[i])
                 vjps = torch.autograd.grad(outputs, (y, *params), grads, allow_unused=True)
             adjoint = vjps[0]

@@ -13,7 +13,7 @@ Norm = Callable[[Tensor], Tensor]
 
 def rms_norm(x: Tensor) -> Tensor:
     """Root mean square over all elements."""
-    return x.pow(2).mean().sqrt()
+    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
 
 
 def channel_norm(sizes: tuple[int, ...]) -> Norm:
@@ -35,7 +35,7 @@ def channel_norm(sizes: tuple[int, ...]) -> Norm:
 
 def error_ratio(error: Tensor, y0: Tensor, y1: Tensor, rtol: float, atol: float, norm: Norm) -> Tensor:
     """``norm(error / (atol + rtol * max(|y0|, |y1|)))``: a step is accepted when this is <= 1."""
-    scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
+    scale = torch.maximum(y0.abs(), y1.abs()) * rtol + atol
     return norm(error / scale)
 
 

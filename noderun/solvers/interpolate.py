@@ -3,19 +3,17 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .step import RHS, Step, combine
+from .step import RHS, Step
 from .tableau import ButcherTableau
 
 
-def dense_stages(rhs: RHS, tableau: ButcherTableau, step: Step) -> list[Tensor]:
-    """The step's stages followed by the extra stages its continuous extension needs (evaluated here)."""
-    k = list(step.k)
+def dense_stages(rhs: RHS, tableau: ButcherTableau, step: Step) -> None:
+    """Evaluate the extra stages the step's continuous extension needs, appending them to ``step.k``."""
     for a_i, c_i in zip(tableau.dense_a, tableau.dense_c):
-        k.append(rhs(step.t + c_i * step.h, combine(step.y0, step.h, a_i, k)))
-    return k
+        step.k.append(rhs(step.t + c_i * step.h, step.k.combine(step.y0, step.h, a_i)))
 
 
-def dense_output(tableau: ButcherTableau, step: Step, k: list[Tensor], theta: float) -> Tensor:
-    """``y0 + h * sum_j b_j(theta) k_j`` with ``k`` from ``dense_stages``."""
+def dense_output(tableau: ButcherTableau, step: Step, theta: float) -> Tensor:
+    """``y0 + h * sum_j b_j(theta) k_j``, after ``dense_stages``."""
     weights = [sum(p * theta ** (q + 1) for q, p in enumerate(row)) for row in tableau.dense]
-    return combine(step.y0, step.h, weights, k)
+    return step.k.combine(step.y0, step.h, weights)

@@ -21,4 +21,4 @@ class CountingRHS:
         self.calls += 1
         if isinstance(t, Tensor):
             return self.func(t.to(self.dtype), y)
-        return self.func(torch.tensor(t, dtype=self.dtype, device=self.device), y)
+        return self.func(torch.scalar_tensor(t, dtype=self.dtype, device=self.device), y)

@@ -1,25 +1,15 @@
-"""One generic explicit Runge–Kutta step for any Butcher tableau."""
+"""One generic explicit Runge–Kutta step for any Butcher tableau, and the two ways of holding its stages."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import torch
 from torch import Tensor
 
 from .tableau import ButcherTableau
 
 RHS = Callable[[float, Tensor], Tensor]
-
-
-@dataclass
-class Step:
-    """A computed step from ``(t, y0)`` to ``(t + h, y1)`` with its stage derivatives ``k``."""
-
-    t: float
-    h: float
-    y0: Tensor
-    y1: Tensor
-    k: list[Tensor]
 
 
 def weighted_sum(weights: Sequence[float], k: Sequence[Tensor]) -> Tensor | None:
@@ -31,28 +21,106 @@ def weighted_sum(weights: Sequence[float], k: Sequence[Tensor]) -> Tensor | None
     return total
 
 
-def combine(y: Tensor, h: float, weights: Sequence[float], k: Sequence[Tensor]) -> Tensor:
-    """``y + h * sum_j weights[j] * k[j]``."""
-    total = weighted_sum(weights, k)
-    return y if total is None else y.add(total, alpha=h)
+class StageList:
+    """A step's stage derivatives as a list of tensors: every operation is one autograd can record."""
+
+    def __init__(self):
+        self.k: list[Tensor] = []
+
+    def start(self, f0: Tensor) -> None:
+        self.k = [f0]
+
+    def append(self, k_j: Tensor) -> None:
+        self.k.append(k_j)
+
+    def __getitem__(self, j: int) -> Tensor:
+        return self.k[j]
+
+    def combine(self, y: Tensor, h: float, weights: Sequence[float]) -> Tensor:
+        """``y + h * sum_j weights[j] * k[j]``."""
+        total = weighted_sum(weights, self.k)
+        return y if total is None else y.add(total, alpha=h)
+
+    def weighted(self, weights: Sequence[float], scale: float) -> Tensor:
+        """``scale * sum_j weights[j] * k[j]``."""
+        return weighted_sum(weights, self.k) * scale
 
 
-def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f0: Tensor | None) -> Step:
+class StageBuffer(StageList):
+    """Stages written into one preallocated ``(stages, numel)`` tensor, reused from step to step, so
+    that a stage input, a new state or an error estimate is one fused ``addmv`` whatever the number of
+    stages. Only for solves without a graph: the buffer is overwritten in place."""
+
+    def __init__(self, tableau: ButcherTableau, like: Tensor):
+        super().__init__()
+        rows = tableau.stages + len(tableau.dense_c)
+        self.buffer = like.new_empty(rows, like.numel())
+        self.columns = [self.buffer[:j].t() for j in range(rows + 1)]
+        self.rows = [self.buffer[j].view(like.shape) for j in range(rows)]
+        self.count = 0
+        self.weight_tensors: dict[tuple[float, ...], Tensor] = {}
+
+    def start(self, f0: Tensor) -> None:
+        if f0 is not self.rows[0]:
+            self.rows[0].copy_(f0)
+        self.count = 1
+
+    def append(self, k_j: Tensor) -> None:
+        self.rows[self.count].copy_(k_j)
+        self.count += 1
+
+    def __getitem__(self, j: int) -> Tensor:
+        return self.rows[j]
+
+    def combine(self, y: Tensor, h: float, weights: Sequence[float]) -> Tensor:
+        flat = torch.addmv(y.reshape(-1), self.columns[len(weights)], self._tensor(weights), alpha=h)
+        return flat.view(y.shape)
+
+    def weighted(self, weights: Sequence[float], scale: float) -> Tensor:
+        return torch.mv(self.columns[len(weights)], self._tensor(weights)).mul_(scale).view(self.rows[0].shape)
+
+    def _tensor(self, weights: Sequence[float]) -> Tensor:
+        key = tuple(weights)
+        if key not in self.weight_tensors:
+            self.weight_tensors[key] = self.buffer.new_tensor(key)
+        return self.weight_tensors[key]
+
+
+def stage_store(tableau: ButcherTableau, y0: Tensor) -> StageList:
+    """A buffer when no graph is being recorded, else a list."""
+    return StageList() if torch.is_grad_enabled() else StageBuffer(tableau, y0)
+
+
+@dataclass
+class Step:
+    """A computed step from ``(t, y0)`` to ``(t + h, y1)`` with its stage derivatives ``k``."""
+
+    t: float
+    h: float
+    y0: Tensor
+    y1: Tensor
+    k: StageList
+
+
+def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f0: Tensor | None,
+            stages: StageList | None = None) -> Step:
     """Take one step of ``tableau`` of size ``h`` (negative when integrating backwards).
 
-    ``f0`` is ``rhs(t, y0)`` when already known (FSAL, or the previous step's end);
-    otherwise it is evaluated here. For an FSAL tableau the last stage is ``rhs(t + h, y1)``
-    and ``y1`` is exactly the point it was evaluated at.
+    ``f0`` is ``rhs(t, y0)`` when already known (FSAL, the previous step's end, or the first stage of
+    a rejected attempt from the same point); otherwise it is evaluated here. For an FSAL tableau the
+    last stage is ``rhs(t + h, y1)`` and ``y1`` is exactly the point it was evaluated at. ``stages``
+    (default: a new list) receives the stages.
     """
-    k = [rhs(t, y0) if f0 is None else f0]
+    k = StageList() if stages is None else stages
+    k.start(rhs(t, y0) if f0 is None else f0)
     last_input = y0
     for a_i, c_i in zip(tableau.a[1:], tableau.c[1:]):
-        last_input = combine(y0, h, a_i, k)
+        last_input = k.combine(y0, h, a_i)
         k.append(rhs(t + c_i * h, last_input))
-    y1 = last_input if tableau.fsal else combine(y0, h, tableau.b, k)
+    y1 = last_input if tableau.fsal else k.combine(y0, h, tableau.b)
     return Step(t=t, h=h, y0=y0, y1=y1, k=k)
 
 
 def error_estimate(tableau: ButcherTableau, step: Step) -> Tensor:
     """The embedded local error estimate ``h * sum_j b_err[j] * k[j]``."""
-    return weighted_sum(tableau.b_err, step.k) * step.h
+    return step.k.weighted(tableau.b_err, step.h)
