@@ -41,7 +41,7 @@ class Spirals:
     """1000 spirals, half clockwise and half counter-clockwise, each from its own start point."""
 
     def __init__(self, n_spirals: int = 1000, n_points: int = 100, n_obs: int = 30, t_window: float = 5.0,
-                 noise_std: float = 0.1, angular_speed: float = 1.0, radial_rate: float = 0.1,
+                 noise_std: float = 0.1, angular_speed: float = 2.0, radial_rate: float = 0.02,
                  test_fraction: float = 0.2, seed: int = 0):
         if not 1 <= n_obs <= n_points:
             raise ValueError(f"dataset.n_obs must be between 1 and n_points={n_points}, got {n_obs}")
