@@ -23,7 +23,7 @@ def test_tiny_bench_measures_every_pass(tmp_path):
     rows = run_bench(["mlp", "van_der_pol"], repeats=1, tiny=True, out=tmp_path)
     ours = {(row["case"], row["pass"]): row for row in rows if row["library"] == "noderun"}
     assert set(ours) == {("mlp", "forward"), ("mlp", "backward:backprop"), ("mlp", "backward:adjoint"),
-                         ("mlp", "backward:adjoint_seminorm"), ("van_der_pol", "forward"),
+                         ("mlp", "backward:adjoint_seminorm"), ("mlp", "backward:checkpoint"), ("van_der_pol", "forward"),
                          ("van_der_pol", "forward:per_sample")}
     for case, forward_pass in (("mlp", "forward"), ("van_der_pol", "forward"), ("van_der_pol", "forward:per_sample")):
         forward = ours[(case, forward_pass)]
@@ -31,7 +31,8 @@ def test_tiny_bench_measures_every_pass(tmp_path):
         assert forward["steps"] > 0
     assert ours[("van_der_pol", "forward:per_sample")]["steps"] < ours[("van_der_pol", "forward")]["steps"]
     assert ours[("mlp", "backward:backprop")]["nfe"] == 0 < ours[("mlp", "backward:adjoint")]["nfe"]
-    assert ours[("mlp", "backward:adjoint")]["saved_mb"] < ours[("mlp", "backward:backprop")]["saved_mb"]
+    assert ours[("mlp", "backward:adjoint")]["saved_mb"] < ours[("mlp", "backward:checkpoint")]["saved_mb"] \
+        < ours[("mlp", "backward:backprop")]["saved_mb"]
     assert ours[("mlp", "backward:adjoint_seminorm")]["nfe"] <= ours[("mlp", "backward:adjoint")]["nfe"]
     assert {row["library"] for row in rows} == set(libraries())
     written = json.loads((tmp_path / "bench.json").read_text())

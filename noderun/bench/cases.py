@@ -12,7 +12,7 @@ from ..models.cnf import CNFDynamics, PlanarField
 from ..models.latent_ode import LatentDynamics
 from ..models.odenet import ConvODEFunc
 
-BACKWARD_MODES = ("backprop", "adjoint", "adjoint_seminorm")
+BACKWARD_MODES = ("backprop", "adjoint", "adjoint_seminorm", "checkpoint")
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 
 from ..log.files import write_csv
 from .cases import CASES, build_cases
-from .measure import evaluation_seconds, measure_backward, measure_forward, reference_solution
+from .measure import evaluation_seconds, measure_backward, measure_forward, measures, reference_solution
 
 COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "error", "eval_s", "overhead", "saved_mb",
            "vs_torchdiffeq"]
@@ -53,7 +53,7 @@ def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress
         if case.per_sample and library == "noderun":
             rows.append({"case": case.name, "library": library, "pass": "forward:per_sample", "eval_s": eval_s,
                          **measure_forward(case, library, repeats, reference, "per_sample")})
-        for mode in case.backward:
+        for mode in (mode for mode in case.backward if measures(library, mode)):
             rows.append({"case": case.name, "library": library, "pass": f"backward:{mode}",
                          **measure_backward(case, library, mode, repeats)})
         progress(f"{case.name}: {library} measured ({time.perf_counter() - started:.1f} s)")

@@ -97,7 +97,7 @@ def integrate_per_sample(rhs: BatchRHS, y0: Tensor, times: list[float], opts: So
     accepted_steps = torch.zeros(batch, dtype=torch.long, device=y0.device)
     rejected_steps = torch.zeros_like(accepted_steps)
     min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(times[-1] - times[0]))
-    for attempt in range(opts.max_num_steps + 1):
+    for _ in range(opts.max_num_steps + 1):
         running = next_out < len(times)
         if not bool(running.any()):
             return PerSampleSolution(ys=ys, accepted=accepted_steps, rejected=rejected_steps)
