@@ -59,6 +59,7 @@ class StageBuffer(StageList):
         self.rows = [self.buffer[j].view(like.shape) for j in range(rows)]
         self.count = 0
         self.weight_tensors: dict[tuple[float, ...], Tensor] = {}
+        self.base: tuple[Tensor, Tensor] | None = None  # the last state combined from, and its flat view
 
     def start(self, f0: Tensor) -> None:
         if f0 is not self.rows[0]:
@@ -73,7 +74,9 @@ class StageBuffer(StageList):
         return self.rows[j]
 
     def combine(self, y: Tensor, h: float, weights: Sequence[float]) -> Tensor:
-        flat = torch.addmv(y.reshape(-1), self.columns[len(weights)], self._tensor(weights), alpha=h)
+        if self.base is None or self.base[0] is not y:
+            self.base = (y, y.reshape(-1))
+        flat = torch.addmv(self.base[1], self.columns[len(weights)], self._tensor(weights), alpha=h)
         return flat.view(y.shape)
 
     def weighted(self, weights: Sequence[float], scale: float) -> Tensor:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 _TOLERANCE = 1e-12
 
@@ -48,7 +49,7 @@ class ButcherTableau:
     def adaptive(self) -> bool:
         return self.b_err is not None
 
-    @property
+    @cached_property
     def fsal(self) -> bool:
         """True when the last stage is ``f(t + h, y1)``: ``a[-1] == b`` and ``c[-1] == 1``."""
         last = self.a[-1] + (0.0,)
