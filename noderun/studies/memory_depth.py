@@ -20,12 +20,9 @@ from ..train.meter import IterationMeter
 def one_iteration(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Forward and backward once, metered as a training iteration (saved bytes, NFE, CUDA peak)."""
     meter = IterationMeter(model, images.device)
-    meter.start()
-    with meter.saved.active():
+    with meter.forward():
         loss = F.cross_entropy(model(images), labels)
-    meter.forward_done()
-    loss.backward()
-    meter.backward_done()
+    meter.backward(loss)
     record = meter.finish()
     timings = ("seconds", "forward_s", "backward_s")  # this study is about memory
     return {key: value for key, value in record.items() if key not in ("steps_accepted", "steps_rejected", *timings)}

@@ -114,13 +114,10 @@ class Trainer:
     def _train_step(self, batch) -> dict[str, float]:
         self.model.train()
         batch = to_device(batch, self.device)
-        self.meter.start()
-        with self.meter.saved.active():
+        with self.meter.forward():
             loss, counts = self.task.loss(self.model, batch)
-        self.meter.forward_done()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.meter.backward_done()
+        self.meter.backward(loss)
         self.optimizer.step()
         return {"loss": loss.item(), **counts, **self.meter.finish()}
 

@@ -5,6 +5,7 @@ import resource
 import sys
 import time
 from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -55,19 +56,21 @@ class IterationMeter:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def start(self) -> None:
+    @contextmanager
+    def forward(self) -> Iterator[None]:
+        """Wrap the forward pass, up to the loss: starts the iteration and counts the bytes saved for backward."""
         for block in self.blocks:
             block.stats.reset()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self._start = self._now()
-
-    def forward_done(self) -> None:
-        """Call when the loss is computed."""
+        with self.saved.active():
+            yield
         self._forward_done = self._now()
 
-    def backward_done(self) -> None:
-        """Call when ``loss.backward()`` has returned."""
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, timed."""
+        loss.backward()
         self._backward_done = self._now()
 
     def finish(self) -> dict[str, float]:
