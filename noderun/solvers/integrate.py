@@ -68,8 +68,9 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
                 if not extended:
                     dense_stages(rhs, tableau, step)
                     extended = True
-                sol.ys.append(dense_output(tableau, step, (times[next_out] - t) / step.h))
-                sol.output_steps.append((sol.accepted, (times[next_out] - t) / step.h))
+                theta = (times[next_out] - t) / step.h
+                sol.ys.append(dense_output(tableau, step, theta))
+                sol.output_steps.append((sol.accepted, theta))
             next_out += 1
         if record:
             sol.steps.append(StepRecord(t=t, h=step.h, y0=y))
