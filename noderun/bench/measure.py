@@ -93,42 +93,66 @@ def evaluation_seconds(case: Case, repeats: int) -> float:
         return median_seconds(lambda: func(t0, case.y0), max(20, 10 * repeats), warmup=3)
 
 
-def measure_forward(case: Case, library: str, repeats: int, reference: Tensor, mode: str = "backprop") -> dict[str, Any]:
-    """Median time of a solve without gradients, its evaluations and maximum error; for noderun also the
-    accepted steps (per-sample step control: the median sample's)."""
-    func = Counted(case.func)
-    stats = SolveStats()
-    solve = noderun_solver(mode, stats) if library == "noderun" else SOLVERS[library](mode)
+class ForwardTrial:
+    """A solve without gradients by one library: a first, untimed solve gives the error, the evaluations
+    and (for noderun) the accepted steps — per-sample step control: the median sample's; ``time_once``
+    adds a timed repeat."""
 
-    def run():
+    def __init__(self, case: Case, library: str, reference: Tensor, mode: str = "backprop"):
+        func, stats = Counted(case.func), SolveStats()
+        solve = noderun_solver(mode, stats) if library == "noderun" else SOLVERS[library](mode)
+        self.run = lambda: solve(func, case.y0, case.t, case.method, case.rtol, case.atol)
         with torch.no_grad():
-            return solve(func, case.y0, case.t, case.method, case.rtol, case.atol)
+            solution = self.run()
+        self.facts = {"nfe": func.calls, "error": (solution - reference).abs().max().item()}
+        if library == "noderun":
+            self.facts["steps"] = statistics.median(stats.sample_steps) if stats.sample_steps else stats.steps_accepted
+        self.times: list[float] = []
 
-    solution = run()
-    func.calls = 0
-    steps = statistics.median(stats.sample_steps) if stats.sample_steps else stats.steps_accepted
-    seconds = median_seconds(run, repeats, warmup=0)
-    row = {"time_s": seconds, "nfe": func.calls / repeats, "error": (solution - reference).abs().max().item()}
-    return {**row, "steps": steps} if library == "noderun" else row
+    def time_once(self) -> None:
+        with torch.no_grad():
+            started = time.perf_counter()
+            self.run()
+            self.times.append(time.perf_counter() - started)
+
+    def row(self) -> dict[str, Any]:
+        return {"time_s": statistics.median(self.times), **self.facts}
 
 
-def measure_backward(case: Case, library: str, mode: str, repeats: int) -> dict[str, Any]:
-    """Forward with gradients then ``backward()`` of the sum of squares of every output: the backward's
-    median time and evaluations, and the bytes the forward saved for it."""
-    func = Counted(case.func)
-    solve = SOLVERS[library](mode)
-    y0 = case.y0.clone().requires_grad_(True)
-    saved = SavedTensorBytes()
-    backward_times, backward_calls = [], []
-    for repeat in range(repeats + 1):  # the first is the warm-up
-        func.zero_grad(set_to_none=True)
-        with saved.active():
-            loss = solve(func, y0, case.t, case.method, case.rtol, case.atol).pow(2).sum()
-        func.calls = 0
+class BackwardTrial:
+    """Forward with gradients, then ``backward()`` of the sum of squares of every output: each repeat
+    times the backward and counts its evaluations; the bytes the forward saved for it are kept. The
+    first repeat, in the constructor, is a warm-up."""
+
+    def __init__(self, case: Case, library: str, mode: str):
+        self.func, self.saved = Counted(case.func), SavedTensorBytes()
+        solve = SOLVERS[library](mode)
+        y0 = case.y0.clone().requires_grad_(True)
+        self.loss = lambda: solve(self.func, y0, case.t, case.method, case.rtol, case.atol).pow(2).sum()
+        self.times: list[float] = []
+        self.calls: list[int] = []
+        self.time_once()
+        self.times, self.calls = [], []
+
+    def time_once(self) -> None:
+        self.func.zero_grad(set_to_none=True)
+        with self.saved.active():
+            loss = self.loss()
+        self.func.calls = 0
         started = time.perf_counter()
         loss.backward()
-        if repeat:
-            backward_times.append(time.perf_counter() - started)
-            backward_calls.append(func.calls)
-    return {"time_s": statistics.median(backward_times), "nfe": statistics.median(backward_calls),
-            "saved_mb": saved.bytes / MB}
+        self.times.append(time.perf_counter() - started)
+        self.calls.append(self.func.calls)
+
+    def row(self) -> dict[str, Any]:
+        return {"time_s": statistics.median(self.times), "nfe": statistics.median(self.calls),
+                "saved_mb": self.saved.bytes / MB}
+
+
+def interleaved(trials: list, repeats: int) -> list[dict[str, Any]]:
+    """Time the trials in turn, ``repeats`` rounds, so that every library sees the same machine noise;
+    one row per trial."""
+    for _ in range(repeats):
+        for trial in trials:
+            trial.time_once()
+    return [trial.row() for trial in trials]

@@ -14,7 +14,7 @@ import torch
 
 from ..log.files import write_csv
 from .cases import CASES, build_cases
-from .measure import evaluation_seconds, measure_backward, measure_forward, measures, reference_solution
+from .measure import BackwardTrial, ForwardTrial, evaluation_seconds, interleaved, measures, reference_solution
 
 COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "error", "eval_s", "overhead", "saved_mb",
            "vs_torchdiffeq"]
@@ -41,23 +41,26 @@ Progress = Callable[[str], None]
 
 
 def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress) -> list[dict[str, Any]]:
+    """Every pass of ``case``, each timed with the libraries interleaved repeat by repeat."""
     started = time.perf_counter()
     reference = reference_solution(case)
     eval_s = evaluation_seconds(case, repeats)
     progress(f"{case.name}: reference and one evaluation measured ({time.perf_counter() - started:.1f} s)")
+    passes = [("forward", lambda lib: ForwardTrial(case, lib, reference), libraries_to_run)]
+    if case.per_sample:
+        passes.append(("forward:per_sample", lambda lib: ForwardTrial(case, lib, reference, "per_sample"), ["noderun"]))
+    for mode in case.backward:
+        passes.append((f"backward:{mode}", lambda lib, mode=mode: BackwardTrial(case, lib, mode),
+                       [lib for lib in libraries_to_run if measures(lib, mode)]))
     rows = []
-    for library in libraries_to_run:
+    for name, trial, libs in passes:
         started = time.perf_counter()
-        rows.append({"case": case.name, "library": library, "pass": "forward", "eval_s": eval_s,
-                     **measure_forward(case, library, repeats, reference)})
-        if case.per_sample and library == "noderun":
-            rows.append({"case": case.name, "library": library, "pass": "forward:per_sample", "eval_s": eval_s,
-                         **measure_forward(case, library, repeats, reference, "per_sample")})
-        for mode in (mode for mode in case.backward if measures(library, mode)):
-            rows.append({"case": case.name, "library": library, "pass": f"backward:{mode}",
-                         **measure_backward(case, library, mode, repeats)})
-        progress(f"{case.name}: {library} measured ({time.perf_counter() - started:.1f} s)")
-    return rows
+        for library, row in zip(libs, interleaved([trial(lib) for lib in libs], repeats)):
+            extra = {"eval_s": eval_s} if name.startswith("forward") else {}
+            rows.append({"case": case.name, "library": library, "pass": name, **extra, **row})
+        progress(f"{case.name}: {name} measured ({time.perf_counter() - started:.1f} s)")
+    order = {library: i for i, library in enumerate(libraries_to_run)}
+    return sorted(rows, key=lambda row: order[row["library"]])
 
 
 def run_bench(names: list[str] | None = None, repeats: int = 5, threads: int = 1, tiny: bool = False,

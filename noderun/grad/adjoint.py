@@ -70,7 +70,7 @@ class AugmentedDynamics:
             else:
                 vjps = (None,) * len(inputs)
         parts = [f.detach()] + [torch.zeros_like(x) if v is None else v for x, v in zip(inputs, vjps)]
-        return torch.cat([p.reshape(-1).to(state.dtype) for p in parts])
+        return torch.cat([p.reshape(-1) if p.dtype == state.dtype else p.reshape(-1).to(state.dtype) for p in parts])
 
 
 def adjoint_norm(name, n: int, n_params: int) -> Norm:
