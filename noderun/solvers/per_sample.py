@@ -9,13 +9,14 @@ shape ``(batch,)``; a finished sample rides along with a zero step. Steps end ex
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from ..errors import SolverError
 from .options import SolverOptions
+from .step import StageList, error_estimate, rk_step, weighted_sum
 from .tableau import ButcherTableau
 
 BatchRHS = Callable[[Tensor, Tensor], Tensor]
@@ -40,10 +41,15 @@ def rows(x: Tensor, like: Tensor) -> Tensor:
     return x.view(-1, *([1] * (like.dim() - 1)))
 
 
-def combine(y: Tensor, h: Tensor, weights, k: list[Tensor]) -> Tensor:
-    """``y + h * sum_j weights[j] * k[j]`` with one step size per sample (``h`` broadcast to ``y``)."""
-    terms = [k_j * w for w, k_j in zip(weights, k) if w != 0.0]
-    return y if not terms else y + h * torch.stack(terms).sum(0)
+class SampleStages(StageList):
+    """Stages of a step whose size ``h`` is a tensor of one step size per sample, shape ``(batch,)``."""
+
+    def combine(self, y: Tensor, h: Tensor, weights: Sequence[float]) -> Tensor:
+        total = weighted_sum(weights, self.k)
+        return y if total is None else y + rows(h, y).to(y.dtype) * total
+
+    def weighted(self, weights: Sequence[float], scale: Tensor) -> Tensor:
+        return weighted_sum(weights, self.k) * rows(scale, self.k[0]).to(self.k[0].dtype)
 
 
 @torch.no_grad()
@@ -104,7 +110,7 @@ def integrate_per_sample(rhs: BatchRHS, y0: Tensor, times: list[float], opts: So
         target = targets[next_out.clamp_max(len(times) - 1)]
         t_end = torch.where(running, torch.where((t + sizes.h - target) * direction >= 0, target, t + sizes.h), t)
         h = t_end - t
-        y1, last_stage, ratio = rk_step(rhs, tableau, t, y, h, f, opts)
+        y1, last_stage, ratio = sample_step(rhs, tableau, t, y, h, f, opts)
         accept = running & (ratio <= 1.0)
         reject = running & ~accept
         sizes.update(h, ratio, accept, running)
@@ -123,28 +129,18 @@ def integrate_per_sample(rhs: BatchRHS, y0: Tensor, times: list[float], opts: So
                       "increase options['max_num_steps'] or loosen rtol/atol")
 
 
-def rk_step(rhs: BatchRHS, tableau: ButcherTableau, t: Tensor, y0: Tensor, h: Tensor, f0: Tensor,
-            opts: SolverOptions) -> tuple[Tensor, Tensor, Tensor]:
+def sample_step(rhs: BatchRHS, tableau: ButcherTableau, t: Tensor, y0: Tensor, h: Tensor, f0: Tensor,
+                opts: SolverOptions) -> tuple[Tensor, Tensor, Tensor]:
     """One step of ``tableau`` with a step size per sample: the new states, the last stage and each
-    sample's error ratio (``inf`` where it is not finite)."""
-    h_rows = rows(h, y0).to(y0.dtype)
-    k = [f0]
-    last_input = y0
-    for a_i, c_i in zip(tableau.a[1:], tableau.c[1:]):
-        last_input = combine(y0, h_rows, a_i, k)
-        k.append(rhs(t + c_i * h, last_input))
-    y1 = last_input if tableau.fsal else combine(y0, h_rows, tableau.b, k)
-    return y1, k[-1], error_ratios(tableau, y0, y1, h_rows, k, opts).to(h.dtype)
-
-
-@torch.no_grad()
-def error_ratios(tableau: ButcherTableau, y0: Tensor, y1: Tensor, h_rows: Tensor, k: list[Tensor],
-                 opts: SolverOptions) -> Tensor:
-    """Each sample's error ratio (accept at <= 1), ``inf`` where it or the new state is not finite."""
-    error = combine(torch.zeros_like(y0), h_rows, tableau.b_err, k)
-    scale = torch.maximum(y0.abs(), y1.abs()) * opts.rtol + opts.atol
-    ratio = row_rms(error / scale)
-    return torch.where(torch.isfinite(ratio) & torch.isfinite(row_rms(y1)), ratio, torch.full_like(ratio, torch.inf))
+    sample's error ratio (``inf`` where it or the new state is not finite)."""
+    step = rk_step(rhs, tableau, t, y0, h, f0, SampleStages())
+    with torch.no_grad():
+        error = error_estimate(tableau, step)
+        scale = torch.maximum(y0.abs(), step.y1.abs()) * opts.rtol + opts.atol
+        ratio = row_rms(error / scale)
+        ratio = torch.where(torch.isfinite(ratio) & torch.isfinite(row_rms(step.y1)), ratio,
+                            torch.full_like(ratio, torch.inf))
+    return step.y1, step.k[tableau.stages - 1], ratio.to(h.dtype)
 
 
 def _check_step_sizes(h: Tensor, rejected: Tensor, t: Tensor, min_step: float, ratio: Tensor) -> None:

@@ -51,8 +51,7 @@ class StageBuffer(StageList):
     that a stage input, a new state or an error estimate is one fused ``addmv`` whatever the number of
     stages. Only for solves without a graph: the buffer is overwritten in place."""
 
-    def __init__(self, tableau: ButcherTableau, like: Tensor):
-        super().__init__()
+    def __init__(self, tableau: ButcherTableau, like: Tensor):  # every StageList method is replaced
         rows = tableau.stages + len(tableau.dense_c)
         self.buffer = like.new_empty(rows, like.numel())
         self.columns = [self.buffer[:j].t() for j in range(rows + 1)]
