@@ -154,6 +154,6 @@ def _backward_options(forward: SolverOptions, rtol, atol, options, adjoint_optio
         forward.rtol if rtol is None else rtol,
         forward.atol if atol is None else atol,
         adjoint_options,
-        allow_seminorm=True,
+        backward=True,
         where="adjoint_options",
     )

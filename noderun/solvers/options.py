@@ -42,28 +42,31 @@ def _positive_number(name: str, value: Any, integer: bool = False) -> None:
         raise ValueError(f"{name} must be a finite positive {kind}, got {value!r}")
 
 
-def _check_norm(norm: Any, allow_seminorm: bool) -> None:
+def _check_norm(norm: Any, backward: bool) -> None:
     if norm is None or callable(norm):
         return
-    if norm == "seminorm" and not allow_seminorm:
+    if norm == "seminorm" and not backward:
         raise ValueError("norm='seminorm' applies to the adjoint's backward pass: pass it in adjoint_options")
     if norm not in NORM_NAMES:
         raise ValueError(f"unknown norm {norm!r}; use 'rms', 'seminorm' (adjoint only) or a callable")
 
 
-def _check_per_sample(options: Mapping[str, Any], where: str) -> None:
+def _check_per_sample(options: Mapping[str, Any], where: str, backward: bool) -> None:
     per_sample = options.get("per_sample", False)
     if not isinstance(per_sample, bool):
         raise ValueError(f"{where}['per_sample'] must be True or False, got {per_sample!r}")
-    if per_sample and where == "adjoint_options":
+    if per_sample and backward:
         raise ValueError("per_sample applies to the forward solve: the adjoint's backward state is not batched")
     if per_sample and options.get("norm") is not None:
         raise ValueError(f"{where}['per_sample'] measures each sample's error by its RMS norm; drop {where}['norm']")
 
 
 def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
-                  *, allow_seminorm: bool = False, where: str = "options") -> SolverOptions:
-    """Validate the user's settings for ``tableau``; ``ValueError`` naming what is wrong otherwise."""
+                  *, backward: bool = False, where: str = "options") -> SolverOptions:
+    """Validate the user's settings for ``tableau``; ``ValueError`` naming what is wrong otherwise.
+
+    ``backward``: the settings of the adjoint's backward solve (seminorm allowed, per_sample refused).
+    """
     _positive_number("rtol", _as_float(rtol))
     _positive_number("atol", _as_float(atol))
     options = dict(options or {})
@@ -84,8 +87,8 @@ def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mappin
             raise ValueError(f"{where}['dfactor'] must be below 1, got {options['dfactor']!r}")
     if "max_num_steps" in options:
         _positive_number(f"{where}['max_num_steps']", options["max_num_steps"], integer=True)
-    _check_norm(options.get("norm"), allow_seminorm)
-    _check_per_sample(options, where)
+    _check_norm(options.get("norm"), backward)
+    _check_per_sample(options, where, backward)
     return SolverOptions(tableau=tableau, rtol=_as_float(rtol), atol=_as_float(atol), **options)
 
 
