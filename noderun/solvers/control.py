@@ -1,4 +1,4 @@
-"""Step-size control: error norms, the initial step, the PI controller and fixed grids."""
+"""Step-size control: error norms, the initial step, the step-size controller and fixed grids."""
 from __future__ import annotations
 
 import math
@@ -62,24 +62,26 @@ def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int,
 
 @dataclass
 class PIController:
-    """Proportional–integral step-size control, as in Hairer's DOPRI5 code (beta = 0.04 at k = 5).
+    """Step-size control as in Hairer's DOPRI5 code: integral (``beta = 0``, the default, as in SciPy's
+    RK45 and torchdiffeq) or proportional–integral (``beta > 0``; Hairer's default is 0.04).
 
-    ``h_new = h * safety * ratio**(-0.85/k) * previous_ratio**(0.2/k)`` with ``k = error_order + 1``
-    and ``previous_ratio`` the last accepted step's; the factor is clipped to ``[dfactor, ifactor]``.
-    A rejected step shrinks by ``safety * ratio**(-1/k)`` (at least ``dfactor``).
+    ``h_new = h * safety * ratio**(-(1/k - 0.75 * beta)) * previous_ratio**beta`` with
+    ``k = error_order + 1`` and ``previous_ratio`` the last accepted step's; the factor is clipped to
+    ``[dfactor, ifactor]``. A rejected step shrinks by ``safety * ratio**(-1/k)`` (at least ``dfactor``).
     """
 
     error_order: int
     safety: float = 0.9
     ifactor: float = 10.0
     dfactor: float = 0.2
+    beta: float = 0.0
     previous_ratio: float = 1.0
 
     def next_step(self, h: float, ratio: float, accepted: bool) -> float:
         k = self.error_order + 1
         ratio = max(ratio, 1e-10)
         if accepted:
-            factor = self.safety * ratio ** (-0.85 / k) * self.previous_ratio ** (0.2 / k)
+            factor = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio ** self.beta
             self.previous_ratio = ratio
             return h * min(self.ifactor, max(self.dfactor, factor))
         if not math.isfinite(ratio):

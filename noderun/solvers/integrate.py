@@ -116,7 +116,7 @@ class AdaptiveSizer:
         self.opts, self.norm, self.t_final = opts, norm, times[-1]
         span = times[-1] - times[0]
         self.min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
-        self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor)
+        self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta)
         self.attempts = 0
         self.nonfinite = False
         if opts.first_step is not None:

@@ -8,9 +8,10 @@ from typing import Any, Callable, Mapping
 from .tableau import ButcherTableau
 
 FIXED_STEP_KEYS = ("step_size",)
-ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "per_sample")
+ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "per_sample")
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 10_000
+MAX_BETA = 0.2  # the PI controller's integral weight; Hairer's DOPRI5 accepts up to 0.2
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class SolverOptions:
     safety: float = 0.9
     ifactor: float = 10.0
     dfactor: float = 0.2
+    beta: float = 0.0
     per_sample: bool = False
 
 
@@ -40,6 +42,11 @@ def _positive_number(name: str, value: Any, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
         kind = "integer" if integer else "number"
         raise ValueError(f"{name} must be a finite positive {kind}, got {value!r}")
+
+
+def _check_beta(beta: Any, where: str) -> None:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= MAX_BETA:
+        raise ValueError(f"{where}['beta'] must be a number from 0 (integral control) to {MAX_BETA}, got {beta!r}")
 
 
 def _check_norm(norm: Any, backward: bool) -> None:
@@ -85,6 +92,8 @@ def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mappin
         _positive_number(f"{where}['dfactor']", options["dfactor"])
         if options["dfactor"] >= 1:
             raise ValueError(f"{where}['dfactor'] must be below 1, got {options['dfactor']!r}")
+    if "beta" in options:
+        _check_beta(options["beta"], where)
     if "max_num_steps" in options:
         _positive_number(f"{where}['max_num_steps']", options["max_num_steps"], integer=True)
     _check_norm(options.get("norm"), backward)

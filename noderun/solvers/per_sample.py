@@ -69,7 +69,7 @@ def initial_steps(rhs: BatchRHS, t0: Tensor, y0: Tensor, f0: Tensor, opts: Solve
 
 
 class StepSizes:
-    """The PI controller of ``control.PIController`` for a vector of step sizes."""
+    """The controller of ``control.PIController`` for a vector of step sizes."""
 
     def __init__(self, opts: SolverOptions, h: Tensor):
         self.opts, self.h = opts, h
@@ -81,7 +81,7 @@ class StepSizes:
         """New step sizes from the steps just tried; samples no longer running keep theirs."""
         opts, k = self.opts, self.order
         ratio = ratio.clamp_min(1e-10)
-        grow = opts.safety * ratio ** (-0.85 / k) * self.previous_ratio ** (0.2 / k)
+        grow = opts.safety * ratio ** (0.75 * opts.beta - 1.0 / k) * self.previous_ratio ** opts.beta
         shrink = torch.where(torch.isfinite(ratio), opts.safety * ratio ** (-1.0 / k), torch.zeros_like(ratio))
         factor = torch.where(accepted, grow.clamp(opts.dfactor, opts.ifactor), shrink.clamp(opts.dfactor, 1.0))
         self.previous_ratio = torch.where(accepted, ratio, self.previous_ratio)
