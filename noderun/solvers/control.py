@@ -33,10 +33,26 @@ def channel_norm(sizes: tuple[int, ...]) -> Norm:
     return norm
 
 
-def error_ratio(error: Tensor, y0: Tensor, y1: Tensor, rtol: float, atol: float, norm: Norm) -> Tensor:
-    """``norm(error / (atol + rtol * max(|y0|, |y1|)))``: a step is accepted when this is <= 1."""
-    scale = torch.maximum(y0.abs(), y1.abs()) * rtol + atol
-    return norm(error / scale)
+class ErrorRatio:
+    """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` as a float — a step is accepted when it is
+    at most 1 — or ``inf`` when it or ``y1`` is not finite, read from the device once.
+
+    ``like`` gives the states' size, dtype and device. The tolerances are kept as tensors (an
+    operation with a Python number costs several microseconds more on a small state), and for the
+    RMS norm its ``1 / sqrt(numel)`` goes into them, leaving a plain 2-norm.
+    """
+
+    def __init__(self, rtol: float, atol: float, norm: Norm, like: Tensor):
+        root = math.sqrt(like.numel()) if norm is rms_norm else 1.0
+        self.rtol = torch.tensor(rtol * root, dtype=like.dtype, device=like.device)
+        self.atol = torch.tensor(atol * root, dtype=like.dtype, device=like.device)
+        self.norm = torch.linalg.vector_norm if norm is rms_norm else norm
+
+    def __call__(self, error: Tensor, y0: Tensor, y1: Tensor) -> float:
+        scale = torch.addcmul(self.atol, torch.maximum(y0.abs(), y1.abs()), self.rtol)
+        size = torch.as_tensor(self.norm(error / scale))
+        ratio = float(torch.add(size, y1.sum(), alpha=0))  # a non-finite y1 makes its sum, and so this, NaN
+        return ratio if math.isfinite(ratio) else math.inf
 
 
 def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SolverError
-from .control import PIController, error_ratio, fixed_grid, initial_step, rms_norm
+from .control import ErrorRatio, PIController, fixed_grid, initial_step, rms_norm
 from .interpolate import dense_output, dense_stages
 from .options import SolverOptions
 from .step import RHS, Step, error_estimate, rk_step, stage_store
@@ -113,7 +113,8 @@ class AdaptiveSizer:
     """Embedded error control: proposes steps, accepts or rejects them, enforces the step budget."""
 
     def __init__(self, rhs: RHS, y0: Tensor, f0: Tensor, times: list[float], opts: SolverOptions, norm):
-        self.opts, self.norm, self.t_final = opts, norm, times[-1]
+        self.opts, self.t_final = opts, times[-1]
+        self.error_ratio = ErrorRatio(opts.rtol, opts.atol, norm, y0)
         span = times[-1] - times[0]
         self.min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
         self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta)
@@ -151,12 +152,6 @@ class AdaptiveSizer:
         return accepted
 
     def _ratio(self, step: Step) -> float:
-        """The error ratio of ``step``, ``inf`` when the ratio or the new state is not finite.
-
-        One host read per step: a non-finite state makes its sum, and so ``0 * sum``, NaN.
-        """
+        """The error ratio of ``step``, ``inf`` when the ratio or the new state is not finite."""
         with torch.no_grad():
-            error = error_estimate(self.opts.tableau, step)
-            ratio = torch.as_tensor(error_ratio(error, step.y0, step.y1, self.opts.rtol, self.opts.atol, self.norm))
-            ratio = float(ratio + 0.0 * step.y1.sum())
-        return ratio if math.isfinite(ratio) else math.inf
+            return self.error_ratio(error_estimate(self.opts.tableau, step), step.y0, step.y1)

@@ -54,10 +54,10 @@ class StageBuffer(StageList):
     def __init__(self, tableau: ButcherTableau, like: Tensor):  # every StageList method is replaced
         rows = tableau.stages + len(tableau.dense_c)
         self.buffer = like.new_empty(rows, like.numel())
-        self.columns = [self.buffer[:j].t() for j in range(rows + 1)]
-        self.rows = [self.buffer[j].view(like.shape) for j in range(rows)]
+        self.like = like
+        self.columns: dict[int, Tensor] = {}  # the first j rows as columns, made when first used
+        self.rows = [self.buffer[j].view_as(like) for j in range(rows)]
         self.count = 0
-        self.weight_tensors: dict[tuple[float, ...], Tensor] = {}
         self.base: tuple[Tensor, Tensor] | None = None  # the last state combined from, and its flat view
 
     def start(self, f0: Tensor) -> None:
@@ -74,18 +74,33 @@ class StageBuffer(StageList):
 
     def combine(self, y: Tensor, h: float, weights: Sequence[float]) -> Tensor:
         if self.base is None or self.base[0] is not y:
-            self.base = (y, y.reshape(-1))
-        flat = torch.addmv(self.base[1], self.columns[len(weights)], self._tensor(weights), alpha=h)
-        return flat.view(y.shape)
+            self.base = (y, y.view(-1) if y.is_contiguous() else y.reshape(-1))
+        flat = torch.addmv(self.base[1], self._columns(len(weights)), _weight_tensor(weights, self.buffer), alpha=h)
+        return flat.view_as(self.like)
 
     def weighted(self, weights: Sequence[float], scale: float) -> Tensor:
-        return torch.mv(self.columns[len(weights)], self._tensor(weights)).mul_(scale).view(self.rows[0].shape)
+        columns = self._columns(len(weights))
+        flat = torch.addmv(columns[:, 0], columns, _weight_tensor(weights, self.buffer), beta=0, alpha=scale)
+        return flat.view_as(self.like)
 
-    def _tensor(self, weights: Sequence[float]) -> Tensor:
-        key = tuple(weights)
-        if key not in self.weight_tensors:
-            self.weight_tensors[key] = self.buffer.new_tensor(key)
-        return self.weight_tensors[key]
+    def _columns(self, count: int) -> Tensor:
+        if count not in self.columns:
+            self.columns[count] = self.buffer[:count].t()
+        return self.columns[count]
+
+
+_WEIGHTS: dict[tuple, Tensor] = {}
+
+
+def _weight_tensor(weights: Sequence[float], like: Tensor) -> Tensor:
+    """``weights`` as a tensor of ``like``'s dtype and device; a tableau's own weights (tuples) are
+    made once per process, computed ones (dense output at a fraction of the step) every time."""
+    if not isinstance(weights, tuple):
+        return like.new_tensor(weights)
+    key = (weights, like.dtype, like.device)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = like.new_tensor(weights)
+    return _WEIGHTS[key]
 
 
 def stage_store(tableau: ButcherTableau, y0: Tensor) -> StageList:
