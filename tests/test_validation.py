@@ -1,0 +1,169 @@
+"""Bad input: config values are refused before training with one line naming the key and what it
+accepts (exit status 2, no traceback); odeint's arguments likewise. Property-based where the space is
+large, and a check that every refusal in the validation code is reached by some case here."""
+import ast
+import copy
+import math
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+import noderun
+from noderun.solvers import options as solver_options
+from noderun.train import validate
+from noderun.train.validate import ConfigError, validate_config
+
+BAD_CONFIGS = {
+    "epochs": (["train.epochs=0"], r"train.epochs=0: accepted values: a positive integer"),
+    "batch_size": (["train.batch_size=-4"], r"train.batch_size=-4"),
+    "test_batch_size": (["train.test_batch_size=0"], r"train.test_batch_size"),
+    "max_iters": (["train.max_iters=0"], r"train.max_iters=0: accepted values: a positive integer or null"),
+    "lr": (["train.lr=0"], r"train.lr=0: accepted values: a finite positive number"),
+    "milestones": (["train.lr_milestones=[0,3]"], r"train.lr_milestones"),
+    "seed": (["seed=1.5"], r"seed=1.5: accepted values: an integer"),
+    "policy": (["train.on_solver_error=retry"], r"train.on_solver_error='retry'.*raise, skip, fallback"),
+    "fallback_method": (["train.on_solver_error=fallback", "train.fallback.method=rk45"], r"train.fallback.method"),
+    "rtol": (["solver.rtol=0"], r"solver: rtol must be a finite positive number"),
+    "step_size": (["solver=rk4", "solver.step_size=-0.1"], r"solver: options\['step_size'\]"),
+    "fixed_with_tolerances": (["solver=rk4", "+solver.rtol=1e-3"], r"solver.rtol has no effect on the fixed-step"),
+    "not_a_solver": (["train.on_solver_error=fallback", "train.fallback=null"], r"train.fallback: accepted"),
+    "grad_mode": (["grad.mode=reverse"], r"grad.mode='reverse': accepted values: backprop, adjoint, checkpoint"),
+    "seminorm_backprop": (["grad=backprop", "+grad.seminorm=true"], r"grad.seminorm=true applies to the adjoint"),
+    "device": (["device=tpu"], r"device='tpu': unknown device"),
+    "cuda": (["device=cuda:7"], r"device='cuda:7'"),
+    "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"], r"data_dir='/nonexistent/mnist' does not exist"),
+}
+
+
+def config(*overrides):
+    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def default_config():
+    return config()
+
+
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_bad_config_is_refused_naming_the_key(name):
+    overrides, message = BAD_CONFIGS[name]
+    if name == "cuda" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config(*overrides))
+
+
+def test_every_refusal_in_the_validation_code_is_reached(tmp_path):
+    """Each ``raise ConfigError`` line of train/validate.py is the origin of some case above (the unwritable
+    data_dir case needs a non-root user, so it is reached here through a stand-in for ``os.access``)."""
+    source = Path(validate.__file__)
+    raise_lines = {node.lineno for node in ast.walk(ast.parse(source.read_text()))
+                   if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                   and getattr(node.exc.func, "id", None) == "ConfigError"}
+    reached = set()
+    cases = [overrides for overrides, _ in BAD_CONFIGS.values()]
+    cases.append(["dataset=mnist", "dataset.download=true", f"data_dir={tmp_path}/new"])
+    for overrides in cases:
+        unwritable = "dataset.download=true" in overrides
+        original = validate.os.access
+        validate.os.access = (lambda *args: False) if unwritable else original
+        try:
+            validate_config(config(*overrides))
+        except ConfigError as error:
+            frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(source)]
+            reached.add(frames[-1].lineno)
+        finally:
+            validate.os.access = original
+    assert raise_lines - reached == set()
+
+
+def test_the_default_config_and_every_preset_pass(tmp_path):
+    validate_config(config())
+    presets = sorted((Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+    assert len(presets) > 10
+    for preset in presets:
+        validate_config(config(f"experiment={preset.stem}", f"data_dir={tmp_path}"))
+
+
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "noderun.cli", "train", "train.epochs=0"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "train.epochs=0: accepted values: a positive integer" in output and "Traceback" not in output
+    assert not list(tmp_path.rglob("checkpoint.pt"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from(["train.epochs", "train.batch_size", "train.test_batch_size"]),
+       value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.booleans(), st.text(alphabet="ab1-", max_size=3)))
+def test_sizes_are_accepted_exactly_when_positive_integers(default_config, key, value):
+    cfg = copy.deepcopy(default_config)
+    OmegaConf.update(cfg, key, value)
+    valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if valid:
+        validate_config(cfg)
+    else:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            validate_config(cfg)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rtol=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)),
+       atol=st.floats(min_value=1e-12, max_value=1.0))
+def test_solver_tolerances_are_accepted_exactly_when_finite_and_positive(default_config, rtol, atol):
+    cfg = copy.deepcopy(default_config)
+    OmegaConf.update(cfg, "solver.rtol", rtol)
+    OmegaConf.update(cfg, "solver.atol", atol)
+    if math.isfinite(rtol) and rtol > 0:
+        validate_config(cfg)
+    else:
+        with pytest.raises(ConfigError, match="rtol"):
+            validate_config(cfg)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rtol=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2)),
+       max_num_steps=st.one_of(st.integers(-3, 50), st.floats(0.5, 50.0)),
+       beta=st.floats(-0.5, 0.5))
+def test_odeint_accepts_exactly_the_documented_settings(rtol, max_num_steps, beta):
+    options = {"max_num_steps": max_num_steps, "beta": beta}
+    valid = (isinstance(rtol, float) and math.isfinite(rtol) and rtol > 0
+             and isinstance(max_num_steps, int) and max_num_steps > 0 and 0 <= beta <= 0.2)
+    y0, t = torch.tensor([1.0]), torch.tensor([0.0, 0.1])
+    if valid:
+        try:
+            noderun.odeint(lambda t, y: -y, y0, t, rtol=rtol, atol=1e-6, options=options)
+        except noderun.SolverError:
+            pass  # a valid setting may still be too tight for its step budget
+    else:
+        with pytest.raises(ValueError, match="rtol|max_num_steps|beta"):
+            noderun.odeint(lambda t, y: -y, y0, t, rtol=rtol, atol=1e-6, options=options)
+
+
+def test_every_refusal_in_the_option_parser_is_reached():
+    """Each ``raise ValueError`` of solvers/options.py is the origin of one of these calls."""
+    source = Path(solver_options.__file__)
+    raise_lines = {node.lineno for node in ast.walk(ast.parse(source.read_text()))
+                   if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                   and getattr(node.exc.func, "id", None) == "ValueError"}
+    bad = [{"rtol": 0}, {"options": {"bogus": 1}}, {"options": {"dfactor": 2.0}}, {"options": {"beta": 1.0}},
+           {"options": {"norm": "seminorm"}}, {"options": {"norm": "max"}}, {"options": {"per_sample": 1}},
+           {"options": {"per_sample": True, "norm": "rms"}},
+           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}}]
+    reached = set()
+    for kwargs in bad:
+        with pytest.raises(ValueError) as caught:
+            noderun.odeint(lambda t, y: -y, torch.ones(2, 1), torch.tensor([0.0, 1.0]), **kwargs)
+        frames = [f for f in traceback.extract_tb(caught.value.__traceback__) if f.filename == str(source)]
+        reached.add(frames[-1].lineno)
+    assert raise_lines - reached == set()
