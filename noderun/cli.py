@@ -2,23 +2,58 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 
 from . import __version__
 
+log = logging.getLogger("noderun")
+
 
 def train(overrides: list[str]) -> int:
-    """``noderun train [Hydra overrides]``: Hydra reads the arguments after ``train``."""
+    """``noderun train [Hydra overrides]``: Hydra reads the arguments after ``train``. Exit status: 0 when
+    every run completed, 2 for a config value no run can use, 128 + the signal for a stopped run, else 1.
+    In a sweep, a run that fails does not stop the others; a stop signal stops the sweep."""
     import hydra
 
     from .train.run import run
 
+    codes: list[int] = []
+
     @hydra.main(version_base="1.3", config_path="pkg://noderun.conf", config_name="config")
     def task(cfg) -> None:
-        run(cfg)
+        codes.append(run_status(run, cfg))
 
     sys.argv = ["noderun train", *overrides]
-    task()
+    try:
+        task()
+    except KeyboardInterrupt:  # a second stop signal
+        codes.append(128 + signal.SIGINT)
+    except SystemExit as exit_:  # a stopped run, or Hydra exiting 1 on a config it cannot compose
+        codes.append(2 if exit_.code == 1 and not codes else int(exit_.code or 0))
+    return max(codes, default=0)
+
+
+def run_status(run, cfg) -> int:
+    """Run once; the exit status it earns. Stop signals are re-raised so that a sweep stops too."""
+    from .train.failures import Interrupted, StopTraining
+    from .train.validate import ConfigError
+
+    try:
+        run(cfg)
+    except ConfigError as error:
+        log.error(f"config: {error}")
+        return 2
+    except Interrupted as error:
+        log.warning(str(error))
+        raise SystemExit(128 + error.signum) from None
+    except StopTraining as error:
+        log.error(f"{error.status}: {error}")
+        return 1
+    except Exception:
+        log.exception("the run failed")
+        return 1
     return 0
 
 

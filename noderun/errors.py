@@ -2,4 +2,11 @@
 
 
 class SolverError(RuntimeError):
-    """An ODE solve could not finish: step budget exhausted, step size underflow, or a non-finite state."""
+    """An ODE solve could not finish: step budget exhausted, step size underflow, or a non-finite state.
+
+    ``nonfinite`` is true when the state or its derivative became NaN or infinite (the model diverged).
+    """
+
+    def __init__(self, message: str, nonfinite: bool = False):
+        super().__init__(message)
+        self.nonfinite = nonfinite

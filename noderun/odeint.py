@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from .errors import SolverError
 from .grad.adjoint import AdjointODE
 from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
@@ -105,7 +106,8 @@ def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor
     if y0.numel() == 0:
         raise ValueError(f"y0 is empty (shape {tuple(y0.shape)}); the state needs at least one element")
     if not bool(torch.isfinite(y0.detach()).all()):
-        raise ValueError("y0 contains NaN or infinite values")
+        raise SolverError("y0 contains NaN or infinite values: the model feeding the solve has diverged",
+                          nonfinite=True)
     if not isinstance(t, Tensor):
         t = torch.as_tensor(t, dtype=y0.dtype)
     if t.dim() != 1 or len(t) < 2:

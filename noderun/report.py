@@ -52,10 +52,33 @@ def load_runs(directory: Path) -> list[RunRecord]:
     runs = []
     for run_dir in sorted(run_dirs):
         summary_path, config_path = run_dir / SUMMARY_NAME, run_dir / ".hydra" / "config.yaml"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"status": "no summary"}
-        config = flatten(OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)) if config_path.exists() else {}
+        summary = read_summary(summary_path)
+        config = read_config(config_path)
         runs.append(RunRecord(run_dir, summary, read_overrides(run_dir), config))
     return runs
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """The run's summary; a status saying why when it is missing or cannot be read (the run is still listed)."""
+    if not path.exists():
+        return {"status": "no summary"}
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        print(f"noderun report: {path.parent}: unreadable summary.json ({error}); listed without its numbers")
+        return {"status": "unreadable summary"}
+    return summary if isinstance(summary, dict) else {"status": "unreadable summary"}
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The run's Hydra config, flattened; empty when it is missing or cannot be read."""
+    if not path.exists():
+        return {}
+    try:
+        return flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    except Exception as error:  # a torn or hand-edited file: list the run without its config
+        print(f"noderun report: {path}: unreadable config ({type(error).__name__}); listed without it")
+        return {}
 
 
 def read_overrides(run_dir: Path) -> dict[str, str]:

@@ -78,8 +78,9 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_missing_mnist_files_say_where_and_how(tmp_path):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match=r"looked in .*MNIST/raw.*dataset.download=true"):
-        run(compose_config("dataset=mnist", f"data_dir={tmp_path / 'nowhere'}", fast=False), tmp_path / "run")
+        run(compose_config("dataset=mnist", f"data_dir={tmp_path / 'empty'}", fast=False), tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "DatasetNotFoundError" in summary["error"]
 

@@ -34,6 +34,12 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """One JSON object as one line at the end of ``path``."""
+    with path.open("a") as file:
+        file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+
+
 class MetricsWriter:
     """Appends one JSON object per record to metrics.jsonl and mirrors numbers to TensorBoard."""
 
@@ -46,8 +52,7 @@ class MetricsWriter:
             self.tensorboard = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any], step: int) -> None:
-        with self.path.open("a") as file:
-            file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        append_jsonl(self.path, record)
         if self.tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "step"):

@@ -86,7 +86,7 @@ def _check_derivative(f0: Tensor, y0: Tensor, t0: float) -> None:
             f"func(t, y) must return a tensor of y's shape and dtype {tuple(y0.shape)} {y0.dtype}; got {got}"
         )
     if not bool(torch.isfinite(f0.detach()).all()):
-        raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={t0!r}")
+        raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={t0!r}", nonfinite=True)
 
 
 class FixedSizer:
@@ -103,7 +103,7 @@ class FixedSizer:
         if not bool(torch.isfinite(step.y1.detach()).all()):
             raise SolverError(
                 f"the state became non-finite between t={step.t!r} and t={step.t + step.h!r} "
-                f"(step size {step.h!r}); try a smaller step_size or an adaptive method"
+                f"(step size {step.h!r}); try a smaller step_size or an adaptive method", nonfinite=True
             )
         self.position += 1
         return True
@@ -147,7 +147,8 @@ class AdaptiveSizer:
             cause = "the state or its derivative became non-finite" if self.nonfinite else "step size underflow"
             raise SolverError(
                 f"{cause} at t={step.t!r} (last step size {step.h!r}, minimum {self.min_step!r}); the dynamics "
-                "may be stiff or blow up: try looser rtol/atol, a fixed-step method, or regularising the model"
+                "may be stiff or blow up: try looser rtol/atol, a fixed-step method, or regularising the model",
+                nonfinite=self.nonfinite,
             )
         return accepted
 

@@ -96,7 +96,8 @@ def integrate_per_sample(rhs: BatchRHS, y0: Tensor, times: list[float], opts: So
     t = targets[0].expand(batch).clone()
     y, f = y0, rhs(t, y0)
     if not bool(torch.isfinite(f).all()):
-        raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={times[0]!r}")
+        raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={times[0]!r}",
+                          nonfinite=True)
     sizes = StepSizes(opts, initial_steps(rhs, t, y0, f, opts, targets[-1] - t))
     next_out = torch.ones(batch, dtype=torch.long, device=y0.device)
     ys = [y0] + [y0] * (len(times) - 1)
@@ -147,10 +148,11 @@ def _check_step_sizes(h: Tensor, rejected: Tensor, t: Tensor, min_step: float, r
     too_small = rejected & (h.abs() < min_step)
     if bool(too_small.any()):
         sample = int(too_small.nonzero()[0])
-        cause = "the state or its derivative became non-finite" if not torch.isfinite(ratio[sample]) else \
-            "step size underflow"
+        nonfinite = not bool(torch.isfinite(ratio[sample]))
+        cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
         raise SolverError(f"{cause} for sample {sample} at t={float(t[sample])!r} (step size {float(h[sample])!r}, "
-                          f"minimum {min_step!r}); the dynamics may be stiff or blow up: try looser rtol/atol")
+                          f"minimum {min_step!r}); the dynamics may be stiff or blow up: try looser rtol/atol",
+                          nonfinite=nonfinite)
 
 
 def time_dtype(y0: Tensor) -> torch.dtype:

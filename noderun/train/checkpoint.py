@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "state", "epoch_iterations", "random", "config")
 
 
 def random_states() -> dict[str, Any]:
@@ -50,3 +51,21 @@ def load_checkpoint(path_or_dir: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # a truncated or foreign file: refuse it whole
         raise ValueError(f"resume={path_or_dir}: {path} is not a readable noderun checkpoint ({error})") from error
+
+
+def check_matches(checkpoint: Any, model: torch.nn.Module, config: dict[str, Any], source: str | Path) -> None:
+    """``ValueError`` unless ``checkpoint`` is a complete noderun checkpoint of ``model`` trained with the same
+    ``model`` config: every parameter and buffer by name and shape."""
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
+        missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+        raise ValueError(f"resume={source}: not a complete noderun checkpoint (missing {', '.join(missing)})")
+    trained_with = checkpoint["config"].get("model") if isinstance(checkpoint["config"], dict) else None
+    if trained_with != config.get("model"):
+        raise ValueError(f"resume={source}: the checkpoint was trained with model {trained_with}, this run "
+                         f"builds model {config.get('model')}")
+    saved = {key: tuple(value.shape) for key, value in checkpoint["model"].items()}
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    if saved != expected:
+        differing = sorted(key for key in saved.keys() | expected.keys() if saved.get(key) != expected.get(key))
+        raise ValueError(f"resume={source}: the checkpoint's tensors do not match this model's "
+                         f"({', '.join(differing[:5])}{' …' if len(differing) > 5 else ''})")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,9 +14,12 @@ from torch.utils.data import DataLoader
 
 from ..data.splits import DataSplits
 from ..log.console import epoch_progress
-from ..log.files import MetricsWriter
+from ..log.files import MetricsWriter, append_jsonl, write_json_atomic
 from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
+from .failures import BATCH_FAILURES, FailurePolicy, Interrupted, NonFiniteLoss, StopTraining, failure_status, \
+    solver_swapped
 from .meter import IterationMeter, peak_rss_mb
+from .signals import StopRequest
 
 log = logging.getLogger("noderun")
 
@@ -27,6 +31,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
     step: int = 0
+    bad_batches: int = 0  # skipped or retried by the failure policy, over the whole run
 
 
 @dataclass
@@ -37,6 +42,7 @@ class TrainSettings:
     max_iters: int | None
     seed: int
     progress: bool = True
+    policy: FailurePolicy = FailurePolicy()
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -44,6 +50,11 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, dict):
         return {key: value.to(device) for key, value in batch.items()}
     return [part.to(device) for part in batch]
+
+
+FAILURES_NAME = "failures.jsonl"  # every batch the failure policy acted on
+FAILURE_NAME = "failure.json"  # the batch that stopped the run: what reproduces it
+FAILURE_STATE_NAME = "failure.pt"  # the model and the batch at that moment
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -67,25 +78,36 @@ class Trainer:
         self.last_record: dict[str, Any] = {}
         self.epoch_iterations: list[dict[str, float]] = []  # the current epoch's, kept across a resume
         self.epoch_times: list[float] = []  # seconds of each full epoch this process trained
+        self.epoch_failures = {"skipped_batches": 0, "fallback_batches": 0}  # the current epoch's
+        self.stop = StopRequest()
 
     def fit(self) -> dict[str, Any]:
-        """Train to the end; return the last epoch's metrics record."""
-        while self.state.epoch < self.settings.epochs and not self._budget_spent():
-            started = time.perf_counter()
-            self._train_epoch()
-            partial = self._budget_spent() and self.state.batch_in_epoch < self._batches_per_epoch()
-            if not partial:
-                self.state.epoch += 1
-                self.state.batch_in_epoch = 0
-                self.scheduler.step()
-            self.last_record = self._epoch_record(self.epoch_iterations, time.perf_counter() - started, partial)
-            self.writer.write(self.last_record, self.state.step)
-            log.info(self._epoch_line(self.last_record))
-            self.save_checkpoint()
-            if not partial:
-                self.epoch_iterations = []
-                self.epoch_times.append(self.last_record["epoch_time_s"])
+        """Train to the end; return the last epoch's metrics record. A stop signal saves a checkpoint after
+        the batch in progress and raises ``Interrupted``; a batch the policy cannot save raises ``StopTraining``."""
+        with self.stop.listening():
+            while self.state.epoch < self.settings.epochs and not self._budget_spent():
+                started = time.perf_counter()
+                self._train_epoch()
+                partial = self._budget_spent() and self.state.batch_in_epoch < self._batches_per_epoch()
+                if not partial:
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
+                    self.scheduler.step()
+                self.last_record = self._epoch_record(self.epoch_iterations, time.perf_counter() - started, partial)
+                self.writer.write(self.last_record, self.state.step)
+                log.info(self._epoch_line(self.last_record))
+                if not partial:
+                    self.epoch_iterations = []
+                    self.epoch_failures = dict.fromkeys(self.epoch_failures, 0)
+                    self.epoch_times.append(self.last_record["epoch_time_s"])
+                self._stop_if_asked()
+                self.save_checkpoint()
         return self.last_record
+
+    def _stop_if_asked(self) -> None:
+        if self.stop.signum is not None:
+            self.save_checkpoint()
+            raise Interrupted(self.stop.signum, self.state.step)
 
     def _budget_spent(self) -> bool:
         return self.settings.max_iters is not None and self.state.step >= self.settings.max_iters
@@ -95,31 +117,108 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         order = epoch_order(len(self.data.train), self.settings.seed, self.state.epoch)
-        first = self.state.batch_in_epoch * self.settings.batch_size
+        size = self.settings.batch_size
+        first = self.state.batch_in_epoch * size
         last = len(order)
         if self.settings.max_iters is not None:  # never draw a batch (and its augmentation) past the budget
-            last = min(last, first + (self.settings.max_iters - self.state.step) * self.settings.batch_size)
-        loader = DataLoader(self.data.train, batch_size=self.settings.batch_size, sampler=order[first:last],
+            last = min(last, first + (self.settings.max_iters - self.state.step) * size)
+        loader = DataLoader(self.data.train, batch_size=size, sampler=order[first:last],
                             generator=torch.Generator())  # leaves the global random state to the augmentation
+        batch_indices = (order[start:start + size] for start in range(first, last, size))
         iterations = self.epoch_iterations
         with epoch_progress(self.settings.progress) as progress:
             bar = progress.add_task(f"epoch {self.state.epoch + 1}/{self.settings.epochs}", total=len(loader),
                                     status="")
-            for batch in loader:
-                iterations.append(self._train_step(batch))
+            for batch, indices in zip(loader, batch_indices):
+                record = self._train_step(batch, indices)
+                if record is not None:
+                    iterations.append(record)
                 self.state.step += 1
                 self.state.batch_in_epoch += 1
-                progress.update(bar, advance=1, status=self._live_status(iterations))
+                progress.update(bar, advance=1, status=self._live_status(iterations) if iterations else "")
+                self._stop_if_asked()
 
-    def _train_step(self, batch) -> dict[str, float]:
+    def _train_step(self, batch, indices: list[int]) -> dict[str, float] | None:
+        """One optimiser step; a failing batch goes to the failure policy (``None``: skipped)."""
         self.model.train()
         batch = to_device(batch, self.device)
+        try:
+            return self._optimise(batch)
+        except BATCH_FAILURES as failure:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._recover(batch, indices, failure)
+
+    def _optimise(self, batch) -> dict[str, float]:
         with self.meter.forward():
             loss, counts = self.task.loss(self.model, batch)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLoss(f"the training loss is {loss_value}")
         self.optimizer.zero_grad(set_to_none=True)
         self.meter.backward(loss)
+        gradients = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if gradients and not math.isfinite(float(torch.nn.utils.get_total_norm(gradients))):
+            raise NonFiniteLoss("the gradients are not finite (the loss was finite)")
         self.optimizer.step()
-        return {"loss": loss.item(), **counts, **self.meter.finish()}
+        return {"loss": loss_value, **counts, **self.meter.finish()}
+
+    def _recover(self, batch, indices: list[int], failure: BaseException) -> dict[str, float] | None:
+        """Apply the failure policy to a failed batch: the run stops, or the batch is skipped or retried."""
+        policy = self.settings.policy
+        self._log_failure(indices, failure, policy.action)
+        if policy.action == "raise":
+            self._stop(failure, "train.on_solver_error=raise", batch, indices)
+        self.state.bad_batches += 1
+        if policy.max_bad_batches is not None and self.state.bad_batches > policy.max_bad_batches:
+            self._stop(failure, f"more than train.max_bad_batches={policy.max_bad_batches} batches skipped or "
+                                "retried", batch, indices)
+        if policy.action == "skip":
+            self.epoch_failures["skipped_batches"] += 1
+            return None
+        self.epoch_failures["fallback_batches"] += 1
+        try:
+            with solver_swapped(self.model, policy.fallback):
+                return self._optimise(batch)
+        except BATCH_FAILURES as second:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._log_failure(indices, second, "raise")
+            self._stop(second, "the fallback solver failed too", batch, indices)
+
+    def _evaluate_with_policy(self) -> dict[str, Any]:
+        """``evaluate()``; when its solves fail: stop (raise), leave the test metrics out (skip), or evaluate
+        again with the fallback solver."""
+        try:
+            return self.evaluate()
+        except BATCH_FAILURES as failure:
+            policy = self.settings.policy
+            self._log_failure(None, failure, f"{policy.action}, in evaluation")
+            if policy.action == "raise":
+                self._stop(failure, "in evaluation, train.on_solver_error=raise")
+            if policy.action == "skip":
+                return {"test_skipped": f"{type(failure).__name__}: {failure}"}
+            try:
+                with solver_swapped(self.model, policy.fallback):
+                    return {**self.evaluate(), "test_fallback": True}
+            except BATCH_FAILURES as second:
+                self._stop(second, "in evaluation, the fallback solver failed too")
+
+    def _log_failure(self, indices: list[int] | None, failure: BaseException, action: str) -> None:
+        log.warning(f"step {self.state.step}: {type(failure).__name__}: {failure} ({action})")
+        append_jsonl(self.output_dir / FAILURES_NAME, {
+            "epoch": self.state.epoch, "step": self.state.step, "batch_in_epoch": self.state.batch_in_epoch,
+            "action": action, "error": f"{type(failure).__name__}: {failure}", "batch_indices": indices})
+
+    def _stop(self, failure: BaseException, why: str, batch=None, indices: list[int] | None = None) -> None:
+        """Write what reproduces the failing step (failure.json; failure.pt: the model and the batch, if it
+        was a training batch) and stop the run."""
+        status = failure_status(failure)
+        write_json_atomic(self.output_dir / FAILURE_NAME, {
+            "status": status, "error": f"{type(failure).__name__}: {failure}", "why_stopped": why,
+            "seed": self.settings.seed, "epoch": self.state.epoch, "step": self.state.step,
+            "batch_in_epoch": self.state.batch_in_epoch, "batch_indices": indices,
+            "state_file": FAILURE_STATE_NAME, "config": self.config})
+        save_checkpoint(self.output_dir / FAILURE_STATE_NAME, {"model": self.model.state_dict(), "batch": batch})
+        raise StopTraining(status, f"{type(failure).__name__} at step {self.state.step}: {failure} ({why})")
 
     def _live_status(self, iterations: list[dict[str, float]]) -> str:
         recent = iterations[-20:]
@@ -143,10 +242,11 @@ class Trainer:
             "step": self.state.step,
             "partial_epoch": partial,
             "iterations": len(iterations),
-            "train_loss": sum(i["loss"] * i["count"] for i in iterations) / count,
-            **self.task.train_metrics(iterations),
+            "train_loss": sum(i["loss"] * i["count"] for i in iterations) / count if iterations else float("nan"),
+            **(self.task.train_metrics(iterations) if iterations else {}),
+            **self.epoch_failures,
         }
-        record.update(self.evaluate())
+        record.update(self._evaluate_with_policy())
         for key in ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s"):
             values = [i[key] for i in iterations if key in i] or [0]
             record[f"{key}_mean"] = sum(values) / len(values)
@@ -173,6 +273,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "state": asdict(self.state),
             "epoch_iterations": self.epoch_iterations,
+            "epoch_failures": self.epoch_failures,
             "random": random_states(),
             "config": self.config,
         })

@@ -15,11 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
-from ..models.ode_block import ode_blocks
+from ..models.ode_block import SolverSettings, ode_blocks
 from .build import build_model, build_task
-from .checkpoint import find_checkpoint, load_checkpoint, restore_random_states
+from .checkpoint import check_matches, find_checkpoint, load_checkpoint, restore_random_states
 from .device import resolve_device
+from .failures import FailurePolicy, StopTraining
 from .loop import Trainer, TrainSettings, TrainState
+from .validate import validate_config
 
 log = logging.getLogger("noderun")
 
@@ -41,7 +43,11 @@ def component_name(node: DictConfig) -> str:
 
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says, writing metrics, checkpoints and summary.json into ``output_dir``
-    (default: Hydra's output directory). Returns the summary."""
+    (default: Hydra's output directory). Returns the summary of a completed run; otherwise writes the
+    summary with its status (``failed``, ``diverged``, ``interrupted``) and raises: ``ConfigError`` before
+    anything is built, ``StopTraining`` for a batch the failure policy could not save, ``Interrupted``
+    after a stop signal, or the error itself."""
+    validate_config(cfg)
     if output_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
@@ -51,6 +57,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     started = time.perf_counter()
     summary = describe(cfg, output_dir)
     writer = MetricsWriter(output_dir)
+    trainer = None
     try:
         trainer = build_trainer(cfg, output_dir, writer)
         summary["params"] = sum(p.numel() for p in trainer.model.parameters())
@@ -59,8 +66,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         record = trainer.fit()
         summary.update(final_metrics(record, trainer), status="completed")
     except BaseException as error:
-        summary.update(status="interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
-                       error=f"{type(error).__name__}: {error}")
+        if trainer is not None and trainer.last_record:  # what the finished epochs measured is kept
+            summary.update(final_metrics(trainer.last_record, trainer))
+        summary.update(status=stop_status(error), error=f"{type(error).__name__}: {error}",
+                       steps=trainer.state.step if trainer is not None else 0)
         raise
     finally:
         summary["wall_time_s"] = time.perf_counter() - started
@@ -69,6 +78,12 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     headline = summary.get("headline")
     console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
     return summary
+
+
+def stop_status(error: BaseException) -> str:
+    if isinstance(error, StopTraining):
+        return error.status
+    return "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
 
 
 def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -99,7 +114,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> T
                                                      gamma=cfg.train.lr_gamma)
     settings = TrainSettings(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
                              test_batch_size=cfg.train.test_batch_size, max_iters=cfg.train.max_iters,
-                             seed=cfg.seed, progress=cfg.train.progress)
+                             seed=cfg.seed, progress=cfg.train.progress, policy=failure_policy(cfg))
     trainer = Trainer(model, build_task(cfg, data.info), optimizer, scheduler, data, device, settings, writer,
                       output_dir, OmegaConf.to_container(cfg, resolve=True))
     if cfg.resume:
@@ -107,19 +122,28 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> T
     return trainer
 
 
+def failure_policy(cfg: DictConfig) -> FailurePolicy:
+    action = cfg.train.on_solver_error
+    fallback = SolverSettings.from_config(cfg.train.fallback, cfg.grad) if action == "fallback" else None
+    return FailurePolicy(action=action, fallback=fallback, max_bad_batches=cfg.train.max_bad_batches)
+
+
 def resume(trainer: Trainer, path_or_dir: str, output_dir: Path) -> None:
-    """Restore model, optimiser, schedule, position and random states; carry the earlier metrics over."""
+    """Restore model, optimiser, schedule, position and random states; carry the earlier metrics over.
+    A checkpoint that does not match this run is refused before anything is loaded."""
     checkpoint = load_checkpoint(path_or_dir)
+    check_matches(checkpoint, trainer.model, trainer.config, path_or_dir)
     try:
         trainer.model.load_state_dict(checkpoint["model"])
         trainer.optimizer.load_state_dict(checkpoint["optimizer"])
         trainer.scheduler.load_state_dict(checkpoint["scheduler"])
         trainer.state = TrainState(**checkpoint["state"])
         trainer.epoch_iterations = list(checkpoint["epoch_iterations"])
+        trainer.epoch_failures = dict(checkpoint.get("epoch_failures", trainer.epoch_failures))
+        restore_random_states(checkpoint["random"])
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
         raise ValueError(f"resume={path_or_dir}: the checkpoint does not match this run's model and "
                          f"optimiser ({error})") from error
-    restore_random_states(checkpoint["random"])
     earlier_metrics = find_checkpoint(path_or_dir).parent / METRICS_NAME
     if earlier_metrics.exists() and earlier_metrics.resolve() != (output_dir / METRICS_NAME).resolve():
         shutil.copyfile(earlier_metrics, output_dir / METRICS_NAME)
