@@ -22,8 +22,10 @@ def train(overrides: list[str]) -> int:
     codes: list[int] = []
 
     @hydra.main(version_base="1.3", config_path="pkg://noderun.conf", config_name="config")
-    def task(cfg) -> None:
-        codes.append(run_status(run, cfg))
+    def task(cfg) -> float:
+        code, summary = run_status(run, cfg)
+        codes.append(code)
+        return objective(cfg, summary)
 
     sys.argv = ["noderun train", *overrides]
     try:
@@ -35,26 +37,35 @@ def train(overrides: list[str]) -> int:
     return max(codes, default=0)
 
 
-def run_status(run, cfg) -> int:
-    """Run once; the exit status it earns. Stop signals are re-raised so that a sweep stops too."""
+def run_status(run, cfg) -> tuple[int, dict | None]:
+    """Run once; the exit status it earns and its summary (``None`` unless it completed). Stop signals
+    are re-raised so that a sweep stops too."""
     from .train.failures import Interrupted, StopTraining
     from .train.validate import ConfigError
 
     try:
-        run(cfg)
+        return 0, run(cfg)
     except ConfigError as error:
         log.error(f"config: {error}")
-        return 2
+        return 2, None
     except Interrupted as error:
         log.warning(str(error))
         raise SystemExit(128 + error.signum) from None
     except StopTraining as error:
         log.error(f"{error.status}: {error}")
-        return 1
+        return 1, None
     except Exception:
         log.exception("the run failed")
-        return 1
-    return 0
+        return 1, None
+
+
+def objective(cfg, summary: dict | None) -> float:
+    """What a sweeper optimises: the summary's ``cfg.objective`` (default: the task's headline metric);
+    NaN for a run that did not complete."""
+    if summary is None:
+        return float("nan")
+    value = summary.get(cfg.objective or summary.get("headline"))
+    return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ large, and a check that every refusal in the validation code is reached by some 
 import ast
 import copy
 import math
+import os
 import subprocess
 import sys
 import traceback
@@ -33,13 +34,21 @@ BAD_CONFIGS = {
     "fallback_method": (["train.on_solver_error=fallback", "train.fallback.method=rk45"], r"train.fallback.method"),
     "rtol": (["solver.rtol=0"], r"solver: rtol must be a finite positive number"),
     "step_size": (["solver=rk4", "solver.step_size=-0.1"], r"solver: options\['step_size'\]"),
-    "fixed_with_tolerances": (["solver=rk4", "+solver.rtol=1e-3"], r"solver.rtol has no effect on the fixed-step"),
+    "tolerances_only": (["solver=rk4", "solver.step_size=null", "+solver.rtol=1e-3"],
+                        r"solver.rtol without solver.step_size: the fixed-step method 'rk4' has no error control"),
     "not_a_solver": (["train.on_solver_error=fallback", "train.fallback=null"], r"train.fallback: accepted"),
     "grad_mode": (["grad.mode=reverse"], r"grad.mode='reverse': accepted values: backprop, adjoint, checkpoint"),
     "seminorm_backprop": (["grad=backprop", "+grad.seminorm=true"], r"grad.seminorm=true applies to the adjoint"),
     "device": (["device=tpu"], r"device='tpu': unknown device"),
     "cuda": (["device=cuda:7"], r"device='cuda:7'"),
     "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"], r"data_dir='/nonexistent/mnist' does not exist"),
+    "resume": (["resume=/nonexistent/run"], r"resume='/nonexistent/run': no checkpoint there"),
+    "threads": (["threads=0"], r"threads=0: accepted values: a positive integer or null"),
+}
+
+BAD_WITH_TWO_PROCESSES = {  # as under `torchrun --nproc-per-node 2`
+    "global_batch": (["train.batch_size=33"], r"train.batch_size=33 is the global batch of 2 processes"),
+    "policy_with_processes": (["train.on_solver_error=skip"], r"train.on_solver_error=skip with 2 processes"),
 }
 
 
@@ -62,7 +71,15 @@ def test_bad_config_is_refused_naming_the_key(name):
         validate_config(config(*overrides))
 
 
-def test_every_refusal_in_the_validation_code_is_reached(tmp_path):
+@pytest.mark.parametrize("name", BAD_WITH_TWO_PROCESSES)
+def test_bad_config_for_several_processes_is_refused(name, monkeypatch):
+    overrides, message = BAD_WITH_TWO_PROCESSES[name]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config(*overrides))
+
+
+def test_every_refusal_in_the_validation_code_is_reached(tmp_path, monkeypatch):
     """Each ``raise ConfigError`` line of train/validate.py is the origin of some case above (the unwritable
     data_dir case needs a non-root user, so it is reached here through a stand-in for ``os.access``)."""
     source = Path(validate.__file__)
@@ -70,19 +87,18 @@ def test_every_refusal_in_the_validation_code_is_reached(tmp_path):
                    if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
                    and getattr(node.exc.func, "id", None) == "ConfigError"}
     reached = set()
-    cases = [overrides for overrides, _ in BAD_CONFIGS.values()]
-    cases.append(["dataset=mnist", "dataset.download=true", f"data_dir={tmp_path}/new"])
-    for overrides in cases:
+    cases = [(overrides, 1) for overrides, _ in BAD_CONFIGS.values()]
+    cases += [(overrides, 2) for overrides, _ in BAD_WITH_TWO_PROCESSES.values()]
+    cases.append((["dataset=mnist", "dataset.download=true", f"data_dir={tmp_path}/new"], 1))
+    for overrides, processes in cases:
         unwritable = "dataset.download=true" in overrides
-        original = validate.os.access
-        validate.os.access = (lambda *args: False) if unwritable else original
+        monkeypatch.setattr(validate.os, "access", (lambda *args: False) if unwritable else os.access)
+        monkeypatch.setenv("WORLD_SIZE", str(processes))
         try:
             validate_config(config(*overrides))
         except ConfigError as error:
             frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(source)]
             reached.add(frames[-1].lineno)
-        finally:
-            validate.os.access = original
     assert raise_lines - reached == set()
 
 

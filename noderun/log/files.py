@@ -43,15 +43,18 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 class MetricsWriter:
     """Appends one JSON object per record to metrics.jsonl and mirrors numbers to TensorBoard."""
 
-    def __init__(self, output_dir: Path, tensorboard: bool = True):
+    def __init__(self, output_dir: Path, tensorboard: bool = True, enabled: bool = True):
         self.path = output_dir / METRICS_NAME
+        self.enabled = enabled  # False: write nothing (the other processes of a multi-process run)
         self.tensorboard = None
-        if tensorboard:
+        if tensorboard and enabled:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tensorboard = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any], step: int) -> None:
+        if not self.enabled:
+            return
         append_jsonl(self.path, record)
         if self.tensorboard is not None:
             for key, value in record.items():

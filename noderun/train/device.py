@@ -1,5 +1,8 @@
-"""Choosing the device a run uses."""
+"""Choosing the device a run uses and its number of threads."""
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import torch
 
@@ -21,3 +24,25 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device 'mps' asked for, but MPS is not available on this machine")
     return device
+
+
+def torch_threads(requested: int | None, launcher: Any = None) -> int | None:
+    """Threads for this run's torch: ``requested`` when set; else, under a launcher that runs jobs side
+    by side, the cores divided among them (joblib's ``n_jobs``, -1 meaning one job per core) or the
+    cores a submitit job is given (``cpus_per_task``); else ``None`` (torch's default: every core)."""
+    if requested is not None:
+        return requested
+    cores = os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    if n_jobs is not None:
+        parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs
+        return max(1, cores // max(1, parallel))
+    cpus = launcher.get("cpus_per_task") if launcher is not None else None
+    return cpus or None
+
+
+def hydra_launcher() -> Any:
+    """The launcher config of the Hydra job running now, or ``None`` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().launcher if HydraConfig.initialized() else None

@@ -16,6 +16,7 @@ from ..data.splits import DataSplits
 from ..log.console import epoch_progress
 from ..log.files import MetricsWriter, append_jsonl, write_json_atomic
 from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
+from .distributed import Processes, loss_module
 from .failures import BATCH_FAILURES, FailurePolicy, Interrupted, NonFiniteLoss, StopTraining, failure_status, \
     solver_swapped
 from .meter import IterationMeter, peak_rss_mb
@@ -52,6 +53,8 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return [part.to(device) for part in batch]
 
 
+STEP_STATS = ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s")
+MEMORY_STATS = ["saved_tensors_mb", "cuda_peak_mb", "peak_rss_mb"]  # the largest over the processes
 FAILURES_NAME = "failures.jsonl"  # every batch the failure policy acted on
 FAILURE_NAME = "failure.json"  # the batch that stopped the run: what reproduces it
 FAILURE_STATE_NAME = "failure.pt"  # the model and the batch at that moment
@@ -69,11 +72,13 @@ class Trainer:
 
     def __init__(self, model: nn.Module, task: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
                  data: DataSplits, device: torch.device, settings: TrainSettings, writer: MetricsWriter,
-                 output_dir: Path, config: dict[str, Any], state: TrainState | None = None):
+                 output_dir: Path, config: dict[str, Any], processes: Processes = Processes()):
         self.model, self.task, self.optimizer, self.scheduler = model, task, optimizer, scheduler
+        self.processes = processes
+        self.loss = loss_module(model, task, processes, device)  # DistributedDataParallel over several processes
         self.data, self.device, self.settings, self.writer = data, device, settings, writer
         self.output_dir, self.config = output_dir, config
-        self.state = state or TrainState()
+        self.state = TrainState()
         self.meter = IterationMeter(model, device)
         self.last_record: dict[str, Any] = {}
         self.epoch_iterations: list[dict[str, float]] = []  # the current epoch's, kept across a resume
@@ -122,14 +127,14 @@ class Trainer:
         last = len(order)
         if self.settings.max_iters is not None:  # never draw a batch (and its augmentation) past the budget
             last = min(last, first + (self.settings.max_iters - self.state.step) * size)
-        loader = DataLoader(self.data.train, batch_size=size, sampler=order[first:last],
+        batches = [self.processes.shard(order[start:start + size]) for start in range(first, last, size)]
+        loader = DataLoader(self.data.train, batch_sampler=batches,
                             generator=torch.Generator())  # leaves the global random state to the augmentation
-        batch_indices = (order[start:start + size] for start in range(first, last, size))
         iterations = self.epoch_iterations
-        with epoch_progress(self.settings.progress) as progress:
+        with epoch_progress(self.settings.progress and self.processes.main) as progress:
             bar = progress.add_task(f"epoch {self.state.epoch + 1}/{self.settings.epochs}", total=len(loader),
                                     status="")
-            for batch, indices in zip(loader, batch_indices):
+            for batch, indices in zip(loader, batches):
                 record = self._train_step(batch, indices)
                 if record is not None:
                     iterations.append(record)
@@ -150,7 +155,7 @@ class Trainer:
 
     def _optimise(self, batch) -> dict[str, float]:
         with self.meter.forward():
-            loss, counts = self.task.loss(self.model, batch)
+            loss, counts = self.loss(batch)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise NonFiniteLoss(f"the training loss is {loss_value}")
@@ -204,20 +209,27 @@ class Trainer:
 
     def _log_failure(self, indices: list[int] | None, failure: BaseException, action: str) -> None:
         log.warning(f"step {self.state.step}: {type(failure).__name__}: {failure} ({action})")
-        append_jsonl(self.output_dir / FAILURES_NAME, {
+        append_jsonl(self._own_file(FAILURES_NAME), {
             "epoch": self.state.epoch, "step": self.state.step, "batch_in_epoch": self.state.batch_in_epoch,
             "action": action, "error": f"{type(failure).__name__}: {failure}", "batch_indices": indices})
+
+    def _own_file(self, name: str) -> Path:
+        """``name`` in the run directory; with several processes, the others' carry their rank."""
+        if self.processes.main:
+            return self.output_dir / name
+        stem, dot, suffix = name.partition(".")
+        return self.output_dir / f"{stem}.rank{self.processes.rank}{dot}{suffix}"
 
     def _stop(self, failure: BaseException, why: str, batch=None, indices: list[int] | None = None) -> None:
         """Write what reproduces the failing step (failure.json; failure.pt: the model and the batch, if it
         was a training batch) and stop the run."""
         status = failure_status(failure)
-        write_json_atomic(self.output_dir / FAILURE_NAME, {
+        write_json_atomic(self._own_file(FAILURE_NAME), {
             "status": status, "error": f"{type(failure).__name__}: {failure}", "why_stopped": why,
             "seed": self.settings.seed, "epoch": self.state.epoch, "step": self.state.step,
             "batch_in_epoch": self.state.batch_in_epoch, "batch_indices": indices,
-            "state_file": FAILURE_STATE_NAME, "config": self.config})
-        save_checkpoint(self.output_dir / FAILURE_STATE_NAME, {"model": self.model.state_dict(), "batch": batch})
+            "state_file": self._own_file(FAILURE_STATE_NAME).name, "config": self.config})
+        save_checkpoint(self._own_file(FAILURE_STATE_NAME), {"model": self.model.state_dict(), "batch": batch})
         raise StopTraining(status, f"{type(failure).__name__} at step {self.state.step}: {failure} ({why})")
 
     def _live_status(self, iterations: list[dict[str, float]]) -> str:
@@ -246,8 +258,7 @@ class Trainer:
             **(self.task.train_metrics(iterations) if iterations else {}),
             **self.epoch_failures,
         }
-        record.update(self._evaluate_with_policy())
-        for key in ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s"):
+        for key in STEP_STATS:
             values = [i[key] for i in iterations if key in i] or [0]
             record[f"{key}_mean"] = sum(values) / len(values)
             record[f"{key}_max"] = max(values)
@@ -255,6 +266,9 @@ class Trainer:
         if self.device.type == "cuda":
             record["cuda_peak_mb"] = max((i["cuda_peak_mb"] for i in iterations), default=0.0)
         record["peak_rss_mb"] = peak_rss_mb()
+        self.processes.gather(record, mean_keys=["train_loss"] + [f"{key}_mean" for key in STEP_STATS],
+                              max_keys=[f"{key}_max" for key in STEP_STATS] + MEMORY_STATS)
+        record.update(self._evaluate_with_policy())
         record["epoch_time_s"] = seconds
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         return record
@@ -267,6 +281,8 @@ class Trainer:
                 f"saved tensors {record['saved_tensors_mb']:.1f} MB, {record['epoch_time_s']:.1f} s")
 
     def save_checkpoint(self) -> None:
+        if not self.processes.main:
+            return
         save_checkpoint(self.output_dir / CHECKPOINT_NAME, {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

@@ -17,8 +17,9 @@ from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
 from ..models.ode_block import SolverSettings, ode_blocks
 from .build import build_model, build_task
-from .checkpoint import check_matches, find_checkpoint, load_checkpoint, restore_random_states
-from .device import resolve_device
+from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_checkpoint, restore_random_states
+from . import distributed
+from .device import hydra_launcher, resolve_device, torch_threads
 from .failures import FailurePolicy, StopTraining
 from .loop import Trainer, TrainSettings, TrainState
 from .validate import validate_config
@@ -56,10 +57,14 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = describe(cfg, output_dir)
-    writer = MetricsWriter(output_dir)
+    processes = distributed.start(cfg.train.distributed, resolve_device(cfg.device))
+    summary["processes"] = processes.world_size
+    if not processes.main:
+        log.setLevel(logging.WARNING)  # one process reports
+    writer = MetricsWriter(output_dir, enabled=processes.main)
     trainer = None
     try:
-        trainer = build_trainer(cfg, output_dir, writer)
+        trainer = build_trainer(cfg, output_dir, writer, processes)
         summary["params"] = sum(p.numel() for p in trainer.model.parameters())
         if not ode_blocks(trainer.model):  # no ODE is solved: the solver settings do not apply
             summary.update(solver=None, grad=None, rtol=None, atol=None, step_size=None)
@@ -74,9 +79,12 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     finally:
         summary["wall_time_s"] = time.perf_counter() - started
         writer.close()
-        write_json_atomic(output_dir / SUMMARY_NAME, summary)
-    headline = summary.get("headline")
-    console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
+        distributed.stop()
+        if processes.main:
+            write_json_atomic(output_dir / SUMMARY_NAME, summary)
+    if processes.main:
+        headline = summary.get("headline")
+        console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
     return summary
 
 
@@ -99,14 +107,21 @@ def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "step_size": cfg.solver.get("step_size"),
         "seed": cfg.seed,
         "device": cfg.device,
+        "threads": torch_threads(cfg.threads, hydra_launcher()) or torch.get_num_threads(),
         "output_dir": str(output_dir),
-        "resumed_from": cfg.resume,
+        "resumed_from": None if (source := resume_source(cfg.resume, output_dir)) is None else str(source),
     }
 
 
-def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> Trainer:
+def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
+                  processes: distributed.Processes = distributed.Processes()) -> Trainer:
+    threads = torch_threads(cfg.threads, hydra_launcher())
+    if threads is not None:
+        torch.set_num_threads(threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and processes.active:
+        device = torch.device("cuda", processes.local_rank)
     data = instantiate(cfg.dataset).load()
     model = build_model(cfg, data.info).to(device)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
@@ -116,9 +131,10 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter) -> T
                              test_batch_size=cfg.train.test_batch_size, max_iters=cfg.train.max_iters,
                              seed=cfg.seed, progress=cfg.train.progress, policy=failure_policy(cfg))
     trainer = Trainer(model, build_task(cfg, data.info), optimizer, scheduler, data, device, settings, writer,
-                      output_dir, OmegaConf.to_container(cfg, resolve=True))
-    if cfg.resume:
-        resume(trainer, cfg.resume, output_dir)
+                      output_dir, OmegaConf.to_container(cfg, resolve=True), processes)
+    source = resume_source(cfg.resume, output_dir)
+    if source is not None:
+        resume(trainer, source, output_dir)
     return trainer
 
 
@@ -128,7 +144,15 @@ def failure_policy(cfg: DictConfig) -> FailurePolicy:
     return FailurePolicy(action=action, fallback=fallback, max_bad_batches=cfg.train.max_bad_batches)
 
 
-def resume(trainer: Trainer, path_or_dir: str, output_dir: Path) -> None:
+def resume_source(setting: str | None, output_dir: Path) -> str | Path | None:
+    """What ``resume=`` points at: a path, or with ``auto`` this run's own directory when it holds a
+    checkpoint (a requeued job picking up where it stopped)."""
+    if setting == "auto":
+        return output_dir if (output_dir / CHECKPOINT_NAME).exists() else None
+    return setting or None
+
+
+def resume(trainer: Trainer, path_or_dir: str | Path, output_dir: Path) -> None:
     """Restore model, optimiser, schedule, position and random states; carry the earlier metrics over.
     A checkpoint that does not match this run is refused before anything is loaded."""
     checkpoint = load_checkpoint(path_or_dir)

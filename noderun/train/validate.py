@@ -10,7 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..models.ode_block import SolverSettings
 from ..odeint import GRAD_MODES
 from ..solvers.methods import get_method
+from .checkpoint import CHECKPOINT_NAME
 from .device import resolve_device
+from .distributed import environment_processes
 
 FAILURE_POLICIES = ("raise", "skip", "fallback")
 
@@ -25,6 +27,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_solver(cfg)
     _check_device(cfg)
     _check_data_dir(cfg)
+    _check_resume(cfg)
 
 
 def _value(cfg: DictConfig, key: str) -> Any:
@@ -51,6 +54,7 @@ def _check_training(cfg: DictConfig) -> None:
         _positive_int(cfg, key)
     _positive_int(cfg, "train.max_iters", optional=True)
     _positive_int(cfg, "train.max_bad_batches", optional=True)
+    _positive_int(cfg, "threads", optional=True)
     for key in ("train.lr", "train.lr_gamma"):
         if _value(cfg, key) is not None:
             _positive_number(cfg, key)
@@ -62,6 +66,19 @@ def _check_training(cfg: DictConfig) -> None:
     policy = _value(cfg, "train.on_solver_error")
     if policy not in FAILURE_POLICIES:
         raise ConfigError(f"train.on_solver_error={policy!r}: accepted values: {', '.join(FAILURE_POLICIES)}")
+    _check_processes(cfg, policy)
+
+
+def _check_processes(cfg: DictConfig, policy: str) -> None:
+    world_size = environment_processes().world_size
+    if world_size == 1:
+        return
+    if cfg.train.batch_size % world_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch of {world_size} processes: "
+                          f"accepted values: a multiple of {world_size}")
+    if policy != "raise":
+        raise ConfigError(f"train.on_solver_error={policy} with {world_size} processes: accepted values: raise "
+                          "(the processes would disagree on which batches to skip or retry)")
 
 
 def _check_solver(cfg: DictConfig) -> None:
@@ -85,9 +102,10 @@ def _check_solver_node(cfg: DictConfig, key: str) -> None:
     except ValueError as error:
         raise ConfigError(f"{key}.method={node.method!r}: {error}") from None
     tolerances = [name for name in ("rtol", "atol") if node.get(name) is not None]
-    if not tableau.adaptive and tolerances:
-        raise ConfigError(f"{key}.{tolerances[0]} has no effect on the fixed-step method {node.method!r}: set "
-                          f"{key}.step_size (a positive number) instead, or choose an adaptive method")
+    if not tableau.adaptive and tolerances and node.get("step_size") is None:
+        raise ConfigError(f"{key}.{tolerances[0]} without {key}.step_size: the fixed-step method {node.method!r} "
+                          f"has no error control; set {key}.step_size (a positive number) or choose an adaptive "
+                          "method")
     try:
         SolverSettings.from_config(node, cfg.grad)
     except ValueError as error:
@@ -115,3 +133,13 @@ def _check_data_dir(cfg: DictConfig) -> None:
     elif not path.is_dir():
         raise ConfigError(f"data_dir={str(path)!r} does not exist; accepted values: a folder holding MNIST/raw "
                           "(or dataset.download=true to fetch it there)")
+
+
+def _check_resume(cfg: DictConfig) -> None:
+    setting = _value(cfg, "resume")
+    if setting is None or setting == "auto":
+        return
+    path = Path(str(setting))
+    if not (path.is_file() or (path / CHECKPOINT_NAME).is_file()):
+        raise ConfigError(f"resume={str(setting)!r}: no checkpoint there; accepted values: a checkpoint file, a run "
+                          "directory holding checkpoint.pt, auto, or null")

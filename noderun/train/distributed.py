@@ -1,0 +1,89 @@
+"""One run on several processes (``torchrun --nproc-per-node N noderun train ...``): the process group,
+which samples of a global batch this process trains on, and statistics gathered from every process."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place among the run's ``world_size`` processes (1: an ordinary run)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The process that writes logs, checkpoints and the summary."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def shard(self, batch_indices: list[int]) -> list[int]:
+        """This process's share of a global batch: every ``world_size``-th sample from its rank on."""
+        return batch_indices[self.rank::self.world_size]
+
+    def gather(self, record: dict[str, Any], mean_keys: list[str], max_keys: list[str]) -> dict[str, Any]:
+        """``record`` with ``mean_keys`` averaged and ``max_keys`` maximised over the processes."""
+        if not self.active:
+            return record
+        for keys, op in ((mean_keys, dist.ReduceOp.SUM), (max_keys, dist.ReduceOp.MAX)):
+            present = [key for key in keys if key in record]
+            values = torch.tensor([float(record[key]) for key in present], dtype=torch.float64)
+            dist.all_reduce(values, op=op)
+            if op == dist.ReduceOp.SUM:
+                values /= self.world_size
+            record.update(zip(present, values.tolist()))
+        return record
+
+
+def environment_processes() -> Processes:
+    """What torchrun (or any launcher setting ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) says."""
+    return Processes(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)),
+                     local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def start(requested: bool, device: torch.device) -> Processes:
+    """Join the process group when the launcher started several processes (or ``train.distributed=true``):
+    NCCL on CUDA, gloo on the CPU."""
+    processes = environment_processes()
+    if (processes.active or requested) and not dist.is_initialized():
+        if "MASTER_ADDR" not in os.environ:
+            raise RuntimeError("train.distributed=true needs a launcher that sets RANK, WORLD_SIZE, MASTER_ADDR and "
+                               "MASTER_PORT: run `torchrun --nproc-per-node N -m noderun.cli train ...`")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return processes
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class TaskLoss(nn.Module):
+    """The task's loss on a batch as a module's forward, so that DistributedDataParallel sees the model
+    run (and averages its gradients over the processes in the backward pass, whatever the grad mode)."""
+
+    def __init__(self, model: nn.Module, task: Any):
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, batch):
+        return self.task.loss(self.model, batch)
+
+
+def loss_module(model: nn.Module, task: Any, processes: Processes, device: torch.device) -> nn.Module:
+    module = TaskLoss(model, task)
+    if not processes.active:
+        return module
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
