@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 from torch import nn
 
 from ..errors import SolverError
+from ..log.files import append_jsonl, write_json_atomic
 from ..models.ode_block import SolverSettings, ode_blocks
+from .checkpoint import save_checkpoint
+
+FAILURES_NAME = "failures.jsonl"  # every batch the failure policy acted on
+FAILURE_NAME = "failure.json"  # the failure that stopped the run: what reproduces it
+FAILURE_STATE_NAME = "failure.pt"  # the model and the batch at that moment
 
 
 class NonFiniteLoss(RuntimeError):
@@ -63,3 +70,39 @@ def solver_swapped(model: nn.Module, settings: SolverSettings) -> Iterator[None]
     finally:
         for block, solver in zip(blocks, previous):
             block.solver = solver
+
+
+def describe(failure: BaseException) -> str:
+    return f"{type(failure).__name__}: {failure}"
+
+
+@dataclass
+class FailureRecords:
+    """The run directory's record of failures: one line per failed batch in failures.jsonl, and for the
+    failure that stops the run, failure.json (seed, position, batch indices, config) and failure.pt (the
+    model and the batch). With several processes, those of rank r > 0 carry ``.rank{r}`` in their names."""
+
+    output_dir: Path
+    seed: int
+    config: dict[str, Any]
+    rank: int = 0
+
+    def path(self, name: str) -> Path:
+        if self.rank == 0:
+            return self.output_dir / name
+        stem, dot, suffix = name.partition(".")
+        return self.output_dir / f"{stem}.rank{self.rank}{dot}{suffix}"
+
+    def add(self, position: dict[str, int], indices: list[int] | None, failure: BaseException, action: str) -> None:
+        append_jsonl(self.path(FAILURES_NAME), {**position, "action": action, "error": describe(failure),
+                                                "batch_indices": indices})
+
+    def stop(self, position: dict[str, int], indices: list[int] | None, failure: BaseException, why: str,
+             model: nn.Module, batch: Any) -> StopTraining:
+        """Write failure.json and failure.pt; the exception that stops the run."""
+        status = failure_status(failure)
+        write_json_atomic(self.path(FAILURE_NAME), {
+            "status": status, "error": describe(failure), "why_stopped": why, "seed": self.seed, **position,
+            "batch_indices": indices, "state_file": self.path(FAILURE_STATE_NAME).name, "config": self.config})
+        save_checkpoint(self.path(FAILURE_STATE_NAME), {"model": model.state_dict(), "batch": batch})
+        return StopTraining(status, f"{describe(failure)} at step {position['step']} ({why})")

@@ -14,11 +14,10 @@ from torch.utils.data import DataLoader
 
 from ..data.splits import DataSplits
 from ..log.console import epoch_progress
-from ..log.files import MetricsWriter, append_jsonl, write_json_atomic
+from ..log.files import MetricsWriter
 from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
 from .distributed import Processes, loss_module
-from .failures import BATCH_FAILURES, FailurePolicy, Interrupted, NonFiniteLoss, StopTraining, failure_status, \
-    solver_swapped
+from .failures import BATCH_FAILURES, FailurePolicy, FailureRecords, Interrupted, NonFiniteLoss, solver_swapped
 from .meter import IterationMeter, peak_rss_mb
 from .signals import StopRequest
 
@@ -55,9 +54,6 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 STEP_STATS = ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s")
 MEMORY_STATS = ["saved_tensors_mb", "cuda_peak_mb", "peak_rss_mb"]  # the largest over the processes
-FAILURES_NAME = "failures.jsonl"  # every batch the failure policy acted on
-FAILURE_NAME = "failure.json"  # the batch that stopped the run: what reproduces it
-FAILURE_STATE_NAME = "failure.pt"  # the model and the batch at that moment
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -85,6 +81,7 @@ class Trainer:
         self.epoch_times: list[float] = []  # seconds of each full epoch this process trained
         self.epoch_failures = {"skipped_batches": 0, "fallback_batches": 0}  # the current epoch's
         self.stop = StopRequest()
+        self.failures = FailureRecords(output_dir, settings.seed, config, processes.rank)
 
     def fit(self) -> dict[str, Any]:
         """Train to the end; return the last epoch's metrics record. A stop signal saves a checkpoint after
@@ -209,28 +206,14 @@ class Trainer:
 
     def _log_failure(self, indices: list[int] | None, failure: BaseException, action: str) -> None:
         log.warning(f"step {self.state.step}: {type(failure).__name__}: {failure} ({action})")
-        append_jsonl(self._own_file(FAILURES_NAME), {
-            "epoch": self.state.epoch, "step": self.state.step, "batch_in_epoch": self.state.batch_in_epoch,
-            "action": action, "error": f"{type(failure).__name__}: {failure}", "batch_indices": indices})
-
-    def _own_file(self, name: str) -> Path:
-        """``name`` in the run directory; with several processes, the others' carry their rank."""
-        if self.processes.main:
-            return self.output_dir / name
-        stem, dot, suffix = name.partition(".")
-        return self.output_dir / f"{stem}.rank{self.processes.rank}{dot}{suffix}"
+        self.failures.add(self._position(), indices, failure, action)
 
     def _stop(self, failure: BaseException, why: str, batch=None, indices: list[int] | None = None) -> None:
-        """Write what reproduces the failing step (failure.json; failure.pt: the model and the batch, if it
-        was a training batch) and stop the run."""
-        status = failure_status(failure)
-        write_json_atomic(self._own_file(FAILURE_NAME), {
-            "status": status, "error": f"{type(failure).__name__}: {failure}", "why_stopped": why,
-            "seed": self.settings.seed, "epoch": self.state.epoch, "step": self.state.step,
-            "batch_in_epoch": self.state.batch_in_epoch, "batch_indices": indices,
-            "state_file": self._own_file(FAILURE_STATE_NAME).name, "config": self.config})
-        save_checkpoint(self._own_file(FAILURE_STATE_NAME), {"model": self.model.state_dict(), "batch": batch})
-        raise StopTraining(status, f"{type(failure).__name__} at step {self.state.step}: {failure} ({why})")
+        """Record what reproduces the failure (the batch, if it was a training batch) and stop the run."""
+        raise self.failures.stop(self._position(), indices, failure, why, self.model, batch)
+
+    def _position(self) -> dict[str, int]:
+        return {"epoch": self.state.epoch, "step": self.state.step, "batch_in_epoch": self.state.batch_in_epoch}
 
     def _live_status(self, iterations: list[dict[str, float]]) -> str:
         recent = iterations[-20:]

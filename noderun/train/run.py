@@ -57,8 +57,11 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = describe(cfg, output_dir)
+    threads = torch_threads(cfg.threads, hydra_launcher())
+    if threads is not None:
+        torch.set_num_threads(threads)
     processes = distributed.start(cfg.train.distributed, resolve_device(cfg.device))
-    summary["processes"] = processes.world_size
+    summary.update(threads=torch.get_num_threads(), processes=processes.world_size)
     if not processes.main:
         log.setLevel(logging.WARNING)  # one process reports
     writer = MetricsWriter(output_dir, enabled=processes.main)
@@ -107,7 +110,6 @@ def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "step_size": cfg.solver.get("step_size"),
         "seed": cfg.seed,
         "device": cfg.device,
-        "threads": torch_threads(cfg.threads, hydra_launcher()) or torch.get_num_threads(),
         "output_dir": str(output_dir),
         "resumed_from": None if (source := resume_source(cfg.resume, output_dir)) is None else str(source),
     }
@@ -115,9 +117,6 @@ def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
                   processes: distributed.Processes = distributed.Processes()) -> Trainer:
-    threads = torch_threads(cfg.threads, hydra_launcher())
-    if threads is not None:
-        torch.set_num_threads(threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and processes.active:
