@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -169,3 +170,29 @@ def test_report_on_nothing_or_on_a_corrupt_summary(tmp_path, capsys):
     assert "torn" in output and "unreadable summary.json" in output
     report = (tmp_path / "report.md").read_text()
     assert "completed" in report and "unreadable summary" in report
+
+
+def test_a_cluster_warning_signal_checkpoints_then_goes_to_the_handler_that_had_it(tmp_path):
+    """As under submitit: SIGUSR2's own handler (which requeues the job and exits) runs only after the run
+    saved its checkpoint at the end of the batch in progress."""
+    seen = []
+
+    def requeue(signum, frame):
+        seen.append(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["state"]["step"])
+        raise SystemExit(0)
+
+    def warn_when_training():
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        threading.Thread(target=warn_when_training, daemon=True).start()
+        with pytest.raises(SystemExit):
+            run(config("train.epochs=20"), tmp_path)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and seen == [summary["steps"]] and 2 <= summary["steps"] < 40

@@ -109,6 +109,7 @@ class Trainer:
     def _stop_if_asked(self) -> None:
         if self.stop.signum is not None:
             self.save_checkpoint()
+            self.stop.hand_off()
             raise Interrupted(self.stop.signum, self.state.step)
 
     def _budget_spent(self) -> bool:

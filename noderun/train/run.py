@@ -94,7 +94,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
 def stop_status(error: BaseException) -> str:
     if isinstance(error, StopTraining):
         return error.status
-    return "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
 
 
 def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:

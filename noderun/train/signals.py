@@ -1,15 +1,21 @@
-"""SIGINT and SIGTERM (Ctrl-C, a cluster's preemption) ask a run to stop after the batch in progress."""
+"""SIGINT and SIGTERM (Ctrl-C, a cluster's preemption) ask a run to stop after the batch in progress.
+
+A cluster's warning signal SIGUSR2 (what submitit asks Slurm to send before a job's time limit or on
+preemption) is taken too when a handler is already installed for it: the run saves its checkpoint
+after the batch in progress, then hands the signal to that handler (submitit requeues the job).
+"""
 from __future__ import annotations
 
 import logging
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 log = logging.getLogger("noderun")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HANDOFF_SIGNALS = (signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ()
 
 
 class StopRequest:
@@ -17,6 +23,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame) -> None:
         if self.signum is not None:
@@ -27,13 +34,20 @@ class StopRequest:
 
     @contextmanager
     def listening(self) -> Iterator[StopRequest]:
-        """Handle the stop signals inside the block (only the main thread can; elsewhere this does nothing)."""
+        """Handle the signals inside the block (only the main thread can; elsewhere this does nothing)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+        taken = STOP_SIGNALS + tuple(s for s in HANDOFF_SIGNALS if callable(signal.getsignal(s)))
+        self.previous = {signum: signal.signal(signum, self._handle) for signum in taken}
         try:
             yield self
         finally:
-            for signum, handler in previous.items():
+            for signum, handler in self.previous.items():
                 signal.signal(signum, handler)
+
+    def hand_off(self) -> None:
+        """Once the checkpoint is written: give a warning signal to the handler it was taken from."""
+        handler = self.previous.get(self.signum)
+        if self.signum in HANDOFF_SIGNALS and callable(handler):
+            handler(self.signum, None)
