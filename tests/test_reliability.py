@@ -196,3 +196,22 @@ def test_a_cluster_warning_signal_checkpoints_then_goes_to_the_handler_that_had_
         signal.signal(signal.SIGUSR2, previous)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "interrupted" and seen == [summary["steps"]] and 2 <= summary["steps"] < 40
+
+
+def test_killed_while_checkpointing_leaves_a_whole_checkpoint_to_resume_from(tmp_path):
+    """SIGKILL (no handler runs) at moments spread over a run that checkpoints every epoch: whatever
+    checkpoint.pt is left always loads, and the run resumes from it."""
+    for attempt, delay in enumerate((0.0, 0.03, 0.07, 0.13)):
+        run_dir = tmp_path / f"killed{attempt}"
+        process = cli("train", *SMALL, "train.epochs=50", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        deadline = time.monotonic() + 300
+        while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.01)
+        time.sleep(delay)
+        process.kill()
+        finished(process)
+        checkpoint = checkpoints.load_checkpoint(run_dir)
+        assert checkpoint["state"]["step"] >= 2
+    step = checkpoint["state"]["step"]
+    resumed = run(config("train.epochs=50", f"train.max_iters={step + 2}", f"resume={run_dir}"), tmp_path / "resumed")
+    assert resumed["status"] == "completed" and resumed["steps"] == step + 2
