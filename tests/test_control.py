@@ -39,3 +39,28 @@ def test_beta_option_reaches_the_solve():
             noderun.odeint(lambda t, y: func(y), y0, t, rtol=1e-6, atol=1e-6, options={"beta": beta}, stats=stats)
         steps[beta] = (stats.steps_accepted, stats.steps_rejected)
     assert steps[0.0] != steps[0.04]
+
+
+def test_a_near_zero_error_never_shrinks_the_next_step():
+    """Hairer's floor on the previous ratio: with the largest beta allowed, tiny errors still grow the step."""
+    controller = PIController(error_order=4, beta=0.1)
+    h = 1.0
+    for ratio in (1e-12, 1e-12, 1e-9, 1e-6, 1e-4):
+        new = controller.next_step(h, ratio, accepted=True)
+        assert new > h
+        h = new
+
+
+def test_huge_tolerances_with_pi_control_finish():
+    """Found by hypothesis: rtol 1e5 with beta 0.1875 shrank every accepted step until t stopped moving."""
+    y = noderun.odeint(lambda t, y: -y, torch.tensor([1.0]), torch.tensor([0.0, 0.1]), rtol=1e5, atol=1e-6,
+                       options={"beta": 0.1})
+    assert torch.isfinite(y).all()
+
+
+def test_a_step_never_shrinks_below_what_moves_t():
+    """Settings that shrink every accepted step: the solve runs out of steps cleanly instead of stalling
+    at a zero step (which made dense output divide by zero)."""
+    with pytest.raises(noderun.SolverError, match="max_num_steps"):
+        noderun.odeint(lambda t, y: -y, torch.tensor([1.0]), torch.tensor([0.0, 0.5, 1.0]),
+                       options={"safety": 1e-6, "dfactor": 1e-300, "max_num_steps": 60})

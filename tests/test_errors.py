@@ -32,7 +32,7 @@ def decay(t, y):
         ({"options": {"max_num_steps": 10.5}}, "max_num_steps"),
         ({"options": {"norm": "seminorm"}}, "adjoint_options"),
         ({"options": {"norm": "max"}}, "unknown norm"),
-        ({"options": {"beta": 0.5}}, r"beta.*from 0 \(integral control\) to 0.2"),
+        ({"options": {"beta": 0.5}}, r"beta.*from 0 \(integral control\) to 0.1"),
         ({"options": {"beta": -0.01}}, "beta"),
         ({"grad": "adjoint"}, "nn.Module or pass adjoint_params"),
         ({"grad": "checkpoint"}, "nn.Module or pass adjoint_params"),

@@ -76,6 +76,9 @@ def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int,
     return direction * min(100 * h0, h1, abs(span))
 
 
+MIN_PREVIOUS_RATIO = 1e-4  # as Hairer's FACOLD: a near-zero error must not shrink the next step
+
+
 @dataclass
 class PIController:
     """Step-size control as in Hairer's DOPRI5 code: integral (``beta = 0``, the default, as in SciPy's
@@ -98,7 +101,7 @@ class PIController:
         ratio = max(ratio, 1e-10)
         if accepted:
             factor = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio ** self.beta
-            self.previous_ratio = ratio
+            self.previous_ratio = max(ratio, MIN_PREVIOUS_RATIO)
             return h * min(self.ifactor, max(self.dfactor, factor))
         if not math.isfinite(ratio):
             return h * self.dfactor

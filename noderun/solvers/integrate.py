@@ -143,6 +143,8 @@ class AdaptiveSizer:
         accepted = ratio <= 1.0
         self.nonfinite = not math.isfinite(ratio)
         self.h = self.controller.next_step(step.h, ratio, accepted)
+        if accepted and abs(self.h) < self.min_step:  # a step must move t
+            self.h = math.copysign(self.min_step, self.h)
         if not accepted and abs(self.h) < self.min_step:
             cause = "the state or its derivative became non-finite" if self.nonfinite else "step size underflow"
             raise SolverError(

@@ -11,7 +11,7 @@ FIXED_STEP_KEYS = ("step_size",)
 ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "per_sample")
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 10_000
-MAX_BETA = 0.2  # the PI controller's integral weight; Hairer's DOPRI5 accepts up to 0.2
+MAX_BETA = 0.1  # the PI controller's integral weight; above it, tiny errors can shrink an accepted step
 
 
 @dataclass(frozen=True)

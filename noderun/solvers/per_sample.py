@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SolverError
+from .control import MIN_PREVIOUS_RATIO
 from .options import SolverOptions
 from .step import StageList, error_estimate, rk_step, weighted_sum
 from .tableau import ButcherTableau
@@ -84,7 +85,7 @@ class StepSizes:
         grow = opts.safety * ratio ** (0.75 * opts.beta - 1.0 / k) * self.previous_ratio ** opts.beta
         shrink = torch.where(torch.isfinite(ratio), opts.safety * ratio ** (-1.0 / k), torch.zeros_like(ratio))
         factor = torch.where(accepted, grow.clamp(opts.dfactor, opts.ifactor), shrink.clamp(opts.dfactor, 1.0))
-        self.previous_ratio = torch.where(accepted, ratio, self.previous_ratio)
+        self.previous_ratio = torch.where(accepted, ratio.clamp_min(MIN_PREVIOUS_RATIO), self.previous_ratio)
         self.h = torch.where(running, h_taken * factor, self.h)
 
 

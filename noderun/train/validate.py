@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,14 @@ def _check_solver_node(cfg: DictConfig, key: str) -> None:
     try:
         SolverSettings.from_config(node, cfg.grad)
     except ValueError as error:
-        raise ConfigError(f"{key}: {error}") from None
+        raise ConfigError(as_config_keys(str(error), key)) from None
+
+
+def as_config_keys(message: str, key: str) -> str:
+    """A solver settings error in config terms: ``options['step_size']`` → ``solver.step_size``."""
+    message = re.sub(r"\boptions\['(\w+)'\]", rf"{key}.\1", message)
+    message = re.sub(r"^(rtol|atol) ", rf"{key}.\1 ", message)
+    return message if message.startswith(f"{key}.") else f"{key}: {message}"
 
 
 def _check_device(cfg: DictConfig) -> None:
