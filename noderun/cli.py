@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 
@@ -61,11 +62,13 @@ def run_status(run, cfg) -> tuple[int, dict | None]:
 
 def objective(cfg, summary: dict | None) -> float:
     """What a sweeper optimises: the summary's ``cfg.objective`` (default: the task's headline metric);
-    NaN for a run that did not complete."""
-    if summary is None:
-        return float("nan")
-    value = summary.get(cfg.objective or summary.get("headline"))
-    return float(value) if isinstance(value, (int, float)) else float("nan")
+    for a run that did not complete, the worst value there is (optuna refuses NaN)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    direction = HydraConfig.get().sweeper.get("direction") if HydraConfig.initialized() else None
+    worst = float("-inf") if direction == "maximize" else float("inf")
+    value = (summary or {}).get(cfg.objective or (summary or {}).get("headline"))
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else worst
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,6 +86,22 @@ def test_a_diverging_run_says_so(tmp_path):
     assert summary["status"] == "diverged" and summary["steps"] >= 1
 
 
+def test_parameters_made_non_finite_stop_the_run_whatever_the_policy(tmp_path, monkeypatch):
+    adam_step = torch.optim.Adam.step
+
+    def overflowing_step(self, *args, **kwargs):  # as an update too large for float32 would
+        result = adam_step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(torch.optim.Adam, "step", overflowing_step)
+    with pytest.raises(StopTraining, match="no later batch can train"):
+        run(config("train.on_solver_error=skip", "train.epochs=2"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+    assert json.loads((tmp_path / "failure.json").read_text())["step"] == 0
+
+
 def test_sweep_with_a_diverging_job_completes_and_reports_it(tmp_path):
     sweep = tmp_path / "sweep"
     code, output = finished(cli("train", "-m", *SMALL, "train.epochs=1", "optimizer.lr=0.001,1e6",

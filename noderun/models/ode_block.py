@@ -25,7 +25,10 @@ class SolverSettings:
     adjoint_options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        parse_options(get_method(self.method), self.rtol, self.atol, self.options)
+        tableau = get_method(self.method)
+        parse_options(tableau, self.rtol, self.atol, self.options)
+        if self.adjoint_options is not None:
+            parse_options(tableau, self.rtol, self.atol, self.adjoint_options, backward=True, where="adjoint_options")
         if self.grad not in GRAD_MODES:
             raise ValueError(f"unknown grad mode {self.grad!r}; valid: {', '.join(GRAD_MODES)}")
 
@@ -36,7 +39,7 @@ class SolverSettings:
         method = solver.pop("method")
         tolerances = {key: solver.pop(key) for key in ("rtol", "atol") if key in solver}
         options = {key: value for key, value in solver.items() if value is not None}
-        seminorm = bool(grad.get("seminorm", False))
+        seminorm = bool(grad.get("seminorm", False)) and get_method(method).adaptive  # fixed steps: no error norm
         backward_options = {key: value for key, value in options.items() if key != "per_sample"}
         adjoint_options = {**backward_options, "norm": "seminorm"} if seminorm else None
         return cls(method=method, options=options, grad=grad["mode"], adjoint_options=adjoint_options, **tolerances)

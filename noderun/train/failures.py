@@ -22,6 +22,10 @@ class NonFiniteLoss(RuntimeError):
     """The loss or the gradients of a batch are NaN or infinite."""
 
 
+class NonFiniteParameters(NonFiniteLoss):
+    """An optimiser step left parameters NaN or infinite: no later batch can train, whatever the policy."""
+
+
 BATCH_FAILURES = (SolverError, NonFiniteLoss)
 
 

@@ -17,7 +17,8 @@ from ..log.console import epoch_progress
 from ..log.files import MetricsWriter
 from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
 from .distributed import Processes, loss_module
-from .failures import BATCH_FAILURES, FailurePolicy, FailureRecords, Interrupted, NonFiniteLoss, solver_swapped
+from .failures import (BATCH_FAILURES, FailurePolicy, FailureRecords, Interrupted, NonFiniteLoss, NonFiniteParameters,
+                       solver_swapped)
 from .meter import IterationMeter, peak_rss_mb
 from .signals import StopRequest
 
@@ -132,14 +133,15 @@ class Trainer:
         with epoch_progress(self.settings.progress and self.processes.main) as progress:
             bar = progress.add_task(f"epoch {self.state.epoch + 1}/{self.settings.epochs}", total=len(loader),
                                     status="")
-            for batch, indices in zip(loader, batches):
+            for number, (batch, indices) in enumerate(zip(loader, batches), start=1):
                 record = self._train_step(batch, indices)
                 if record is not None:
                     iterations.append(record)
                 self.state.step += 1
                 self.state.batch_in_epoch += 1
                 progress.update(bar, advance=1, status=self._live_status(iterations) if iterations else "")
-                self._stop_if_asked()
+                if number < len(batches):  # after the last batch, fit() stops once the epoch is recorded
+                    self._stop_if_asked()
 
     def _train_step(self, batch, indices: list[int]) -> dict[str, float] | None:
         """One optimiser step; a failing batch goes to the failure policy (``None``: skipped)."""
@@ -147,6 +149,9 @@ class Trainer:
         batch = to_device(batch, self.device)
         try:
             return self._optimise(batch)
+        except NonFiniteParameters as failure:
+            self._log_failure(indices, failure, "stop")
+            self._stop(failure, "no later batch can train", batch, indices)
         except BATCH_FAILURES as failure:
             self.optimizer.zero_grad(set_to_none=True)
             return self._recover(batch, indices, failure)
@@ -163,6 +168,8 @@ class Trainer:
         if gradients and not math.isfinite(float(torch.nn.utils.get_total_norm(gradients))):
             raise NonFiniteLoss("the gradients are not finite (the loss was finite)")
         self.optimizer.step()
+        if not math.isfinite(float(torch.nn.utils.get_total_norm(list(self.model.parameters())))):
+            raise NonFiniteParameters("the optimiser step made parameters non-finite (the gradients were finite)")
         return {"loss": loss_value, **counts, **self.meter.finish()}
 
     def _recover(self, batch, indices: list[int], failure: BaseException) -> dict[str, float] | None:
