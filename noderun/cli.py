@@ -18,6 +18,7 @@ def train(overrides: list[str]) -> int:
     In a sweep, a run that fails does not stop the others; a stop signal stops the sweep."""
     import hydra
 
+    from .train.launch import LaunchStarted
     from .train.run import run
 
     codes: list[int] = []
@@ -33,8 +34,8 @@ def train(overrides: list[str]) -> int:
         task()
     except KeyboardInterrupt:  # a second stop signal
         codes.append(128 + signal.SIGINT)
-    except SystemExit as exit_:  # a stopped run, or Hydra exiting 1 on a config it cannot compose
-        codes.append(2 if exit_.code == 1 and not codes else int(exit_.code or 0))
+    except SystemExit as exit_:  # a stopped run, or Hydra exiting 1 (before composing: a config it cannot compose)
+        codes.append(2 if exit_.code == 1 and not LaunchStarted.started else int(exit_.code or 0))
     return max(codes, default=0)
 
 

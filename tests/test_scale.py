@@ -2,8 +2,10 @@
 Optuna search, a requeued job resuming by itself, and one run on two processes (DDP, gloo)."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -90,3 +92,24 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path, grad):
     assert ddp["processes"] == 2 and ddp["status"] == "completed" and ddp["nfe_backward"] > 0
     assert sorted(os.listdir(tmp_path / "ddp")).count("metrics.jsonl") == 1
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1  # written by one process
+
+
+def test_a_signal_to_one_process_stops_both_after_the_same_batch(tmp_path):
+    run_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "noderun.cli", "train", *CNF, *FIXED_STEPS, "train.batch_size=32", "train.max_iters=100000",
+               "train.epochs=100000", f"hydra.run.dir={run_dir}"]
+    agent = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline and agent.poll() is None:
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-f", f"hydra.run.dir={run_dir}"], capture_output=True, text=True).stdout
+    worker_pids = sorted(int(pid) for pid in workers.split() if int(pid) != agent.pid)
+    assert len(worker_pids) == 2
+    os.kill(worker_pids[-1], signal.SIGTERM)
+    output, _ = agent.communicate(timeout=300)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["processes"] == 2, output[-3000:]
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert checkpoint["state"]["step"] == summary["steps"] > 0
+    assert len(checkpoint["random"]["ranks"]) == 2  # each process's own random streams

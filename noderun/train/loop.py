@@ -108,6 +108,7 @@ class Trainer:
         return self.last_record
 
     def _stop_if_asked(self) -> None:
+        self.processes.share_stop(self.stop)
         if self.stop.signum is not None:
             self.save_checkpoint()
             self.stop.hand_off()
@@ -117,7 +118,9 @@ class Trainer:
         return self.settings.max_iters is not None and self.state.step >= self.settings.max_iters
 
     def _batches_per_epoch(self) -> int:
-        return -(-len(self.data.train) // self.settings.batch_size)
+        """Whole batches, and a last smaller one when it leaves every process at least a sample."""
+        samples, size = len(self.data.train), self.settings.batch_size
+        return samples // size + (samples % size >= self.processes.world_size)
 
     def _train_epoch(self) -> None:
         order = epoch_order(len(self.data.train), self.settings.seed, self.state.epoch)
@@ -126,7 +129,8 @@ class Trainer:
         last = len(order)
         if self.settings.max_iters is not None:  # never draw a batch (and its augmentation) past the budget
             last = min(last, first + (self.settings.max_iters - self.state.step) * size)
-        batches = [self.processes.shard(order[start:start + size]) for start in range(first, last, size)]
+        shards = (self.processes.shard(order[start:start + size]) for start in range(first, last, size))
+        batches = [shard for shard in shards if shard]
         loader = DataLoader(self.data.train, batch_sampler=batches,
                             generator=torch.Generator())  # leaves the global random state to the augmentation
         iterations = self.epoch_iterations
@@ -157,11 +161,18 @@ class Trainer:
             return self._recover(batch, indices, failure)
 
     def _optimise(self, batch) -> dict[str, float]:
-        with self.meter.forward():
-            loss, counts = self.loss(batch)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLoss(f"the training loss is {loss_value}")
+        failure = None
+        try:
+            with self.meter.forward():
+                loss, counts = self.loss(batch)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(f"the training loss is {loss_value}")
+        except BATCH_FAILURES as error:
+            failure = error
+        failure = self.processes.share_failure(failure)  # every process skips the backward pass together
+        if failure is not None:
+            raise failure
         self.optimizer.zero_grad(set_to_none=True)
         self.meter.backward(loss)
         gradients = [p.grad for p in self.model.parameters() if p.grad is not None]
@@ -272,6 +283,7 @@ class Trainer:
                 f"saved tensors {record['saved_tensors_mb']:.1f} MB, {record['epoch_time_s']:.1f} s")
 
     def save_checkpoint(self) -> None:
+        states = self.processes.random_states(random_states())
         if not self.processes.main:
             return
         save_checkpoint(self.output_dir / CHECKPOINT_NAME, {
@@ -281,6 +293,6 @@ class Trainer:
             "state": asdict(self.state),
             "epoch_iterations": self.epoch_iterations,
             "epoch_failures": self.epoch_failures,
-            "random": random_states(),
+            "random": states,
             "config": self.config,
         })

@@ -49,18 +49,18 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     anything is built, ``StopTraining`` for a batch the failure policy could not save, ``Interrupted``
     after a stop signal, or the error itself."""
     validate_config(cfg)
+    processes = distributed.start(cfg.train.distributed, resolve_device(cfg.device))
     if output_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
         output_dir = HydraConfig.get().runtime.output_dir
-    output_dir = Path(output_dir)
+    output_dir = Path(processes.broadcast(str(output_dir)))  # one run directory, process 0's
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = describe(cfg, output_dir)
     threads = torch_threads(cfg.threads, hydra_launcher())
     if threads is not None:
         torch.set_num_threads(threads)
-    processes = distributed.start(cfg.train.distributed, resolve_device(cfg.device))
     summary.update(threads=torch.get_num_threads(), processes=processes.world_size)
     if not processes.main:
         log.setLevel(logging.WARNING)  # one process reports
@@ -123,6 +123,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
         device = torch.device("cuda", processes.local_rank)
     data = instantiate(cfg.dataset).load()
     model = build_model(cfg, data.info).to(device)
+    if processes.active:  # the same initial model everywhere, then each process its own random draws
+        seed_everything(cfg.seed + 1_000_003 * processes.rank)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.train.lr_milestones),
                                                      gamma=cfg.train.lr_gamma)
@@ -163,12 +165,13 @@ def resume(trainer: Trainer, path_or_dir: str | Path, output_dir: Path) -> None:
         trainer.state = TrainState(**checkpoint["state"])
         trainer.epoch_iterations = list(checkpoint["epoch_iterations"])
         trainer.epoch_failures = dict(checkpoint.get("epoch_failures", trainer.epoch_failures))
-        restore_random_states(checkpoint["random"])
+        restore_random_states(trainer.processes.own_random_states(checkpoint["random"]))
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
         raise ValueError(f"resume={path_or_dir}: the checkpoint does not match this run's model and "
                          f"optimiser ({error})") from error
     earlier_metrics = find_checkpoint(path_or_dir).parent / METRICS_NAME
-    if earlier_metrics.exists() and earlier_metrics.resolve() != (output_dir / METRICS_NAME).resolve():
+    if trainer.processes.main and earlier_metrics.exists() \
+            and earlier_metrics.resolve() != (output_dir / METRICS_NAME).resolve():
         shutil.copyfile(earlier_metrics, output_dir / METRICS_NAME)
     log.info(f"resumed from {path_or_dir} at epoch {trainer.state.epoch}, step {trainer.state.step}")
 
