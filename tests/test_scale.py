@@ -113,3 +113,14 @@ def test_a_signal_to_one_process_stops_both_after_the_same_batch(tmp_path):
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert checkpoint["state"]["step"] == summary["steps"] > 0
     assert len(checkpoint["random"]["ranks"]) == 2  # each process's own random streams
+
+
+def test_diverging_trials_do_not_stop_the_search(tmp_path):
+    sweep = tmp_path / "search"
+    result = subprocess.run([sys.executable, "-m", "noderun.cli", "train", "-m", "hparams_search=optuna",
+                             "hydra.sweeper.n_trials=2", "optimizer.lr=tag(log, interval(1e5, 1e6))", *SPIRALS,
+                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1  # no trial completed
+    statuses = [json.loads((sweep / str(job) / "summary.json").read_text())["status"] for job in range(2)]
+    assert statuses == ["diverged", "diverged"]
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"] == float("inf")
