@@ -122,7 +122,8 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
 
 @settings(max_examples=40, deadline=None)
 @given(key=st.sampled_from(["train.epochs", "train.batch_size", "train.test_batch_size"]),
-       value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.booleans(), st.text(alphabet="ab1-", max_size=3)))
+       value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.booleans(),
+                       st.text(alphabet="ab1-", max_size=3)))
 def test_sizes_are_accepted_exactly_when_positive_integers(default_config, key, value):
     cfg = copy.deepcopy(default_config)
     OmegaConf.update(cfg, key, value)
