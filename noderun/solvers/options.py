@@ -37,9 +37,14 @@ class SolverOptions:
     per_sample: bool = False
 
 
-def _positive_number(name: str, value: Any, integer: bool = False) -> None:
+def is_positive(value: Any, integer: bool = False) -> bool:
+    """A finite positive number (an integer when ``integer``); booleans are not numbers here."""
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
+    return not isinstance(value, bool) and isinstance(value, kinds) and math.isfinite(value) and value > 0
+
+
+def _positive_number(name: str, value: Any, integer: bool = False) -> None:
+    if not is_positive(value, integer):
         kind = "integer" if integer else "number"
         raise ValueError(f"{name} must be a finite positive {kind}, got {value!r}")
 

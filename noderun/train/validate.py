@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..models.ode_block import SolverSettings
 from ..odeint import GRAD_MODES
 from ..solvers.methods import get_method
+from ..solvers.options import is_positive
 from .checkpoint import CHECKPOINT_NAME
 from .device import resolve_device
 from .distributed import environment_processes
@@ -37,16 +38,14 @@ def _value(cfg: DictConfig, key: str) -> Any:
 
 def _positive_int(cfg: DictConfig, key: str, optional: bool = False) -> None:
     value = _value(cfg, key)
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not (is_positive(value, integer=True) or (optional and value is None)):
         accepted = "a positive integer" + (" or null" if optional else "")
         raise ConfigError(f"{key}={value!r}: accepted values: {accepted}")
 
 
 def _positive_number(cfg: DictConfig, key: str) -> None:
     value = _value(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+    if not is_positive(value):
         raise ConfigError(f"{key}={value!r}: accepted values: a finite positive number")
 
 
