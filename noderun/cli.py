@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import math
 import signal
 import sys
 
 from . import __version__
-
-log = logging.getLogger("noderun")
 
 
 def train(overrides: list[str]) -> int:
@@ -18,14 +14,13 @@ def train(overrides: list[str]) -> int:
     In a sweep, a run that fails does not stop the others; a stop signal stops the sweep."""
     import hydra
 
-    from .train.launch import LaunchStarted
-    from .train.run import run
+    from .train.launch import LaunchStarted, objective, run_status
 
     codes: list[int] = []
 
     @hydra.main(version_base="1.3", config_path="pkg://noderun.conf", config_name="config")
     def task(cfg) -> float:
-        code, summary = run_status(run, cfg)
+        code, summary = run_status(cfg)
         codes.append(code)
         return objective(cfg, summary)
 
@@ -37,39 +32,6 @@ def train(overrides: list[str]) -> int:
     except SystemExit as exit_:  # a stopped run, or Hydra exiting 1 (before composing: a config it cannot compose)
         codes.append(2 if exit_.code == 1 and not LaunchStarted.started else int(exit_.code or 0))
     return max(codes, default=0)
-
-
-def run_status(run, cfg) -> tuple[int, dict | None]:
-    """Run once; the exit status it earns and its summary (``None`` unless it completed). Stop signals
-    are re-raised so that a sweep stops too."""
-    from .train.failures import Interrupted, StopTraining
-    from .train.validate import ConfigError
-
-    try:
-        return 0, run(cfg)
-    except ConfigError as error:
-        log.error(f"config: {error}")
-        return 2, None
-    except Interrupted as error:
-        log.warning(str(error))
-        raise SystemExit(128 + error.signum) from None
-    except StopTraining as error:
-        log.error(f"{error.status}: {error}")
-        return 1, None
-    except Exception:
-        log.exception("the run failed")
-        return 1, None
-
-
-def objective(cfg, summary: dict | None) -> float:
-    """What a sweeper optimises: the summary's ``cfg.objective`` (default: the task's headline metric);
-    for a run that did not complete, the worst value there is (optuna refuses NaN)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    direction = HydraConfig.get().sweeper.get("direction") if HydraConfig.initialized() else None
-    worst = float("-inf") if direction == "maximize" else float("inf")
-    value = (summary or {}).get(cfg.objective or (summary or {}).get("headline"))
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else worst
 
 
 def build_parser() -> argparse.ArgumentParser:

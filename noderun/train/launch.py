@@ -1,7 +1,18 @@
-"""Hooks into Hydra's launch of `noderun train`."""
+"""Hydra's side of `noderun train`: a run's exit status, the value a sweeper optimises, and a callback
+that marks the launch as started."""
 from __future__ import annotations
 
+import logging
+import math
+
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+
+from .failures import Interrupted, StopTraining
+from .run import run
+from .validate import ConfigError
+
+log = logging.getLogger("noderun")
 
 
 class LaunchStarted(Callback):
@@ -15,3 +26,32 @@ class LaunchStarted(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         LaunchStarted.started = True
+
+
+def run_status(cfg) -> tuple[int, dict | None]:
+    """Run once; the exit status it earns and its summary (``None`` unless it completed). Stop signals
+    are re-raised so that a sweep stops too."""
+    try:
+        return 0, run(cfg)
+    except ConfigError as error:
+        log.error(f"config: {error}")
+        return 2, None
+    except Interrupted as error:
+        log.warning(str(error))
+        raise SystemExit(128 + error.signum) from None
+    except StopTraining as error:
+        log.error(f"{error.status}: {error}")
+        return 1, None
+    except Exception:
+        log.exception("the run failed")
+        return 1, None
+
+
+def objective(cfg, summary: dict | None) -> float:
+    """What a sweeper optimises: the summary's ``cfg.objective`` (default: the task's headline metric);
+    for a run that did not complete, the worst value there is (optuna refuses NaN)."""
+    direction = HydraConfig.get().sweeper.get("direction") if HydraConfig.initialized() else None
+    worst = float("-inf") if direction == "maximize" else float("inf")
+    summary = summary or {}
+    value = summary.get(cfg.objective or summary.get("headline"))
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else worst
