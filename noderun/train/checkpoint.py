@@ -56,8 +56,8 @@ def load_checkpoint(path_or_dir: str | Path) -> dict[str, Any]:
 def check_matches(checkpoint: Any, model: torch.nn.Module, config: dict[str, Any], source: str | Path) -> None:
     """``ValueError`` unless ``checkpoint`` is a complete noderun checkpoint of ``model`` trained with the same
     ``model`` config: every parameter and buffer by name and shape."""
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
-        missing = [key for key in REQUIRED_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint] if isinstance(checkpoint, dict) else REQUIRED_KEYS
+    if missing:
         raise ValueError(f"resume={source}: not a complete noderun checkpoint (missing {', '.join(missing)})")
     trained_with = checkpoint["config"].get("model") if isinstance(checkpoint["config"], dict) else None
     if trained_with != config.get("model"):

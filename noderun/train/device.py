@@ -32,13 +32,12 @@ def torch_threads(requested: int | None, launcher: Any = None) -> int | None:
     cores a submitit job is given (``cpus_per_task``); else ``None`` (torch's default: every core)."""
     if requested is not None:
         return requested
-    cores = os.cpu_count() or 1
-    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    cores, launcher = os.cpu_count() or 1, launcher or {}
+    n_jobs = launcher.get("n_jobs")
     if n_jobs is not None:
         parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs
         return max(1, cores // max(1, parallel))
-    cpus = launcher.get("cpus_per_task") if launcher is not None else None
-    return cpus or None
+    return launcher.get("cpus_per_task") or None
 
 
 def hydra_launcher() -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -114,8 +114,7 @@ def start(requested: bool, device: torch.device) -> Processes:
                            "MASTER_PORT: run `torchrun --nproc-per-node N -m noderun.cli train ...`")
     if device.type == "cuda":
         torch.cuda.set_device(processes.local_rank)
-        rank, world_size, local_rank = processes.rank, processes.world_size, processes.local_rank
-        processes = Processes(rank, world_size, local_rank, device=f"cuda:{local_rank}")
+        processes = replace(processes, device=f"cuda:{processes.local_rank}")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return processes

@@ -57,7 +57,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     output_dir = Path(processes.broadcast(str(output_dir)))  # one run directory, process 0's
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    summary = describe(cfg, output_dir)
+    source = resume_source(cfg.resume, output_dir)
+    summary = describe(cfg, output_dir, source)
     threads = torch_threads(cfg.threads, hydra_launcher())
     if threads is not None:
         torch.set_num_threads(threads)
@@ -67,7 +68,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     writer = MetricsWriter(output_dir, enabled=processes.main)
     trainer = None
     try:
-        trainer = build_trainer(cfg, output_dir, writer, processes)
+        trainer = build_trainer(cfg, output_dir, writer, processes, source)
         summary["params"] = sum(p.numel() for p in trainer.model.parameters())
         if not ode_blocks(trainer.model):  # no ODE is solved: the solver settings do not apply
             summary.update(solver=None, grad=None, rtol=None, atol=None, step_size=None)
@@ -97,7 +98,7 @@ def stop_status(error: BaseException) -> str:
     return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
 
 
-def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None) -> dict[str, Any]:
     return {
         "status": "running",
         "task": component_name(cfg.task),
@@ -111,16 +112,17 @@ def describe(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "seed": cfg.seed,
         "device": cfg.device,
         "output_dir": str(output_dir),
-        "resumed_from": None if (source := resume_source(cfg.resume, output_dir)) is None else str(source),
+        "resumed_from": None if resumed_from is None else str(resumed_from),
     }
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
-                  processes: distributed.Processes = distributed.Processes()) -> Trainer:
+                  processes: distributed.Processes = distributed.Processes(),
+                  resume_from: str | Path | None = None) -> Trainer:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and processes.active:
-        device = torch.device("cuda", processes.local_rank)
+        device = torch.device(processes.device)  # this process's own GPU
     data = instantiate(cfg.dataset).load()
     model = build_model(cfg, data.info).to(device)
     if processes.active:  # the same initial model everywhere, then each process its own random draws
@@ -133,9 +135,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
                              seed=cfg.seed, progress=cfg.train.progress, policy=failure_policy(cfg))
     trainer = Trainer(model, build_task(cfg, data.info), optimizer, scheduler, data, device, settings, writer,
                       output_dir, OmegaConf.to_container(cfg, resolve=True), processes)
-    source = resume_source(cfg.resume, output_dir)
-    if source is not None:
-        resume(trainer, source, output_dir)
+    if resume_from is not None:
+        resume(trainer, resume_from, output_dir)
     return trainer
 
 
