@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -197,13 +197,7 @@ class Trainer:
             self.epoch_failures["skipped_batches"] += 1
             return None
         self.epoch_failures["fallback_batches"] += 1
-        try:
-            with solver_swapped(self.model, policy.fallback):
-                return self._optimise(batch)
-        except BATCH_FAILURES as second:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._log_failure(indices, second, "raise")
-            self._stop(second, "the fallback solver failed too", batch, indices)
+        return self._with_fallback(lambda: self._optimise(batch), batch, indices)
 
     def _evaluate_with_policy(self) -> dict[str, Any]:
         """``evaluate()``; when its solves fail: stop (raise), leave the test metrics out (skip), or evaluate
@@ -217,11 +211,17 @@ class Trainer:
                 self._stop(failure, "in evaluation, train.on_solver_error=raise")
             if policy.action == "skip":
                 return {"test_skipped": f"{type(failure).__name__}: {failure}"}
-            try:
-                with solver_swapped(self.model, policy.fallback):
-                    return {**self.evaluate(), "test_fallback": True}
-            except BATCH_FAILURES as second:
-                self._stop(second, "in evaluation, the fallback solver failed too")
+            return {**self._with_fallback(self.evaluate), "test_fallback": True}
+
+    def _with_fallback(self, attempt: Callable[[], Any], batch=None, indices: list[int] | None = None) -> Any:
+        """``attempt()`` once more with the fallback solver; when that fails too, the run stops."""
+        try:
+            with solver_swapped(self.model, self.settings.policy.fallback):
+                return attempt()
+        except BATCH_FAILURES as second:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._log_failure(indices, second, "raise")
+            self._stop(second, "the fallback solver failed too", batch, indices)
 
     def _log_failure(self, indices: list[int] | None, failure: BaseException, action: str) -> None:
         log.warning(f"step {self.state.step}: {type(failure).__name__}: {failure} ({action})")
