@@ -119,7 +119,6 @@ class AdaptiveSizer:
         self.min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
         self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta)
         self.attempts = 0
-        self.nonfinite = False
         if opts.first_step is not None:
             self.h = math.copysign(min(opts.first_step, abs(span)), span)
         else:
@@ -141,18 +140,19 @@ class AdaptiveSizer:
             )
         ratio = self._ratio(step)
         accepted = ratio <= 1.0
-        self.nonfinite = not math.isfinite(ratio)
         self.h = self.controller.next_step(step.h, ratio, accepted)
-        if accepted and abs(self.h) < self.min_step:  # a step must move t
+        if abs(self.h) >= self.min_step:
+            return accepted
+        if accepted:  # a step must move t
             self.h = math.copysign(self.min_step, self.h)
-        if not accepted and abs(self.h) < self.min_step:
-            cause = "the state or its derivative became non-finite" if self.nonfinite else "step size underflow"
-            raise SolverError(
-                f"{cause} at t={step.t!r} (last step size {step.h!r}, minimum {self.min_step!r}); the dynamics "
-                "may be stiff or blow up: try looser rtol/atol, a fixed-step method, or regularising the model",
-                nonfinite=self.nonfinite,
-            )
-        return accepted
+            return True
+        nonfinite = not math.isfinite(ratio)
+        cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
+        raise SolverError(
+            f"{cause} at t={step.t!r} (last step size {step.h!r}, minimum {self.min_step!r}); the dynamics "
+            "may be stiff or blow up: try looser rtol/atol, a fixed-step method, or regularising the model",
+            nonfinite=nonfinite,
+        )
 
     def _ratio(self, step: Step) -> float:
         """The error ratio of ``step``, ``inf`` when the ratio or the new state is not finite."""

@@ -74,7 +74,7 @@ class StageBuffer(StageList):
 
     def combine(self, y: Tensor, h: float, weights: Sequence[float]) -> Tensor:
         if self.base is None or self.base[0] is not y:
-            self.base = (y, y.view(-1) if y.is_contiguous() else y.reshape(-1))
+            self.base = (y, y.reshape(-1))
         flat = torch.addmv(self.base[1], self._columns(len(weights)), _weight_tensor(weights, self.buffer), alpha=h)
         return flat.view_as(self.like)
 
