@@ -11,6 +11,7 @@ from .errors import SolverError
 from .grad.adjoint import AdjointODE
 from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
+from .solvers.control import all_finite
 from .solvers.methods import get_method
 from .solvers.options import SolverOptions, parse_options
 from .solvers.stats import SolveStats
@@ -105,7 +106,7 @@ def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor
         raise ValueError(f"y0 must be a floating-point tensor (float16/32/64, bfloat16), got {got}")
     if y0.numel() == 0:
         raise ValueError(f"y0 is empty (shape {tuple(y0.shape)}); the state needs at least one element")
-    if not bool(torch.isfinite(y0.detach()).all()):
+    if not all_finite(y0):
         raise SolverError("y0 contains NaN or infinite values: the model feeding the solve has diverged",
                           nonfinite=True)
     if not isinstance(t, Tensor):
@@ -114,7 +115,7 @@ def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor
         raise ValueError(f"t must be a 1-D tensor of at least 2 times, got shape {tuple(t.shape)}")
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"t must be real, got {t.dtype}")
-    times = [float(x) for x in t.detach().cpu().double()]
+    times = [float(x) for x in t.detach().cpu().tolist()]
     if not all(math.isfinite(x) for x in times):
         raise ValueError(f"t contains NaN or infinite values: {times}")
     steps = [b - a for a, b in zip(times, times[1:])]

@@ -33,42 +33,77 @@ def channel_norm(sizes: tuple[int, ...]) -> Norm:
     return norm
 
 
+def all_finite(x: Tensor) -> bool:
+    """Whether every element of ``x`` is finite: one reduction (``amax`` propagates NaN) and one read."""
+    return math.isfinite(float(x.detach().abs().amax()))
+
+
 class ErrorRatio:
     """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` as a float — a step is accepted when it is
     at most 1 — or ``inf`` when it or ``y1`` is not finite, read from the device once.
 
     ``like`` gives the states' size, dtype and device. The tolerances are kept as tensors (an
     operation with a Python number costs several microseconds more on a small state), and for the
-    RMS norm its ``1 / sqrt(numel)`` goes into them, leaving a plain 2-norm.
+    RMS norm its ``1 / sqrt(numel)`` goes into them, leaving a plain 2-norm. ``|y1|`` is kept for the
+    next step, whose ``y0`` it usually is.
     """
 
     def __init__(self, rtol: float, atol: float, norm: Norm, like: Tensor):
         root = math.sqrt(like.numel()) if norm is rms_norm else 1.0
-        self.rtol = torch.tensor(rtol * root, dtype=like.dtype, device=like.device)
-        self.atol = torch.tensor(atol * root, dtype=like.dtype, device=like.device)
+        self.rtol = torch.scalar_tensor(rtol * root, dtype=like.dtype, device=like.device)
+        self.atol = torch.scalar_tensor(atol * root, dtype=like.dtype, device=like.device)
         self.norm = torch.linalg.vector_norm if norm is rms_norm else norm
+        self.magnitude: tuple[Tensor | None, Tensor | None] = (None, None)  # (y, |y|) of the last state seen
+
+    def abs(self, y: Tensor) -> Tensor:
+        """``|y|``, computed at most once for the same state."""
+        if self.magnitude[0] is not y:
+            self.magnitude = (y, y.abs())
+        return self.magnitude[1]
+
+    def scale(self, y0: Tensor) -> Tensor:
+        """``atol + rtol * |y0|`` (with the RMS norm's root folded in)."""
+        return torch.addcmul(self.atol, self.abs(y0), self.rtol)
 
     def __call__(self, error: Tensor, y0: Tensor, y1: Tensor) -> float:
-        scale = torch.addcmul(self.atol, torch.maximum(y0.abs(), y1.abs()), self.rtol)
-        size = torch.as_tensor(self.norm(error / scale))
-        ratio = float(torch.add(size, y1.sum(), alpha=0))  # a non-finite y1 makes its sum, and so this, NaN
+        y1_abs = y1.abs()
+        size = error_size(self.norm, error, self.abs(y0), y1_abs, y1, self.atol, self.rtol)
+        self.magnitude = (y1, y1_abs)
+        return self.read(size)
+
+    @staticmethod
+    def read(size: Tensor) -> float:
+        """The ratio as a float, ``inf`` when it is not finite."""
+        ratio = float(size)
         return ratio if math.isfinite(ratio) else math.inf
 
 
-def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int,
-                 rtol: float, atol: float, norm: Norm, span: float) -> float:
+def error_size(norm: Norm, error: Tensor, y0_abs: Tensor, y1_abs: Tensor, y1: Tensor, atol: Tensor,
+               rtol: Tensor) -> Tensor:
+    """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` as a tensor, NaN when ``y1`` is not finite."""
+    scale = torch.addcmul(atol, torch.maximum(y0_abs, y1_abs), rtol)
+    # |y1| - |y1| is 0, or NaN where y1 is not finite (a scale of inf would hide it)
+    size = torch.as_tensor(norm(torch.addcdiv(y1_abs - y1_abs, error, scale)))
+    if norm is not torch.linalg.vector_norm:  # it may leave elements out (the seminorm)
+        size = torch.add(size, y1.sum(), alpha=0)
+    return size
+
+
+def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio,
+                 span: float) -> float:
     """Hairer's starting step (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), signed like ``span``.
 
-    Costs one evaluation of ``rhs``; ``span`` is the signed length of the whole integration.
+    Costs one evaluation of ``rhs``; ``span`` is the signed length of the whole integration; the norm
+    and tolerances are those of ``error_ratio``.
     """
-    scale = y0.abs().mul(rtol).add(atol)
+    scale, norm = error_ratio.scale(y0), error_ratio.norm
     d0 = float(norm(y0 / scale))
     d1 = float(norm(f0 / scale))
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, abs(span))
     direction = math.copysign(1.0, span)
-    f1 = rhs(t0 + direction * h0, y0 + direction * h0 * f0)
-    d2 = float(norm((f1 - f0) / scale)) / h0
+    f1 = rhs(t0 + direction * h0, torch.add(y0, f0, alpha=direction * h0))
+    d2 = float(norm(torch.sub(f1, f0).div_(scale))) / h0
     if max(d1, d2) <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SolverError
-from .control import ErrorRatio, PIController, fixed_grid, initial_step, rms_norm
+from .control import ErrorRatio, PIController, all_finite, fixed_grid, initial_step, rms_norm
 from .interpolate import dense_output, dense_stages
 from .options import SolverOptions
 from .step import RHS, Step, error_estimate, rk_step, stage_store
@@ -85,7 +85,7 @@ def _check_derivative(f0: Tensor, y0: Tensor, t0: float) -> None:
         raise ValueError(
             f"func(t, y) must return a tensor of y's shape and dtype {tuple(y0.shape)} {y0.dtype}; got {got}"
         )
-    if not bool(torch.isfinite(f0.detach()).all()):
+    if not all_finite(f0):
         raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={t0!r}", nonfinite=True)
 
 
@@ -100,7 +100,7 @@ class FixedSizer:
         return self.grid[self.position]
 
     def accept(self, step: Step) -> bool:
-        if not bool(torch.isfinite(step.y1.detach()).all()):
+        if not all_finite(step.y1):
             raise SolverError(
                 f"the state became non-finite between t={step.t!r} and t={step.t + step.h!r} "
                 f"(step size {step.h!r}); try a smaller step_size or an adaptive method", nonfinite=True
@@ -123,8 +123,7 @@ class AdaptiveSizer:
             self.h = math.copysign(min(opts.first_step, abs(span)), span)
         else:
             with torch.no_grad():
-                self.h = initial_step(rhs, times[0], y0, f0, opts.tableau.error_order,
-                                      opts.rtol, opts.atol, norm, span)
+                self.h = initial_step(rhs, times[0], y0, f0, opts.tableau.error_order, self.error_ratio, span)
 
     def propose(self, t: float) -> float:
         t_end = t + self.h

@@ -55,8 +55,9 @@ class StageBuffer(StageList):
         rows = tableau.stages + len(tableau.dense_c)
         self.buffer = like.new_empty(rows, like.numel())
         self.like = like
-        self.columns: dict[int, Tensor] = {}  # the first j rows as columns, made when first used
-        self.rows = [self.buffer[j].view_as(like) for j in range(rows)]
+        self.rows = self.buffer.view(rows, *like.shape).unbind(0)
+        self.transposed = self.buffer.t()
+        self.plans: dict[tuple, tuple[Tensor, Tensor]] = {}  # a tableau's weights -> (their columns, as a tensor)
         self.count = 0
         self.base: tuple[Tensor, Tensor] | None = None  # the last state combined from, and its flat view
 
@@ -75,18 +76,22 @@ class StageBuffer(StageList):
     def combine(self, y: Tensor, h: float, weights: Sequence[float]) -> Tensor:
         if self.base is None or self.base[0] is not y:
             self.base = (y, y.reshape(-1))
-        flat = torch.addmv(self.base[1], self._columns(len(weights)), _weight_tensor(weights, self.buffer), alpha=h)
-        return flat.view_as(self.like)
+        columns, weight_tensor = self._plan(weights)
+        return torch.addmv(self.base[1], columns, weight_tensor, alpha=h).view_as(self.like)
 
     def weighted(self, weights: Sequence[float], scale: float) -> Tensor:
-        columns = self._columns(len(weights))
-        flat = torch.addmv(columns[:, 0], columns, _weight_tensor(weights, self.buffer), beta=0, alpha=scale)
-        return flat.view_as(self.like)
+        columns, weight_tensor = self._plan(weights)
+        return torch.addmv(columns[:, 0], columns, weight_tensor, beta=0, alpha=scale).view_as(self.like)
 
-    def _columns(self, count: int) -> Tensor:
-        if count not in self.columns:
-            self.columns[count] = self.buffer[:count].t()
-        return self.columns[count]
+    def _plan(self, weights: Sequence[float]) -> tuple[Tensor, Tensor]:
+        """The stage columns ``weights`` apply to and the weights as a tensor; a tableau's own weights
+        (tuples) are looked up once per solve."""
+        plan = self.plans.get(weights) if isinstance(weights, tuple) else None
+        if plan is None:
+            plan = (self.transposed[:, :len(weights)], _weight_tensor(weights, self.buffer))
+            if isinstance(weights, tuple):
+                self.plans[weights] = plan
+        return plan
 
 
 _WEIGHTS: dict[tuple, Tensor] = {}
