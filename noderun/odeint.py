@@ -13,7 +13,7 @@ from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
 from .solvers.control import all_finite
 from .solvers.methods import get_method
-from .solvers.options import SolverOptions, parse_options
+from .solvers.options import FORWARD_ONLY_KEYS, SolverOptions, parse_options
 from .solvers.stats import SolveStats
 
 GRAD_MODES = ("backprop", "adjoint", "checkpoint")
@@ -151,7 +151,7 @@ def _adjoint_params(func: Any, adjoint_params: Sequence[Tensor] | None, grad: st
 def _backward_options(forward: SolverOptions, rtol, atol, options, adjoint_options) -> SolverOptions:
     """The adjoint's settings: the forward ones unless given (a forward norm does not carry over)."""
     if adjoint_options is None:
-        adjoint_options = {k: v for k, v in (options or {}).items() if k not in ("norm", "per_sample")}
+        adjoint_options = {k: v for k, v in (options or {}).items() if k not in ("norm", *FORWARD_ONLY_KEYS)}
     return parse_options(
         forward.tableau,
         forward.rtol if rtol is None else rtol,

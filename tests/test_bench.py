@@ -22,13 +22,18 @@ def test_derived_columns():
 def test_tiny_bench_measures_every_pass(tmp_path):
     rows = run_bench(["mlp", "van_der_pol"], repeats=1, tiny=True, out=tmp_path)
     ours = {(row["case"], row["pass"]): row for row in rows if row["library"] == "noderun"}
-    assert set(ours) == {("mlp", "forward"), ("mlp", "backward:backprop"), ("mlp", "backward:adjoint"),
-                         ("mlp", "backward:adjoint_seminorm"), ("mlp", "backward:checkpoint"), ("van_der_pol", "forward"),
-                         ("van_der_pol", "forward:per_sample")}
-    for case, forward_pass in (("mlp", "forward"), ("van_der_pol", "forward"), ("van_der_pol", "forward:per_sample")):
+    assert set(ours) == {("mlp", "forward"), ("mlp", "forward:compiled"), ("mlp", "backward:backprop"),
+                         ("mlp", "backward:adjoint"), ("mlp", "backward:adjoint_seminorm"), ("mlp", "backward:checkpoint"),
+                         ("van_der_pol", "forward"), ("van_der_pol", "forward:per_sample")}
+    forward_passes = [("mlp", "forward"), ("mlp", "forward:compiled"), ("van_der_pol", "forward"),
+                      ("van_der_pol", "forward:per_sample")]
+    for case, forward_pass in forward_passes:
         forward = ours[(case, forward_pass)]
         assert forward["nfe"] > 0 and forward["time_s"] > 0 and forward["error"] < 1e-3 and forward["overhead"] > 0
-        assert forward["steps"] > 0
+        assert forward["steps"] > 0 and forward["eval_s"] > 0
+    compiled, eager = ours[("mlp", "forward:compiled")], ours[("mlp", "forward")]
+    assert (compiled["nfe"], compiled["steps"]) == (eager["nfe"], eager["steps"])
+    assert compiled["compile_s"] > compiled["time_s"] and "compile_s" not in eager
     assert ours[("van_der_pol", "forward:per_sample")]["steps"] < ours[("van_der_pol", "forward")]["steps"]
     assert ours[("mlp", "backward:backprop")]["nfe"] == 0 < ours[("mlp", "backward:adjoint")]["nfe"]
     assert ours[("mlp", "backward:adjoint")]["saved_mb"] < ours[("mlp", "backward:checkpoint")]["saved_mb"] \

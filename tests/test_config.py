@@ -81,13 +81,13 @@ def test_every_option_composes_and_builds(group, option):
 
 
 def test_solver_overrides_reach_the_solver():
-    cfg = compose("config", overrides=["solver=rk4", "solver.step_size=0.25", "grad=checkpoint"])
+    cfg = compose("config", overrides=["solver=rk4", "solver.step_size=0.25", "grad=checkpoint", "solver.compile=true"])
     settings = SolverSettings.from_config(cfg.solver, cfg.grad)
-    assert settings.options == {"step_size": 0.25} and settings.grad == "checkpoint"
+    assert settings.options == {"step_size": 0.25, "compile": True} and settings.grad == "checkpoint"
     cfg = compose("config", overrides=["solver=tsit5", "solver.rtol=1e-4", "solver.atol=1e-6", "grad.seminorm=true"])
     settings = SolverSettings.from_config(cfg.solver, cfg.grad)
     assert (settings.method, settings.rtol, settings.atol) == ("tsit5", 1e-4, 1e-6)
-    assert settings.adjoint_options["norm"] == "seminorm"
+    assert settings.adjoint_options["norm"] == "seminorm" and "compile" not in settings.adjoint_options
 
 
 def test_bad_solver_values_fail_before_training():

@@ -177,7 +177,9 @@ def test_every_refusal_in_the_option_parser_is_reached():
     bad = [{"rtol": 0}, {"options": {"bogus": 1}}, {"options": {"dfactor": 2.0}}, {"options": {"beta": 1.0}},
            {"options": {"norm": "seminorm"}}, {"options": {"norm": "max"}}, {"options": {"per_sample": 1}},
            {"options": {"per_sample": True, "norm": "rms"}},
-           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}}]
+           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}},
+           {"options": {"compile": 1}}, {"options": {"compile": True, "per_sample": True}},
+           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"compile": True}}]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

@@ -25,7 +25,7 @@ class Case:
     rtol: float
     atol: float
     backward: tuple[str, ...] = ()
-    per_sample: bool = False  # also measure noderun's per-sample step control
+    forward_modes: tuple[str, ...] = ()  # noderun's other forward solves: "per_sample", "compiled"
 
 
 class MLPField(nn.Module):
@@ -54,7 +54,7 @@ class VanDerPol(nn.Module):
 
 def mlp_case(tiny: bool) -> Case:
     return Case("mlp", MLPField(4, 32), torch.randn(8 if tiny else 64, 4), torch.tensor([0.0, 10.0]), "dopri5",
-                1e-6, 1e-6, BACKWARD_MODES)
+                1e-6, 1e-6, BACKWARD_MODES, ("compiled",))
 
 
 def odenet_case(tiny: bool) -> Case:
@@ -67,7 +67,7 @@ def van_der_pol_case(tiny: bool) -> Case:
     batch = 8 if tiny else 256
     y0 = torch.tensor([2.0, 0.0]).repeat(batch, 1)
     return Case("van_der_pol", VanDerPol(torch.linspace(1.0, 25.0, batch)), y0, torch.tensor([0.0, 1.0 if tiny else 10.0]),
-                "dopri5", 1e-5, 1e-5, per_sample=True)
+                "dopri5", 1e-5, 1e-5, forward_modes=("per_sample",))
 
 
 def latent_ode_case(tiny: bool) -> Case:

@@ -54,11 +54,15 @@ def reference_solution(case: Case) -> Tensor:
                       options={"max_num_steps": 1_000_000}).float()
 
 
+FORWARD_MODES = ("per_sample", "compiled")  # forward-only variants of noderun's solve
+
+
 def noderun_solver(mode: str, stats: SolveStats | None = None) -> Callable[..., Tensor]:
-    """``mode``: a gradient mode, ``adjoint_seminorm``, or ``per_sample`` (per-sample step control, backprop)."""
-    grad = "adjoint" if mode.startswith("adjoint") else "backprop" if mode == "per_sample" else mode
+    """``mode``: a gradient mode, ``adjoint_seminorm``, ``per_sample`` (per-sample step control) or
+    ``compiled`` (``options={"compile": True}``)."""
+    grad = "adjoint" if mode.startswith("adjoint") else "backprop" if mode in FORWARD_MODES else mode
     adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
-    options = {"max_num_steps": 1_000_000, "per_sample": mode == "per_sample"}
+    options = {"max_num_steps": 1_000_000, "per_sample": mode == "per_sample", "compile": mode == "compiled"}
 
     def solve(func, y0, t, method, rtol, atol):
         return odeint(func, y0, t, method=method, rtol=rtol, atol=atol, grad=grad, adjoint_options=adjoint_options,
@@ -85,26 +89,49 @@ def measures(library: str, mode: str) -> bool:
     return library == "noderun" or mode in TORCHDIFFEQ_MODES
 
 
-def evaluation_seconds(case: Case, repeats: int) -> float:
+class EvaluationTrial:
     """One evaluation of the function alone, at the start state, through the same counting wrapper the
-    solves call (so that the wrapper's cost is not charged to the solvers)."""
-    t0, func = case.t[0], Counted(case.func)
-    with torch.no_grad():
-        return median_seconds(lambda: func(t0, case.y0), max(20, 10 * repeats), warmup=3)
+    solves call (so that the wrapper's cost is not charged to the solvers). Each repeat times a burst
+    of ``burst`` evaluations; it is interleaved with the forward solves, so that the overhead column
+    divides times taken over the same minutes."""
+
+    def __init__(self, case: Case, burst: int = 20):
+        func, t0 = Counted(case.func), case.t[0]
+        self.burst = lambda: [func(t0, case.y0) for _ in range(burst)]
+        self.size = burst
+        self.per_evaluation: list[float] = []
+        with torch.no_grad():
+            self.burst()  # warm-up
+
+    def time_once(self) -> None:
+        with torch.no_grad():
+            started = time.perf_counter()
+            self.burst()
+            self.per_evaluation.append((time.perf_counter() - started) / self.size)
+
+    def row(self) -> dict[str, Any]:
+        return {"eval_s": statistics.median(self.per_evaluation)}
 
 
 class ForwardTrial:
     """A solve without gradients by one library: a first, untimed solve gives the error, the evaluations
     and (for noderun) the accepted steps — per-sample step control: the median sample's; ``time_once``
-    adds a timed repeat."""
+    adds a timed repeat. The compiled solve takes ``func`` unwrapped (a counter on it would make
+    ``torch.compile`` recompile every step) and its evaluations from ``SolveStats``; its first solve's
+    time, compilation included, is ``compile_s``."""
 
     def __init__(self, case: Case, library: str, reference: Tensor, mode: str = "backprop"):
-        func, stats = Counted(case.func), SolveStats()
+        compiled = mode == "compiled"
+        func, stats = (case.func if compiled else Counted(case.func)), SolveStats()
         solve = noderun_solver(mode, stats) if library == "noderun" else SOLVERS[library](mode)
         self.run = lambda: solve(func, case.y0, case.t, case.method, case.rtol, case.atol)
         with torch.no_grad():
+            started = time.perf_counter()
             solution = self.run()
-        self.facts = {"nfe": func.calls, "error": (solution - reference).abs().max().item()}
+        self.facts = {"nfe": stats.nfe_forward if compiled else func.calls,
+                      "error": (solution - reference).abs().max().item()}
+        if compiled:
+            self.facts["compile_s"] = time.perf_counter() - started
         if library == "noderun":
             self.facts["steps"] = statistics.median(stats.sample_steps) if stats.sample_steps else stats.steps_accepted
         self.times: list[float] = []

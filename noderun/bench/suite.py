@@ -14,10 +14,10 @@ import torch
 
 from ..log.files import write_csv
 from .cases import CASES, build_cases
-from .measure import BackwardTrial, ForwardTrial, evaluation_seconds, interleaved, measures, reference_solution
+from .measure import BackwardTrial, EvaluationTrial, ForwardTrial, interleaved, measures, reference_solution
 
 COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "error", "eval_s", "overhead", "saved_mb",
-           "vs_torchdiffeq"]
+           "vs_torchdiffeq", "compile_s"]
 
 
 def libraries() -> list[str]:
@@ -41,23 +41,26 @@ Progress = Callable[[str], None]
 
 
 def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress) -> list[dict[str, Any]]:
-    """Every pass of ``case``, each timed with the libraries interleaved repeat by repeat."""
+    """Every pass of ``case``, each timed with the libraries interleaved repeat by repeat; a forward
+    pass also times one evaluation of the function alone in the same rounds."""
     started = time.perf_counter()
     reference = reference_solution(case)
-    eval_s = evaluation_seconds(case, repeats)
-    progress(f"{case.name}: reference and one evaluation measured ({time.perf_counter() - started:.1f} s)")
+    progress(f"{case.name}: reference solved ({time.perf_counter() - started:.1f} s)")
     passes = [("forward", lambda lib: ForwardTrial(case, lib, reference), libraries_to_run)]
-    if case.per_sample:
-        passes.append(("forward:per_sample", lambda lib: ForwardTrial(case, lib, reference, "per_sample"), ["noderun"]))
+    for mode in case.forward_modes:
+        passes.append((f"forward:{mode}", lambda lib, mode=mode: ForwardTrial(case, lib, reference, mode), ["noderun"]))
     for mode in case.backward:
         passes.append((f"backward:{mode}", lambda lib, mode=mode: BackwardTrial(case, lib, mode),
                        [lib for lib in libraries_to_run if measures(lib, mode)]))
     rows = []
     for name, trial, libs in passes:
         started = time.perf_counter()
-        for library, row in zip(libs, interleaved([trial(lib) for lib in libs], repeats)):
-            extra = {"eval_s": eval_s} if name.startswith("forward") else {}
-            rows.append({"case": case.name, "library": library, "pass": name, **extra, **row})
+        trials = [trial(lib) for lib in libs]
+        forward = name.startswith("forward")
+        results = interleaved(trials + ([EvaluationTrial(case)] if forward else []), repeats)
+        evaluation = results.pop() if forward else {}
+        for library, row in zip(libs, results):
+            rows.append({"case": case.name, "library": library, "pass": name, **evaluation, **row})
         progress(f"{case.name}: {name} measured ({time.perf_counter() - started:.1f} s)")
     order = {library: i for i, library in enumerate(libraries_to_run)}
     return sorted(rows, key=lambda row: order[row["library"]])

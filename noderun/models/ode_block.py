@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..odeint import GRAD_MODES, odeint
 from ..solvers.methods import get_method
-from ..solvers.options import parse_options
+from ..solvers.options import FORWARD_ONLY_KEYS, parse_options
 from ..solvers.stats import SolveStats
 
 
@@ -40,7 +40,7 @@ class SolverSettings:
         tolerances = {key: solver.pop(key) for key in ("rtol", "atol") if key in solver}
         options = {key: value for key, value in solver.items() if value is not None}
         seminorm = bool(grad.get("seminorm", False)) and get_method(method).adaptive  # fixed steps: no error norm
-        backward_options = {key: value for key, value in options.items() if key != "per_sample"}
+        backward_options = {key: value for key, value in options.items() if key not in FORWARD_ONLY_KEYS}
         adjoint_options = {**backward_options, "norm": "seminorm"} if seminorm else None
         return cls(method=method, options=options, grad=grad["mode"], adjoint_options=adjoint_options, **tolerances)
 

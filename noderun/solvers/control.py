@@ -74,7 +74,7 @@ class ErrorRatio:
     @staticmethod
     def read(size: Tensor) -> float:
         """The ratio as a float, ``inf`` when it is not finite."""
-        ratio = float(size)
+        ratio = float(size.detach())
         return ratio if math.isfinite(ratio) else math.inf
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -11,6 +12,7 @@ from ..errors import SolverError
 from .control import ErrorRatio, PIController, all_finite, fixed_grid, initial_step, rms_norm
 from .interpolate import dense_output, dense_stages
 from .options import SolverOptions
+from .fused import FusedStepper
 from .step import RHS, Step, error_estimate, rk_step, stage_store
 
 
@@ -51,10 +53,10 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
     sizer = AdaptiveSizer(rhs, y0, f0, times, opts, norm) if tableau.adaptive else FixedSizer(times, opts)
     sol = Solution(ys=[y0])
     t, y, next_out = times[0], y0, 1
-    stages = stage_store(tableau, y0)
+    stepper = _stepper(rhs, y0, opts, sizer)
     while next_out < len(times):
         t_end = sizer.propose(t)
-        step = rk_step(rhs, tableau, t, y, t_end - t, f0, stages)
+        step = stepper(t, y, t_end - t, f0)
         if not sizer.accept(step):
             sol.rejected += 1
             f0 = step.k[0]  # the retry starts from the same point
@@ -77,6 +79,14 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
         sol.accepted += 1
         t, y, f0 = t_end, step.y1, (step.k[tableau.stages - 1] if tableau.fsal else None)
     return sol
+
+
+def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer) -> Callable[[float, Tensor, float, Tensor | None], Step]:
+    """``(t, y, h, f0) -> Step``: eager ``rk_step`` into one reused stage store, or compiled (``opts.compile``)."""
+    if opts.compile:
+        return FusedStepper(rhs, opts.tableau, getattr(sizer, "error_ratio", None))
+    stages = stage_store(opts.tableau, y0)
+    return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, stages)
 
 
 def _check_derivative(f0: Tensor, y0: Tensor, t0: float) -> None:
@@ -155,5 +165,7 @@ class AdaptiveSizer:
 
     def _ratio(self, step: Step) -> float:
         """The error ratio of ``step``, ``inf`` when the ratio or the new state is not finite."""
+        if step.error_size is not None:
+            return ErrorRatio.read(step.error_size)
         with torch.no_grad():
             return self.error_ratio(error_estimate(self.opts.tableau, step), step.y0, step.y1)

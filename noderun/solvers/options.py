@@ -7,8 +7,9 @@ from typing import Any, Callable, Mapping
 
 from .tableau import ButcherTableau
 
-FIXED_STEP_KEYS = ("step_size",)
-ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "per_sample")
+FIXED_STEP_KEYS = ("step_size", "compile")
+ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "per_sample", "compile")
+FORWARD_ONLY_KEYS = ("per_sample", "compile")  # not carried over to the adjoint's backward solve
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 10_000
 MAX_BETA = 0.1  # the PI controller's integral weight; above it, tiny errors can shrink an accepted step
@@ -20,7 +21,8 @@ class SolverOptions:
 
     ``norm`` is ``None`` (the default norm), ``"rms"``, ``"seminorm"`` (adjoint only) or a
     callable mapping a tensor of scaled errors to a scalar tensor. ``per_sample`` gives every
-    sample (dim 0 of the state) its own step size (``solvers.per_sample``).
+    sample (dim 0 of the state) its own step size (``solvers.per_sample``). ``compile`` runs each step
+    as one ``torch.compile``d graph, ``func`` included (``solvers.fused``).
     """
 
     tableau: ButcherTableau
@@ -35,6 +37,7 @@ class SolverOptions:
     dfactor: float = 0.2
     beta: float = 0.0
     per_sample: bool = False
+    compile: bool = False
 
 
 def is_positive(value: Any, integer: bool = False) -> bool:
@@ -73,6 +76,17 @@ def _check_per_sample(options: Mapping[str, Any], where: str, backward: bool) ->
         raise ValueError(f"{where}['per_sample'] measures each sample's error by its RMS norm; drop {where}['norm']")
 
 
+def _check_compile(options: Mapping[str, Any], where: str, backward: bool) -> None:
+    compiled = options.get("compile", False)
+    if not isinstance(compiled, bool):
+        raise ValueError(f"{where}['compile'] must be True or False, got {compiled!r}")
+    if compiled and backward:
+        raise ValueError("compile applies to the forward solve: the adjoint's backward dynamics call autograd, "
+                         "which torch.compile cannot trace into one graph")
+    if compiled and options.get("per_sample", False):
+        raise ValueError(f"{where}['compile'] works with a shared step size; drop {where}['per_sample']")
+
+
 def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
                   *, backward: bool = False, where: str = "options") -> SolverOptions:
     """Validate the user's settings for ``tableau``; ``ValueError`` naming what is wrong otherwise.
@@ -103,6 +117,7 @@ def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mappin
         _positive_number(f"{where}['max_num_steps']", options["max_num_steps"], integer=True)
     _check_norm(options.get("norm"), backward)
     _check_per_sample(options, where, backward)
+    _check_compile(options, where, backward)
     return SolverOptions(tableau=tableau, rtol=_as_float(rtol), atol=_as_float(atol), **options)
 
 

@@ -122,6 +122,7 @@ class Step:
     y0: Tensor
     y1: Tensor
     k: StageList
+    error_size: Tensor | None = None  # the error ratio, when the step computed it itself (solvers.fused)
 
 
 def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f0: Tensor | None,

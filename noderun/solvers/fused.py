@@ -1,0 +1,69 @@
+"""``options={"compile": True}``: a whole Runge–Kutta step — every stage, ``func`` included, the new
+state and the error ratio — traced by ``torch.compile`` into one graph.
+
+On a small state most of a solve's time is spent launching operations, in the network as much as in
+the solver; one compiled step fuses them. It costs a compilation (seconds) for every new state shape,
+dtype or grad mode, so it pays off on many solves of the same shape (training) and is off by default.
+``func`` must be traceable without graph breaks. A Python attribute that changes on every call (a call
+counter on the module) makes ``torch.compile`` recompile until it gives up and runs the step eagerly:
+read the evaluations from ``SolveStats`` instead.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .control import ErrorRatio, error_size
+from .rhs import CountingRHS
+from .step import Step, StageList, weighted_sum
+from .tableau import ButcherTableau
+
+
+@functools.cache
+def _compiled_step(tableau: ButcherTableau) -> Callable:
+    """``tableau``'s step as a compiled function (made on first use: importing dynamo takes seconds)."""
+    a, c, b, b_err, fsal = tableau.a[1:], tableau.c[1:], tableau.b, tableau.b_err, tableau.fsal
+
+    def step(func: Callable, norm: Callable | None, t: Tensor, h: Tensor, y0: Tensor, f0: Tensor,
+             y0_abs: Tensor | None, atol: Tensor | None, rtol: Tensor | None):
+        """The stages, ``y1`` and, when adaptive, ``|y1|`` and the error size; pure tensor code."""
+        k = [f0]
+        y1 = y0
+        for a_i, c_i in zip(a, c):
+            total = weighted_sum(a_i, k)
+            y1 = y0 if total is None else y0 + h * total
+            k.append(func(t + c_i * h, y1))
+        if not fsal:
+            y1 = y0 + h * weighted_sum(b, k)
+        if b_err is None:
+            return k, y1, None, None
+        y1_abs = y1.abs()
+        return k, y1, y1_abs, error_size(norm, h * weighted_sum(b_err, k), y0_abs, y1_abs, y1, atol, rtol)
+
+    return torch.compile(step, fullgraph=True, dynamic=False)
+
+
+class FusedStepper:
+    """``rk_step`` for one solve, through the compiled step; the evaluations are counted here, outside
+    the graph. For an adaptive tableau the step carries its error size (``Step.error_size``)."""
+
+    def __init__(self, rhs: CountingRHS, tableau: ButcherTableau, error_ratio: ErrorRatio | None):
+        self.rhs, self.tableau, self.error_ratio = rhs, tableau, error_ratio
+
+    def __call__(self, t: float, y0: Tensor, h: float, f0: Tensor | None) -> Step:
+        rhs, ratio = self.rhs, self.error_ratio
+        if f0 is None:
+            f0 = rhs(t, y0)
+        rhs.calls += self.tableau.stages - 1
+        as_tensor = lambda x: torch.scalar_tensor(x, dtype=rhs.dtype, device=rhs.device)  # noqa: E731
+        tolerances = (ratio.abs(y0), ratio.atol, ratio.rtol) if ratio is not None else (None, None, None)
+        k, y1, y1_abs, size = _compiled_step(self.tableau)(rhs.func, ratio.norm if ratio else None, as_tensor(t),
+                                             as_tensor(h), y0, f0, *tolerances)
+        if ratio is not None:
+            ratio.magnitude = (y1, y1_abs)
+        stages = StageList()
+        stages.k = list(k)
+        return Step(t=t, h=h, y0=y0, y1=y1, k=stages, error_size=size)
