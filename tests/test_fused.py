@@ -89,3 +89,11 @@ def test_compiled_fixed_step_matches_eager():
                                   stats=s) for c, s in zip((False, True), stats))
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-12)
     assert stats[0] == stats[1]
+
+
+def test_a_function_that_cannot_be_traced_is_named():
+    def needs_a_host_value(t, y):
+        return y * float(y.sum())  # a data-dependent Python number: a graph break
+
+    with pytest.raises(ValueError, match=r"options\['compile'\]: torch.compile cannot trace func"):
+        odeint(needs_a_host_value, y0_batch(), TIMES, options={"compile": True})

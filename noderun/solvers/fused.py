@@ -27,7 +27,7 @@ def _compiled_step(tableau: ButcherTableau) -> Callable:
     """``tableau``'s step as a compiled function (made on first use: importing dynamo takes seconds)."""
     a, c, b, b_err, fsal = tableau.a[1:], tableau.c[1:], tableau.b, tableau.b_err, tableau.fsal
 
-    def step(func: Callable, norm: Callable | None, t: Tensor, h: Tensor, y0: Tensor, f0: Tensor,
+    def step(func: Callable, t: Tensor, h: Tensor, y0: Tensor, f0: Tensor, norm: Callable | None,
              y0_abs: Tensor | None, atol: Tensor | None, rtol: Tensor | None):
         """The stages, ``y1`` and, when adaptive, ``|y1|`` and the error size; pure tensor code."""
         k = [f0]
@@ -58,10 +58,15 @@ class FusedStepper:
         if f0 is None:
             f0 = rhs(t, y0)
         rhs.calls += self.tableau.stages - 1
-        as_tensor = lambda x: torch.scalar_tensor(x, dtype=rhs.dtype, device=rhs.device)  # noqa: E731
-        tolerances = (ratio.abs(y0), ratio.atol, ratio.rtol) if ratio is not None else (None, None, None)
-        k, y1, y1_abs, size = _compiled_step(self.tableau)(rhs.func, ratio.norm if ratio else None, as_tensor(t),
-                                             as_tensor(h), y0, f0, *tolerances)
+        times = [torch.scalar_tensor(x, dtype=rhs.dtype, device=rhs.device) for x in (t, h)]
+        control = (ratio.norm, ratio.abs(y0), ratio.atol, ratio.rtol) if ratio is not None else (None,) * 4
+        try:
+            k, y1, y1_abs, size = _compiled_step(self.tableau)(rhs.func, *times, y0, f0, *control)
+        except torch._dynamo.exc.Unsupported as error:
+            reason = str(error).strip().splitlines()[0]
+            raise ValueError(f"options['compile']: torch.compile cannot trace func into one graph ({reason}); "
+                             "drop compile, or keep func to tensor operations (no autograd calls, .item() or "
+                             "branches on tensor values)") from error
         if ratio is not None:
             ratio.magnitude = (y1, y1_abs)
         stages = StageList()
