@@ -60,7 +60,7 @@ def mlp_case(tiny: bool) -> Case:
 def odenet_case(tiny: bool) -> Case:
     channels, batch = (8, 2) if tiny else (64, 128)
     return Case("odenet_block", ConvODEFunc(channels), torch.randn(batch, channels, 6, 6), torch.tensor([0.0, 1.0]),
-                "dopri5", 1e-3, 1e-3, ("backprop", "adjoint"))
+                "dopri5", 1e-3, 1e-3, ("backprop", "adjoint"), ("compiled",))
 
 
 def van_der_pol_case(tiny: bool) -> Case:
@@ -73,7 +73,7 @@ def van_der_pol_case(tiny: bool) -> Case:
 def latent_ode_case(tiny: bool) -> Case:
     """The spiral preset's latent solve: 4-D latent, 20 hidden units, 100 output times over [0, 5]."""
     return Case("latent_ode", LatentDynamics(4, 20), torch.randn(10 if tiny else 100, 4), torch.linspace(0.0, 5.0, 100),
-                "dopri5", 1e-5, 1e-5, ("backprop",))
+                "dopri5", 1e-5, 1e-5, ("backprop",), ("compiled",))
 
 
 def cnf_case(tiny: bool) -> Case:
