@@ -69,6 +69,4 @@ class FusedStepper:
                              "branches on tensor values)") from error
         if ratio is not None:
             ratio.magnitude = (y1, y1_abs)
-        stages = StageList()
-        stages.k = list(k)
-        return Step(t=t, h=h, y0=y0, y1=y1, k=stages, error_size=size)
+        return Step(t=t, h=h, y0=y0, y1=y1, k=StageList(k), error_size=size)

@@ -24,8 +24,8 @@ def weighted_sum(weights: Sequence[float], k: Sequence[Tensor]) -> Tensor | None
 class StageList:
     """A step's stage derivatives as a list of tensors: every operation is one autograd can record."""
 
-    def __init__(self):
-        self.k: list[Tensor] = []
+    def __init__(self, k: Sequence[Tensor] = ()):
+        self.k: list[Tensor] = list(k)
 
     def start(self, f0: Tensor) -> None:
         self.k = [f0]
