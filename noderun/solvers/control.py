@@ -50,8 +50,9 @@ class ErrorRatio:
 
     def __init__(self, rtol: float, atol: float, norm: Norm, like: Tensor):
         root = math.sqrt(like.numel()) if norm is rms_norm else 1.0
-        self.rtol = torch.scalar_tensor(rtol * root, dtype=like.dtype, device=like.device)
-        self.atol = torch.scalar_tensor(atol * root, dtype=like.dtype, device=like.device)
+        # torch.tensor, not scalar_tensor: a tolerance beyond the dtype's range becomes inf, not an error
+        self.rtol = torch.tensor(rtol * root, dtype=like.dtype, device=like.device)
+        self.atol = torch.tensor(atol * root, dtype=like.dtype, device=like.device)
         self.norm = torch.linalg.vector_norm if norm is rms_norm else norm
         self.magnitude: tuple[Tensor | None, Tensor | None] = (None, None)  # (y, |y|) of the last state seen
 
