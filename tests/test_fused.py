@@ -45,15 +45,17 @@ def test_compiled_forward_matches_eager():
     assert again.shape == eager.shape and not torch.allclose(again, eager)
 
 
+def gradients(func: nn.Module, compile_step: bool, **kwargs) -> list[torch.Tensor]:
+    """The gradients of the sum of squares of every output, with respect to y0 and the parameters."""
+    y0 = y0_batch().requires_grad_(True)
+    func.zero_grad()
+    solve(func, y0, compile_step, SolveStats(), **kwargs).pow(2).sum().backward()
+    return [y0.grad.clone()] + [p.grad.clone() for p in func.parameters()]
+
+
 def test_adjoint_forward_compiled_backward_eager():
     func = Field()
-    grads = []
-    for compile_step in (False, True):
-        y0 = y0_batch().requires_grad_(True)
-        func.zero_grad()
-        solve(func, y0, compile_step, SolveStats(), grad="adjoint").pow(2).sum().backward()
-        grads.append([y0.grad.clone()] + [p.grad.clone() for p in func.parameters()])
-    for eager, compiled in zip(*grads):
+    for eager, compiled in zip(gradients(func, False, grad="adjoint"), gradients(func, True, grad="adjoint")):
         torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-9)
 
 
@@ -70,13 +72,7 @@ def test_settings_that_cannot_compile_are_refused(options, adjoint_options, matc
 @pytest.mark.slow
 def test_compiled_backprop_gradient_matches_eager():
     func = Field()
-    grads = []
-    for compile_step in (False, True):
-        y0 = y0_batch().requires_grad_(True)
-        func.zero_grad()
-        solve(func, y0, compile_step, SolveStats()).pow(2).sum().backward()
-        grads.append([y0.grad.clone()] + [p.grad.clone() for p in func.parameters()])
-    for eager, compiled in zip(*grads):
+    for eager, compiled in zip(gradients(func, False), gradients(func, True)):
         torch.testing.assert_close(compiled, eager, rtol=1e-8, atol=1e-10)
 
 
