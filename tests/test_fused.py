@@ -6,9 +6,17 @@ import torch
 from torch import nn
 
 from noderun.odeint import odeint
+from noderun.solvers import fused
 from noderun.solvers.stats import SolveStats
 
 TIMES = torch.tensor([0.0, 0.3, 0.7, 1.5], dtype=torch.float64)  # outputs inside steps: dense output
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_compile_cache():
+    """This module's compiled variants do not count against those of later tests."""
+    yield
+    torch._dynamo.reset()
 
 
 def field() -> nn.Module:
@@ -95,3 +103,27 @@ def test_a_function_that_cannot_be_traced_is_named():
 
     with pytest.raises(ValueError, match=r"options\['compile'\]: torch.compile cannot trace func"):
         odeint(calls_autograd, y0_batch(), TIMES, options={"compile": True})
+
+
+class CountingField(Field):
+    """A call counter on the module: a Python attribute that changes on every call, so every step is a
+    new variant for torch.compile."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, t, y):
+        self.calls += 1
+        return super().forward(t, y)
+
+
+def test_when_the_variants_run_out_the_solve_continues_eagerly(monkeypatch):
+    monkeypatch.setattr(fused, "MAX_VARIANTS", 2)
+    func, stats = CountingField(), [SolveStats(), SolveStats()]
+    with torch.no_grad():
+        eager = solve(func, y0_batch(), False, stats[0])
+        with pytest.warns(RuntimeWarning, match="variants of the step are compiled already"):
+            compiled = solve(func, y0_batch(), True, stats[1])
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-10)
+    assert stats[0] == stats[1] and func.calls == 2 * stats[0].nfe_forward
