@@ -72,8 +72,7 @@ class FusedStepper:
         with torch.no_grad():
             control = (ratio.norm, ratio.abs(y0), ratio.atol, ratio.rtol) if ratio is not None else (None,) * 4
         try:
-            with torch._dynamo.config.patch(recompile_limit=MAX_VARIANTS):
-                k, y1, y1_abs, size = _compiled_step(self.tableau)(rhs.func, *times, y0, f0, *control)
+            k, y1, y1_abs, size = self._compiled(rhs.func, *times, y0, f0, *control)
         except torch._dynamo.exc.Unsupported as error:
             reason = str(error).strip().splitlines()[0]
             raise ValueError(f"options['compile']: torch.compile cannot trace func into one graph ({reason}); "
@@ -89,3 +88,13 @@ class FusedStepper:
         if ratio is not None:
             ratio.magnitude = (y1, y1_abs)
         return Step(t=t, h=h, y0=y0, y1=y1, k=StageList(k), error_size=size)
+
+    def _compiled(self, *args):
+        """The compiled step under torch's recompile limit, and when that is used up under ours (raising
+        the limit for every call would cost 10–25 µs a step; it is read only when a variant is missing)."""
+        compiled = _compiled_step(self.tableau)
+        try:
+            return compiled(*args)
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            with torch._dynamo.config.patch(recompile_limit=MAX_VARIANTS):
+                return compiled(*args)
