@@ -29,17 +29,6 @@ class Counted(nn.Module):
         return self.func(t, y)
 
 
-def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def reference_tolerance(case: Case) -> float:
     """Four orders of magnitude below the case's own tolerance (at most 1e-8, at least 1e-12)."""
     return min(1e-8, max(1e-12, 1e-4 * min(case.rtol, case.atol)))

@@ -10,9 +10,9 @@ from torch import Tensor
 
 from ..errors import SolverError
 from .control import ErrorRatio, PIController, all_finite, fixed_grid, initial_step, rms_norm
+from .fused import FusedStepper
 from .interpolate import dense_output, dense_stages
 from .options import SolverOptions
-from .fused import FusedStepper
 from .step import RHS, Step, error_estimate, rk_step, stage_store
 
 
@@ -81,10 +81,11 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
     return sol
 
 
-def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer) -> Callable[[float, Tensor, float, Tensor | None], Step]:
+def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: AdaptiveSizer | FixedSizer
+             ) -> Callable[[float, Tensor, float, Tensor | None], Step]:
     """``(t, y, h, f0) -> Step``: eager ``rk_step`` into one reused stage store, or compiled (``opts.compile``)."""
     if opts.compile:
-        return FusedStepper(rhs, opts.tableau, getattr(sizer, "error_ratio", None))
+        return FusedStepper(rhs, opts.tableau, sizer.error_ratio)
     stages = stage_store(opts.tableau, y0)
     return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, stages)
 
@@ -101,6 +102,8 @@ def _check_derivative(f0: Tensor, y0: Tensor, t0: float) -> None:
 
 class FixedSizer:
     """Fixed-step methods: ``ceil(interval / step_size)`` equal steps between consecutive output times."""
+
+    error_ratio = None  # no error control
 
     def __init__(self, times: list[float], opts: SolverOptions):
         self.grid = [point for t0, t1 in zip(times, times[1:]) for point in fixed_grid(t0, t1, opts.step_size)]
