@@ -78,6 +78,14 @@ def measures(library: str, mode: str) -> bool:
     return library == "noderun" or mode in TORCHDIFFEQ_MODES
 
 
+def seconds_without_grad(run: Callable[[], Any]) -> float:
+    """The wall time of one call of ``run`` with gradients off."""
+    with torch.no_grad():
+        started = time.perf_counter()
+        run()
+        return time.perf_counter() - started
+
+
 class EvaluationTrial:
     """One evaluation of the function alone, at the start state, through the same counting wrapper the
     solves call (so that the wrapper's cost is not charged to the solvers). Each repeat times a burst
@@ -93,10 +101,7 @@ class EvaluationTrial:
             self.burst()  # warm-up
 
     def time_once(self) -> None:
-        with torch.no_grad():
-            started = time.perf_counter()
-            self.burst()
-            self.per_evaluation.append((time.perf_counter() - started) / self.size)
+        self.per_evaluation.append(seconds_without_grad(self.burst) / self.size)
 
     def row(self) -> dict[str, Any]:
         return {"eval_s": statistics.median(self.per_evaluation)}
@@ -126,10 +131,7 @@ class ForwardTrial:
         self.times: list[float] = []
 
     def time_once(self) -> None:
-        with torch.no_grad():
-            started = time.perf_counter()
-            self.run()
-            self.times.append(time.perf_counter() - started)
+        self.times.append(seconds_without_grad(self.run))
 
     def row(self) -> dict[str, Any]:
         return {"time_s": statistics.median(self.times), **self.facts}

@@ -59,8 +59,12 @@ class ErrorRatio:
     def abs(self, y: Tensor) -> Tensor:
         """``|y|``, computed at most once for the same state."""
         if self.magnitude[0] is not y:
-            self.magnitude = (y, y.abs())
+            self.keep(y, y.abs())
         return self.magnitude[1]
+
+    def keep(self, y: Tensor, y_abs: Tensor) -> None:
+        """Remember ``|y|`` (a new state's, usually the next step's ``y0``)."""
+        self.magnitude = (y, y_abs)
 
     def scale(self, y0: Tensor) -> Tensor:
         """``atol + rtol * |y0|`` (with the RMS norm's root folded in)."""
@@ -69,7 +73,7 @@ class ErrorRatio:
     def __call__(self, error: Tensor, y0: Tensor, y1: Tensor) -> float:
         y1_abs = y1.abs()
         size = error_size(self.norm, error, self.abs(y0), y1_abs, y1, self.atol, self.rtol)
-        self.magnitude = (y1, y1_abs)
+        self.keep(y1, y1_abs)
         return self.read(size)
 
     @staticmethod

@@ -86,7 +86,7 @@ class FusedStepper:
             return rk_step(rhs, self.tableau, t, y0, h, f0)
         rhs.calls += self.tableau.stages - 1
         if ratio is not None:
-            ratio.magnitude = (y1, y1_abs)
+            ratio.keep(y1, y1_abs)
         return Step(t=t, h=h, y0=y0, y1=y1, k=StageList(k), error_size=size)
 
     def _compiled(self, *args):

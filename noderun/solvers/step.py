@@ -84,24 +84,20 @@ class StageBuffer(StageList):
         return torch.addmv(columns[:, 0], columns, weight_tensor, beta=0, alpha=scale).view_as(self.like)
 
     def _plan(self, weights: Sequence[float]) -> tuple[Tensor, Tensor]:
-        """The stage columns ``weights`` apply to and the weights as a tensor; a tableau's own weights
-        (tuples) are looked up once per solve."""
-        plan = self.plans.get(weights) if isinstance(weights, tuple) else None
-        if plan is None:
-            plan = (self.transposed[:, :len(weights)], _weight_tensor(weights, self.buffer))
-            if isinstance(weights, tuple):
-                self.plans[weights] = plan
-        return plan
+        """The stage columns ``weights`` apply to and the weights as a tensor: looked up once per solve for
+        a tableau's own weights (tuples), made every time for computed ones (dense output)."""
+        if not isinstance(weights, tuple):
+            return self.transposed[:, :len(weights)], self.buffer.new_tensor(weights)
+        if weights not in self.plans:
+            self.plans[weights] = (self.transposed[:, :len(weights)], _weight_tensor(weights, self.buffer))
+        return self.plans[weights]
 
 
 _WEIGHTS: dict[tuple, Tensor] = {}
 
 
-def _weight_tensor(weights: Sequence[float], like: Tensor) -> Tensor:
-    """``weights`` as a tensor of ``like``'s dtype and device; a tableau's own weights (tuples) are
-    made once per process, computed ones (dense output at a fraction of the step) every time."""
-    if not isinstance(weights, tuple):
-        return like.new_tensor(weights)
+def _weight_tensor(weights: tuple[float, ...], like: Tensor) -> Tensor:
+    """A tableau's ``weights`` as a tensor of ``like``'s dtype and device, made once per process."""
     key = (weights, like.dtype, like.device)
     if key not in _WEIGHTS:
         _WEIGHTS[key] = like.new_tensor(weights)
