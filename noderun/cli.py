@@ -17,6 +17,7 @@ def train(overrides: list[str]) -> int:
     from .train.launch import LaunchStarted, objective, run_status
 
     codes: list[int] = []
+    LaunchStarted.started = False  # a previous train() in this process must not count
 
     @hydra.main(version_base="1.3", config_path="pkg://noderun.conf", config_name="config")
     def task(cfg) -> float:

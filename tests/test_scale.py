@@ -90,7 +90,6 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path, grad):
     assert gap("half", "one") > 1e-4  # one process's half of the batch alone would train elsewhere
     ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert ddp["processes"] == 2 and ddp["status"] == "completed" and ddp["nfe_backward"] > 0
-    assert sorted(os.listdir(tmp_path / "ddp")).count("metrics.jsonl") == 1
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1  # written by one process
 
 

@@ -17,7 +17,7 @@ from ..log.console import epoch_progress
 from ..log.files import MetricsWriter
 from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
 from .distributed import Processes, loss_module
-from .failures import (BATCH_FAILURES, FailurePolicy, FailureRecords, Interrupted, NonFiniteLoss, NonFiniteParameters,
+from .failures import (BATCH_FAILURES, describe, FailurePolicy, FailureRecords, Interrupted, NonFiniteLoss, NonFiniteParameters,
                        solver_swapped)
 from .meter import IterationMeter, peak_rss_mb
 from .signals import StopRequest
@@ -210,7 +210,7 @@ class Trainer:
             if policy.action == "raise":
                 self._stop(failure, "in evaluation, train.on_solver_error=raise")
             if policy.action == "skip":
-                return {"test_skipped": f"{type(failure).__name__}: {failure}"}
+                return {"test_skipped": describe(failure)}
             return {**self._with_fallback(self.evaluate), "test_fallback": True}
 
     def _with_fallback(self, attempt: Callable[[], Any], batch=None, indices: list[int] | None = None) -> Any:
@@ -224,7 +224,7 @@ class Trainer:
             self._stop(second, "the fallback solver failed too", batch, indices)
 
     def _log_failure(self, indices: list[int] | None, failure: BaseException, action: str) -> None:
-        log.warning(f"step {self.state.step}: {type(failure).__name__}: {failure} ({action})")
+        log.warning(f"step {self.state.step}: {describe(failure)} ({action})")
         self.failures.add(self._position(), indices, failure, action)
 
     def _stop(self, failure: BaseException, why: str, batch=None, indices: list[int] | None = None) -> None:

@@ -20,7 +20,7 @@ from .build import build_model, build_task
 from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_checkpoint, restore_random_states
 from . import distributed
 from .device import hydra_launcher, resolve_device, torch_threads
-from .failures import FailurePolicy, StopTraining
+from .failures import FailurePolicy, StopTraining, describe as describe_failure
 from .loop import Trainer, TrainSettings, TrainState
 from .validate import validate_config
 
@@ -77,7 +77,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     except BaseException as error:
         if trainer is not None and trainer.last_record:  # what the finished epochs measured is kept
             summary.update(final_metrics(trainer.last_record, trainer))
-        summary.update(status=stop_status(error), error=f"{type(error).__name__}: {error}",
+        summary.update(status=stop_status(error), error=describe_failure(error),
                        steps=trainer.state.step if trainer is not None else 0)
         raise
     finally:

@@ -12,7 +12,7 @@ from ..models.ode_block import SolverSettings
 from ..odeint import GRAD_MODES
 from ..solvers.methods import get_method
 from ..solvers.options import is_positive
-from .checkpoint import CHECKPOINT_NAME
+from .checkpoint import find_checkpoint
 from .device import resolve_device
 from .distributed import environment_processes
 
@@ -146,7 +146,8 @@ def _check_resume(cfg: DictConfig) -> None:
     setting = _value(cfg, "resume")
     if setting is None or setting == "auto":
         return
-    path = Path(str(setting))
-    if not (path.is_file() or (path / CHECKPOINT_NAME).is_file()):
+    try:
+        find_checkpoint(str(setting))
+    except FileNotFoundError:
         raise ConfigError(f"resume={str(setting)!r}: no checkpoint there; accepted values: a checkpoint file, a run "
-                          "directory holding checkpoint.pt, auto, or null")
+                          "directory holding checkpoint.pt, auto, or null") from None
