@@ -1,4 +1,5 @@
-"""The public entry points: ``odeint`` and ``odeint_adjoint``, validating everything once."""
+"""The public entry points: ``odeint`` and ``odeint_adjoint`` parse their keywords once into a ``SolverSettings``;
+``solve`` runs a parsed setting (validating the state and times) in its gradient mode."""
 from __future__ import annotations
 
 import math
@@ -12,11 +13,10 @@ from .grad.adjoint import AdjointODE
 from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
 from .solvers.control import all_finite
-from .solvers.methods import get_method
-from .solvers.options import FORWARD_ONLY_KEYS, SolverOptions, parse_options
+from .solvers.settings import GRAD_MODES, SolverSettings
 from .solvers.stats import SolveStats
 
-GRAD_MODES = ("backprop", "adjoint", "checkpoint")
+__all__ = ["GRAD_MODES", "odeint", "odeint_adjoint", "solve"]
 
 
 def odeint(
@@ -45,23 +45,27 @@ def odeint(
     (default: the parameters of ``func`` when it is an ``nn.Module``). Pass a ``SolveStats`` as
     ``stats`` to read the number of function evaluations and steps, forward and backward.
     """
+    settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=options or {}, grad=grad,
+                              adjoint_options=adjoint_options, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol)
+    return solve(func, y0, t, settings, adjoint_params=adjoint_params, stats=stats)
+
+
+def solve(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, settings: SolverSettings, *,
+          adjoint_params: Sequence[Tensor] | None = None, stats: SolveStats | None = None) -> Tensor:
+    """``odeint`` with its settings already parsed (``SolverSettings``, made once, e.g. by an ODE block)."""
     y0, times, time_tensor = _check_state_and_times(y0, t)
-    tableau = get_method(method)
-    forward = parse_options(tableau, rtol, atol, options)
+    forward = settings.forward
     problem = ODEProblem(func=func, times=times, options=forward, stats=stats if stats is not None else SolveStats())
-    if grad not in GRAD_MODES:
-        raise ValueError(f"unknown grad {grad!r}; valid grad modes: {', '.join(GRAD_MODES)}")
     if forward.per_sample:
-        _check_per_sample(y0, time_tensor, grad)
-    if grad == "backprop":
-        solve = problem.solve
+        _check_per_sample(y0, time_tensor, settings.grad)
+    if settings.grad == "backprop":
+        run = problem.solve
     else:
-        params = _adjoint_params(func, adjoint_params, grad)
-        backward = _backward_options(forward, adjoint_rtol, adjoint_atol, options, adjoint_options)
-        solve = _custom_solver(problem, grad, backward, params)
+        params = _adjoint_params(func, adjoint_params, settings.grad)
+        run = _custom_solver(problem, settings, params)
     if time_tensor.requires_grad:
-        return _solve_with_time_gradient(problem, y0, time_tensor, solve)
-    return solve(y0)
+        return _solve_with_time_gradient(problem, y0, time_tensor, run)
+    return run(y0)
 
 
 def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, **kwargs: Any) -> Tensor:
@@ -71,19 +75,19 @@ def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
     return odeint(func, y0, t, grad="adjoint", **kwargs)
 
 
-def _custom_solver(problem: ODEProblem, grad: str, backward: SolverOptions, params: tuple[Tensor, ...]):
-    def solve(y0: Tensor) -> Tensor:
+def _custom_solver(problem: ODEProblem, settings: SolverSettings, params: tuple[Tensor, ...]):
+    def run(y0: Tensor) -> Tensor:
         if not (torch.is_grad_enabled() and (y0.requires_grad or any(p.requires_grad for p in params))):
             with torch.no_grad():
                 return problem.solve(y0)
-        if grad == "adjoint":
-            return AdjointODE.apply(problem, backward, y0, *params)
+        if settings.grad == "adjoint":
+            return AdjointODE.apply(problem, settings.backward, y0, *params)
         return CheckpointODE.apply(problem, y0, *params)
 
-    return solve
+    return run
 
 
-def _solve_with_time_gradient(problem: ODEProblem, y0: Tensor, t: Tensor, solve) -> Tensor:
+def _solve_with_time_gradient(problem: ODEProblem, y0: Tensor, t: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
     """Attach ``dL/dt``: ``dL/dt_i = <dL/dy_i, f(t_i, y_i)>`` and ``dL/dt_0 = -<a(t_0), f(t_0, y_0)>``.
 
     Each term enters as ``value * (t - t.detach())``, zero in value, so the states are unchanged.
@@ -93,7 +97,7 @@ def _solve_with_time_gradient(problem: ODEProblem, y0: Tensor, t: Tensor, solve)
     shift = (t - t.detach()).to(y0.dtype)
     with torch.no_grad():
         f0 = rhs(problem.times[0], y0)
-    ys = solve(y0 - f0 * shift[0])
+    ys = run(y0 - f0 * shift[0])
     with torch.no_grad():
         slopes = [f0] + [rhs(ti, yi) for ti, yi in zip(problem.times[1:], ys[1:])]
     problem.stats.add_forward(rhs.calls)
@@ -147,16 +151,3 @@ def _adjoint_params(func: Any, adjoint_params: Sequence[Tensor] | None, grad: st
             raise ValueError(f"adjoint_params must be tensors, got {type(p).__name__}")
     return tuple(p for p in params if p.requires_grad)
 
-
-def _backward_options(forward: SolverOptions, rtol, atol, options, adjoint_options) -> SolverOptions:
-    """The adjoint's settings: the forward ones unless given (a forward norm does not carry over)."""
-    if adjoint_options is None:
-        adjoint_options = {k: v for k, v in (options or {}).items() if k not in ("norm", *FORWARD_ONLY_KEYS)}
-    return parse_options(
-        forward.tableau,
-        forward.rtol if rtol is None else rtol,
-        forward.atol if atol is None else atol,
-        adjoint_options,
-        backward=True,
-        where="adjoint_options",
-    )

@@ -10,10 +10,10 @@ from torch import nn
 
 from ..data.mnist import MNIST5k
 from ..log.files import write_csv
-from ..models.ode_block import SolverSettings
+from ..solvers.settings import SolverSettings
 from ..models.odenet import ODENet
 from ..models.resnet import ResNet
-from ..odeint import GRAD_MODES
+from ..solvers.settings import GRAD_MODES
 from ..train.meter import IterationMeter
 
 

@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..models.ode_block import SolverSettings
-from ..odeint import GRAD_MODES
 from ..solvers.methods import get_method
-from ..solvers.options import is_positive
+from ..solvers.options import SettingError, is_positive
+from ..solvers.settings import GRAD_MODES, SolverSettings
 from .checkpoint import find_checkpoint
 from .device import resolve_device
 from .distributed import environment_processes
-
-FAILURE_POLICIES = ("raise", "skip", "fallback")
+from .failures import FAILURE_POLICIES
 
 
 class ConfigError(ValueError):
@@ -107,16 +104,9 @@ def _check_solver_node(cfg: DictConfig, key: str) -> None:
                           f"has no error control; set {key}.step_size (a positive number) or choose an adaptive "
                           "method")
     try:
-        SolverSettings.from_config(node, cfg.grad)
-    except ValueError as error:
-        raise ConfigError(as_config_keys(str(error), key)) from None
-
-
-def as_config_keys(message: str, key: str) -> str:
-    """A solver settings error in config terms: ``options['step_size']`` → ``solver.step_size``."""
-    message = re.sub(r"\boptions\['(\w+)'\]", rf"{key}.\1", message)
-    message = re.sub(r"^(rtol|atol) ", rf"{key}.\1 ", message)
-    return message if message.startswith(f"{key}.") else f"{key}: {message}"
+        SolverSettings.from_config(node, cfg.grad, key=key)
+    except SettingError as error:  # its message names the config key already
+        raise ConfigError(str(error)) from None
 
 
 def _check_device(cfg: DictConfig) -> None:

@@ -1,0 +1,67 @@
+"""The one parsed solver setting: method, tolerances, options, gradient mode and the adjoint's backward
+options, validated once — from ``odeint``'s keywords or from the ``solver``/``grad`` config groups — and
+handed down to the integration loop unchanged."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .methods import ADAPTIVE, get_method
+from .options import Names, SettingError, SolverOptions, carried_to_backward, parse_options
+
+GRAD_MODES = ("backprop", "adjoint", "checkpoint")
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How to solve: ``method``, tolerances, ``options`` and gradient mode ``grad`` as the user gave them,
+    and their parsed forms ``forward`` and ``backward`` (the adjoint's; ``None`` for other modes).
+
+    The adjoint's backward solve takes ``adjoint_rtol``/``adjoint_atol`` (default: the forward ones) and
+    ``adjoint_options`` (default: the forward options but ``norm``, ``per_sample`` and ``compile``).
+    Raises ``SettingError`` (a ``ValueError``) naming the offending key as ``names`` calls it.
+    """
+
+    method: str = "dopri5"
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    options: Mapping[str, Any] = field(default_factory=dict)
+    grad: str = "adjoint"
+    adjoint_options: Mapping[str, Any] | None = None
+    adjoint_rtol: float | None = None
+    adjoint_atol: float | None = None
+    names: Names = field(default=Names(), repr=False, compare=False)
+    forward: SolverOptions = field(init=False, repr=False, compare=False)
+    backward: SolverOptions | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            tableau = get_method(self.method)
+        except ValueError as error:
+            raise SettingError(str(error), "method") from None
+        forward = parse_options(tableau, self.rtol, self.atol, self.options, names=self.names)
+        if self.grad not in GRAD_MODES:
+            raise SettingError(f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: "
+                               f"{', '.join(GRAD_MODES)}", "grad")
+        object.__setattr__(self, "forward", forward)
+        object.__setattr__(self, "backward", self._backward(forward) if self.grad == "adjoint" else None)
+
+    def _backward(self, forward: SolverOptions) -> SolverOptions:
+        options = carried_to_backward(self.options) if self.adjoint_options is None else self.adjoint_options
+        names = self.names if self.names.config else Names("adjoint_options")
+        return parse_options(forward.tableau, forward.rtol if self.adjoint_rtol is None else self.adjoint_rtol,
+                             forward.atol if self.adjoint_atol is None else self.adjoint_atol, options,
+                             backward=True, names=names)
+
+    @classmethod
+    def from_config(cls, solver: Mapping[str, Any], grad: Mapping[str, Any], key: str = "solver") -> SolverSettings:
+        """From a ``solver`` config node (at ``key``) and the ``grad`` node; unset (null) options are left to
+        the solver's defaults, and ``grad.seminorm`` sets the adjoint's norm (adaptive methods only)."""
+        options = {name: value for name, value in solver.items() if value is not None and name != "method"}
+        tolerances = {name: options.pop(name) for name in ("rtol", "atol") if name in options}
+        # fixed steps have no error norm; an unknown method is refused on construction
+        seminorm = bool(grad.get("seminorm", False)) and solver.get("method") in ADAPTIVE
+        adjoint_options = {**carried_to_backward(options), "norm": "seminorm"} if seminorm else None
+        return cls(method=solver.get("method"), options=options, grad=grad.get("mode"),
+                   adjoint_options=adjoint_options, names=Names(key, config=True), **tolerances)
+
