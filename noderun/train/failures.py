@@ -1,16 +1,18 @@
 """What a failing batch does to a run: the policy (raise, skip, fallback), its exceptions and records."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator, NoReturn, Protocol
 
 from torch import nn
 
 from ..errors import SolverError
 from ..log.files import append_jsonl, write_json_atomic
-from ..models.ode_block import SolverSettings, ode_blocks
+from ..models.ode_block import ode_blocks
+from ..solvers.settings import SolverSettings
 from .checkpoint import save_checkpoint
 
 FAILURES_NAME = "failures.jsonl"  # every batch the failure policy acted on
@@ -52,6 +54,99 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class Recovery(Protocol):
+    """What the trainer lends the failure policy for one failed attempt: a training batch or an evaluation."""
+
+    def log(self, failure: BaseException, action: str) -> None:
+        """A warning in the log and a line in failures.jsonl, labelled ``action``."""
+
+    def stop(self, failure: BaseException, why: str) -> NoReturn:
+        """Record what reproduces the failure and raise ``StopTraining``."""
+
+    def count_bad_batch(self) -> int:
+        """One more batch skipped or retried in this run; the run's total so far."""
+
+    def tally(self, counter: str) -> None:
+        """One more for the current epoch's ``counter`` (one of ``EPOCH_COUNTERS``)."""
+
+    def retry(self, fallback: SolverSettings) -> Any:
+        """The attempt once more with the ``fallback`` solver; when that fails too, the run stops."""
+
+
+class FailureAction(ABC):
+    """What one ``train.on_solver_error`` value does with a failed training batch and a failed evaluation."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def on_batch(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> dict[str, float] | None:
+        """The batch's metrics record, or ``None`` when the batch is dropped; or the run stops."""
+
+    @abstractmethod
+    def on_evaluation(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> dict[str, Any]:
+        """The test metrics (or what stands for them); or the run stops."""
+
+
+class Raise(FailureAction):
+    """Stop the run at the first failure."""
+
+    name = "raise"
+
+    def on_batch(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> NoReturn:
+        recovery.stop(failure, "train.on_solver_error=raise")
+
+    def on_evaluation(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> NoReturn:
+        recovery.stop(failure, "in evaluation, train.on_solver_error=raise")
+
+
+class Tolerate(FailureAction):
+    """Keep training past a failed batch; each one counts towards ``max_bad_batches`` and the epoch's
+    ``counter``."""
+
+    counter: ClassVar[str]
+
+    def on_batch(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> dict[str, float] | None:
+        bad_batches = recovery.count_bad_batch()
+        if policy.max_bad_batches is not None and bad_batches > policy.max_bad_batches:
+            recovery.stop(failure, f"more than train.max_bad_batches={policy.max_bad_batches} batches skipped or "
+                                   "retried")
+        recovery.tally(self.counter)
+        return self.tolerate(policy, recovery)
+
+    @abstractmethod
+    def tolerate(self, policy: FailurePolicy, recovery: Recovery) -> dict[str, float] | None:
+        """What becomes of the tolerated batch: its metrics record, or ``None`` when it is dropped."""
+
+
+class Skip(Tolerate):
+    """Drop the batch; leave the test metrics out, saying why."""
+
+    name, counter = "skip", "skipped_batches"
+
+    def tolerate(self, policy: FailurePolicy, recovery: Recovery) -> None:
+        return None
+
+    def on_evaluation(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> dict[str, Any]:
+        return {"test_skipped": describe(failure)}
+
+
+class Fallback(Tolerate):
+    """Retry the batch, or the evaluation, once with the fallback solver."""
+
+    name, counter = "fallback", "fallback_batches"
+
+    def tolerate(self, policy: FailurePolicy, recovery: Recovery) -> dict[str, float]:
+        return recovery.retry(policy.fallback)
+
+    def on_evaluation(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> dict[str, Any]:
+        return {**recovery.retry(policy.fallback), "test_fallback": True}
+
+
+FAILURE_ACTIONS: dict[str, FailureAction] = {action.name: action for action in (Raise(), Skip(), Fallback())}
+FAILURE_POLICIES = tuple(FAILURE_ACTIONS)  # the values train.on_solver_error accepts
+EPOCH_COUNTERS = tuple(action.counter for action in FAILURE_ACTIONS.values() if isinstance(action, Tolerate))
+
+
 @dataclass(frozen=True)
 class FailurePolicy:
     """``action``: ``raise`` (stop the run), ``skip`` (drop the batch) or ``fallback`` (retry it once with the
@@ -60,6 +155,22 @@ class FailurePolicy:
     action: str = "raise"
     fallback: SolverSettings | None = None
     max_bad_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in FAILURE_ACTIONS:
+            raise ValueError(f"failure policy {self.action!r}: accepted values: {', '.join(FAILURE_POLICIES)}")
+        if self.action == Fallback.name and self.fallback is None:
+            raise ValueError("failure policy 'fallback' needs the fallback solver's settings")
+
+    def on_batch(self, failure: BaseException, recovery: Recovery) -> dict[str, float] | None:
+        """A failed training batch: logged, then stopped at, dropped (``None``) or retried."""
+        recovery.log(failure, self.action)
+        return FAILURE_ACTIONS[self.action].on_batch(self, failure, recovery)
+
+    def on_evaluation(self, failure: BaseException, recovery: Recovery) -> dict[str, Any]:
+        """A failed evaluation: logged, then stopped at, left out or evaluated again."""
+        recovery.log(failure, f"{self.action}, in evaluation")
+        return FAILURE_ACTIONS[self.action].on_evaluation(self, failure, recovery)
 
 
 @contextmanager
