@@ -1,13 +1,15 @@
 """Image classification: cross-entropy loss; accuracy and test error in percent."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 class Classification:
-    """Batches are ``(images, labels)``; the headline metric is ``test_error`` (percent)."""
+    """A ``Task``: batches are ``(images, labels)``; the headline metric is ``test_error`` (percent)."""
 
     headline = "test_error"
 
@@ -27,7 +29,7 @@ class Classification:
         return f"acc {self.train_metrics(iterations)['train_accuracy']:5.1f}%"
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> dict[str, float]:
         total_loss, correct, count = 0.0, 0, 0
         for images, labels in batches:
             logits = model(images)

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +16,7 @@ LogDensity = Callable[[Tensor], Tensor]
 
 
 class FlowTask:
-    """What both density tasks share: nothing to aggregate over training batches beyond the loss."""
+    """What both density tasks (each a ``Task``) share: nothing to aggregate over training batches beyond the loss."""
 
     @staticmethod
     def train_metrics(iterations: list[dict[str, float]]) -> dict[str, float]:
@@ -37,7 +37,7 @@ class DensityEstimation(FlowTask):
         return -model.log_prob(samples).mean(), {"count": len(samples)}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[list[Tensor]]) -> dict[str, float]:
         model_nll, data_nll, count = 0.0, 0.0, 0
         for (samples,) in batches:
             model_nll -= model.log_prob(samples).sum().item()
@@ -67,7 +67,7 @@ class DensityMatching(FlowTask):
         return self.kl(model, len(batch[0]), batch[0]), {"count": len(batch[0])}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[list[Tensor]]) -> dict[str, float]:
         """The KL on the same ``eval_samples`` base draws at every evaluation (the batches set the device)."""
         like = next(iter(batches))[0]
         generator = torch.Generator().manual_seed(self.eval_seed)

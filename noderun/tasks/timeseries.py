@@ -3,11 +3,15 @@
 extrapolated point — against the noise-free trajectory."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import Tensor, nn
 
 
 class TimeSeries:
+    """A ``Task``: batches are dicts of trajectories (``values``, ``mask``, ``truth``, ...)."""
+
     headline = "test_rmse"
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -24,7 +28,7 @@ class TimeSeries:
         return "  ".join(f"{key.removeprefix('train_')} {value:.3g}" for key, value in self.train_metrics(iterations).items())
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Tensor]]) -> dict[str, float]:
         sums = {"interp": 0.0, "extrap": 0.0}
         counts = {"interp": 0, "extrap": 0}
         for batch in batches:

@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from ..models.ode_block import SolverSettings
+from ..solvers.settings import SolverSettings
+from ..tasks import Task
 
 
 def instantiate_with(node: DictConfig, runtime: dict[str, Any]) -> Any:
@@ -25,6 +26,6 @@ def build_model(cfg: DictConfig, info: dict[str, Any]) -> nn.Module:
     return instantiate_with(cfg.model, {**info, "solver": SolverSettings.from_config(cfg.solver, cfg.grad)})
 
 
-def build_task(cfg: DictConfig, info: dict[str, Any]) -> Any:
+def build_task(cfg: DictConfig, info: dict[str, Any]) -> Task:
     """``cfg.task`` with the data's runtime facts that it takes (e.g. a target ``log_density``)."""
     return instantiate_with(cfg.task, info)
