@@ -4,13 +4,12 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
-REQUIRED_KEYS = ("model", "optimizer", "scheduler", "state", "epoch_iterations", "random", "config")
 
 
 def random_states() -> dict[str, Any]:
@@ -53,10 +52,12 @@ def load_checkpoint(path_or_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"resume={path_or_dir}: {path} is not a readable noderun checkpoint ({error})") from error
 
 
-def check_matches(checkpoint: Any, model: torch.nn.Module, config: dict[str, Any], source: str | Path) -> None:
-    """``ValueError`` unless ``checkpoint`` is a complete noderun checkpoint of ``model`` trained with the same
-    ``model`` config: every parameter and buffer by name and shape."""
-    missing = [key for key in REQUIRED_KEYS if key not in checkpoint] if isinstance(checkpoint, dict) else REQUIRED_KEYS
+def check_matches(checkpoint: Any, model: torch.nn.Module, config: dict[str, Any], source: str | Path,
+                  required: Sequence[str]) -> None:
+    """``ValueError`` unless ``checkpoint`` is a complete noderun checkpoint (every key of ``required``: the
+    trainer's ``REQUIRED_STATE_KEYS``) of ``model`` trained with the same ``model`` config: every parameter
+    and buffer by name and shape."""
+    missing = [key for key in required if key not in checkpoint] if isinstance(checkpoint, dict) else list(required)
     if missing:
         raise ValueError(f"resume={source}: not a complete noderun checkpoint (missing {', '.join(missing)})")
     trained_with = checkpoint["config"].get("model") if isinstance(checkpoint["config"], dict) else None

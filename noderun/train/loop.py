@@ -1,4 +1,8 @@
-"""The training loop: epochs of metered optimiser steps, evaluation, metrics and checkpoints."""
+"""The training loop: epochs of metered optimiser steps, evaluation, metrics and checkpoints.
+
+The ``Trainer`` owns its state: ``state_dict()`` is the checkpoint's layout (``STATE_KEYS``) and
+``load_state_dict()`` restores it. What a failed batch or evaluation does is the ``FailurePolicy``'s
+(failures.py); what a task provides is the ``Task`` protocol (tasks/base.py)."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import torch
 from torch import nn
@@ -15,12 +19,16 @@ from torch.utils.data import DataLoader
 from ..data.splits import DataSplits
 from ..log.console import epoch_progress
 from ..log.files import MetricsWriter
-from .checkpoint import CHECKPOINT_NAME, random_states, save_checkpoint
+from ..tasks import Task
+from .checkpoint import CHECKPOINT_NAME, random_states, restore_random_states, save_checkpoint
 from .distributed import Processes, loss_module
-from .failures import (BATCH_FAILURES, describe, FailurePolicy, FailureRecords, Interrupted, NonFiniteLoss, NonFiniteParameters,
-                       solver_swapped)
+from .failures import (BATCH_FAILURES, EPOCH_COUNTERS, describe, FailurePolicy, FailureRecords, Interrupted,
+                       NonFiniteLoss, NonFiniteParameters, solver_swapped)
 from .meter import IterationMeter, peak_rss_mb
 from .signals import StopRequest
+
+if TYPE_CHECKING:
+    from .failures import SolverSettings  # wherever failures.py takes it from
 
 log = logging.getLogger("noderun")
 
@@ -56,6 +64,11 @@ def to_device(batch: Any, device: torch.device) -> Any:
 STEP_STATS = ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s")
 MEMORY_STATS = ["saved_tensors_mb", "cuda_peak_mb", "peak_rss_mb"]  # the largest over the processes
 
+# The checkpoint's layout, written by ``Trainer.state_dict`` and read by ``Trainer.load_state_dict``.
+STATE_KEYS = ("model", "optimizer", "scheduler", "state", "epoch_iterations", "epoch_failures", "random", "config")
+OPTIONAL_STATE_KEYS = ("epoch_failures",)  # absent from checkpoints written before it was added
+REQUIRED_STATE_KEYS = tuple(key for key in STATE_KEYS if key not in OPTIONAL_STATE_KEYS)
+
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The shuffled sample order of ``epoch``: a function of the seed and the epoch alone (resumable)."""
@@ -67,7 +80,7 @@ class Trainer:
     """Runs epochs until ``settings.epochs`` or ``settings.max_iters``; each epoch ends with a test
     evaluation, one metrics record and a checkpoint."""
 
-    def __init__(self, model: nn.Module, task: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+    def __init__(self, model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, scheduler: Any,
                  data: DataSplits, device: torch.device, settings: TrainSettings, writer: MetricsWriter,
                  output_dir: Path, config: dict[str, Any], processes: Processes = Processes()):
         self.model, self.task, self.optimizer, self.scheduler = model, task, optimizer, scheduler
@@ -80,7 +93,7 @@ class Trainer:
         self.last_record: dict[str, Any] = {}
         self.epoch_iterations: list[dict[str, float]] = []  # the current epoch's, kept across a resume
         self.epoch_times: list[float] = []  # seconds of each full epoch this process trained
-        self.epoch_failures = {"skipped_batches": 0, "fallback_batches": 0}  # the current epoch's
+        self.epoch_failures = dict.fromkeys(EPOCH_COUNTERS, 0)  # the current epoch's
         self.stop = StopRequest()
         self.failures = FailureRecords(output_dir, settings.seed, config, processes.rank)
 
@@ -96,7 +109,10 @@ class Trainer:
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
                     self.scheduler.step()
-                self.last_record = self._epoch_record(self.epoch_iterations, time.perf_counter() - started, partial)
+                seconds = time.perf_counter() - started
+                train_metrics = self._aggregate(self.epoch_iterations)
+                test_metrics = self._evaluate_with_policy()
+                self.last_record = self._epoch_record(train_metrics, test_metrics, seconds, partial)
                 self.writer.write(self.last_record, self.state.step)
                 log.info(self._epoch_line(self.last_record))
                 if not partial:
@@ -185,19 +201,8 @@ class Trainer:
 
     def _recover(self, batch, indices: list[int], failure: BaseException) -> dict[str, float] | None:
         """Apply the failure policy to a failed batch: the run stops, or the batch is skipped or retried."""
-        policy = self.settings.policy
-        self._log_failure(indices, failure, policy.action)
-        if policy.action == "raise":
-            self._stop(failure, "train.on_solver_error=raise", batch, indices)
-        self.state.bad_batches += 1
-        if policy.max_bad_batches is not None and self.state.bad_batches > policy.max_bad_batches:
-            self._stop(failure, f"more than train.max_bad_batches={policy.max_bad_batches} batches skipped or "
-                                "retried", batch, indices)
-        if policy.action == "skip":
-            self.epoch_failures["skipped_batches"] += 1
-            return None
-        self.epoch_failures["fallback_batches"] += 1
-        return self._with_fallback(lambda: self._optimise(batch), batch, indices)
+        attempt = FailedAttempt(self, lambda: self._optimise(batch), batch, indices)
+        return self.settings.policy.on_batch(failure, attempt)
 
     def _evaluate_with_policy(self) -> dict[str, Any]:
         """``evaluate()``; when its solves fail: stop (raise), leave the test metrics out (skip), or evaluate
@@ -205,29 +210,13 @@ class Trainer:
         try:
             return self.evaluate()
         except BATCH_FAILURES as failure:
-            policy = self.settings.policy
-            self._log_failure(None, failure, f"{policy.action}, in evaluation")
-            if policy.action == "raise":
-                self._stop(failure, "in evaluation, train.on_solver_error=raise")
-            if policy.action == "skip":
-                return {"test_skipped": describe(failure)}
-            return {**self._with_fallback(self.evaluate), "test_fallback": True}
-
-    def _with_fallback(self, attempt: Callable[[], Any], batch=None, indices: list[int] | None = None) -> Any:
-        """``attempt()`` once more with the fallback solver; when that fails too, the run stops."""
-        try:
-            with solver_swapped(self.model, self.settings.policy.fallback):
-                return attempt()
-        except BATCH_FAILURES as second:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._log_failure(indices, second, "raise")
-            self._stop(second, "the fallback solver failed too", batch, indices)
+            return self.settings.policy.on_evaluation(failure, FailedAttempt(self, self.evaluate))
 
     def _log_failure(self, indices: list[int] | None, failure: BaseException, action: str) -> None:
         log.warning(f"step {self.state.step}: {describe(failure)} ({action})")
         self.failures.add(self._position(), indices, failure, action)
 
-    def _stop(self, failure: BaseException, why: str, batch=None, indices: list[int] | None = None) -> None:
+    def _stop(self, failure: BaseException, why: str, batch=None, indices: list[int] | None = None) -> NoReturn:
         """Record what reproduces the failure (the batch, if it was a training batch) and stop the run."""
         raise self.failures.stop(self._position(), indices, failure, why, self.model, batch)
 
@@ -241,6 +230,7 @@ class Trainer:
                 f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}")
 
     def evaluate(self) -> dict[str, float]:
+        """The task's test metrics and the mean forward evaluations per test batch (failures propagate)."""
         self.model.eval()
         for block in self.meter.blocks:
             block.stats.reset()
@@ -249,12 +239,11 @@ class Trainer:
         nfe = sum(block.stats.nfe_forward for block in self.meter.blocks)
         return {**metrics, "test_nfe_forward_mean": nfe / max(1, len(loader))}
 
-    def _epoch_record(self, iterations: list[dict[str, float]], seconds: float, partial: bool) -> dict[str, Any]:
+    def _aggregate(self, iterations: list[dict[str, float]]) -> dict[str, Any]:
+        """The epoch's training metrics from its per-batch records, reduced over the processes: losses and
+        means averaged, maxima and memory maximised."""
         count = sum(i["count"] for i in iterations) or 1
-        record: dict[str, Any] = {
-            "epoch": self.state.epoch if not partial else self.state.epoch + 1,
-            "step": self.state.step,
-            "partial_epoch": partial,
+        metrics: dict[str, Any] = {
             "iterations": len(iterations),
             "train_loss": sum(i["loss"] * i["count"] for i in iterations) / count if iterations else float("nan"),
             **(self.task.train_metrics(iterations) if iterations else {}),
@@ -262,18 +251,28 @@ class Trainer:
         }
         for key in STEP_STATS:
             values = [i[key] for i in iterations if key in i] or [0]
-            record[f"{key}_mean"] = sum(values) / len(values)
-            record[f"{key}_max"] = max(values)
-        record["saved_tensors_mb"] = max((i["saved_tensors_mb"] for i in iterations), default=0.0)
+            metrics[f"{key}_mean"] = sum(values) / len(values)
+            metrics[f"{key}_max"] = max(values)
+        metrics["saved_tensors_mb"] = max((i["saved_tensors_mb"] for i in iterations), default=0.0)
         if self.device.type == "cuda":
-            record["cuda_peak_mb"] = max((i["cuda_peak_mb"] for i in iterations), default=0.0)
-        record["peak_rss_mb"] = peak_rss_mb()
-        self.processes.gather(record, mean_keys=["train_loss"] + [f"{key}_mean" for key in STEP_STATS],
-                              max_keys=[f"{key}_max" for key in STEP_STATS] + MEMORY_STATS)
-        record.update(self._evaluate_with_policy())
-        record["epoch_time_s"] = seconds
-        record["lr"] = self.optimizer.param_groups[0]["lr"]
-        return record
+            metrics["cuda_peak_mb"] = max((i["cuda_peak_mb"] for i in iterations), default=0.0)
+        metrics["peak_rss_mb"] = peak_rss_mb()
+        return self.processes.gather(metrics, mean_keys=["train_loss"] + [f"{key}_mean" for key in STEP_STATS],
+                                     max_keys=[f"{key}_max" for key in STEP_STATS] + MEMORY_STATS)
+
+    def _epoch_record(self, train_metrics: dict[str, Any], test_metrics: dict[str, Any], seconds: float,
+                      partial: bool) -> dict[str, Any]:
+        """One line of metrics.jsonl: where training stands, the epoch's training and test metrics, its
+        training time and the learning rate."""
+        return {
+            "epoch": self.state.epoch if not partial else self.state.epoch + 1,
+            "step": self.state.step,
+            "partial_epoch": partial,
+            **train_metrics,
+            **test_metrics,
+            "epoch_time_s": seconds,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
 
     def _epoch_line(self, record: dict[str, Any]) -> str:
         headline = self.task.headline
@@ -282,17 +281,70 @@ class Trainer:
                 f"{record['nfe_forward_mean']:.1f} backward {record['nfe_backward_mean']:.1f}, "
                 f"saved tensors {record['saved_tensors_mb']:.1f} MB, {record['epoch_time_s']:.1f} s")
 
-    def save_checkpoint(self) -> None:
-        states = self.processes.random_states(random_states())
-        if not self.processes.main:
-            return
-        save_checkpoint(self.output_dir / CHECKPOINT_NAME, {
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly (``STATE_KEYS``): model, optimiser, schedule,
+        position, the current epoch's records and failure counts, every process's random states, and the
+        config (kept for the record and for matching; never restored). Every process must call it: the
+        random states are gathered from all of them."""
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "state": asdict(self.state),
-            "epoch_iterations": self.epoch_iterations,
-            "epoch_failures": self.epoch_failures,
-            "random": states,
+            "epoch_iterations": list(self.epoch_iterations),
+            "epoch_failures": dict(self.epoch_failures),
+            "random": self.processes.random_states(random_states()),
             "config": self.config,
-        })
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (as ``state_dict()`` wrote it; ``epoch_failures`` may be missing from an
+        older checkpoint). Check it first (``checkpoint.check_matches``): a mismatch found here raises after
+        part of it is loaded."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state = TrainState(**state["state"])
+        self.epoch_iterations = list(state["epoch_iterations"])
+        self.epoch_failures = dict(state.get("epoch_failures", dict.fromkeys(EPOCH_COUNTERS, 0)))
+        restore_random_states(self.processes.own_random_states(state["random"]))
+
+    def save_checkpoint(self) -> None:
+        """``state_dict()`` written atomically by process 0."""
+        state = self.state_dict()
+        if self.processes.main:
+            save_checkpoint(self.output_dir / CHECKPOINT_NAME, state)
+
+
+@dataclass
+class FailedAttempt:
+    """A failed training batch (with its ``batch`` and ``indices``) or evaluation (without), as the failure
+    policy sees it: the ``failures.Recovery`` the trainer lends it."""
+
+    trainer: Trainer
+    attempt: Callable[[], Any]
+    batch: Any = None
+    indices: list[int] | None = None
+
+    def log(self, failure: BaseException, action: str) -> None:
+        self.trainer._log_failure(self.indices, failure, action)
+
+    def stop(self, failure: BaseException, why: str) -> NoReturn:
+        self.trainer._stop(failure, why, self.batch, self.indices)
+
+    def count_bad_batch(self) -> int:
+        self.trainer.state.bad_batches += 1
+        return self.trainer.state.bad_batches
+
+    def tally(self, counter: str) -> None:
+        self.trainer.epoch_failures[counter] += 1
+
+    def retry(self, fallback: SolverSettings) -> Any:
+        """``attempt()`` once more with the ``fallback`` solver; when that fails too, the run stops."""
+        try:
+            with solver_swapped(self.trainer.model, fallback):
+                return self.attempt()
+        except BATCH_FAILURES as second:
+            self.trainer.optimizer.zero_grad(set_to_none=True)
+            self.log(second, "raise")
+            self.stop(second, "the fallback solver failed too")

@@ -15,13 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
-from ..models.ode_block import SolverSettings, ode_blocks
+from ..models.ode_block import ode_blocks
+from ..solvers.settings import SolverSettings
 from .build import build_model, build_task
-from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_checkpoint, restore_random_states
+from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_checkpoint
 from . import distributed
 from .device import hydra_launcher, resolve_device, torch_threads
 from .failures import FailurePolicy, StopTraining, describe as describe_failure
-from .loop import Trainer, TrainSettings, TrainState
+from .loop import REQUIRED_STATE_KEYS, Trainer, TrainSettings
 from .validate import validate_config
 
 log = logging.getLogger("noderun")
@@ -119,6 +120,8 @@ def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None)
 def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
                   processes: distributed.Processes = distributed.Processes(),
                   resume_from: str | Path | None = None) -> Trainer:
+    """The trainer ``cfg`` describes (data, model, task, optimiser, schedule, failure policy), continuing from
+    the checkpoint at ``resume_from`` when given."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and processes.active:
@@ -158,15 +161,9 @@ def resume(trainer: Trainer, path_or_dir: str | Path, output_dir: Path) -> None:
     """Restore model, optimiser, schedule, position and random states; carry the earlier metrics over.
     A checkpoint that does not match this run is refused before anything is loaded."""
     checkpoint = load_checkpoint(path_or_dir)
-    check_matches(checkpoint, trainer.model, trainer.config, path_or_dir)
+    check_matches(checkpoint, trainer.model, trainer.config, path_or_dir, REQUIRED_STATE_KEYS)
     try:
-        trainer.model.load_state_dict(checkpoint["model"])
-        trainer.optimizer.load_state_dict(checkpoint["optimizer"])
-        trainer.scheduler.load_state_dict(checkpoint["scheduler"])
-        trainer.state = TrainState(**checkpoint["state"])
-        trainer.epoch_iterations = list(checkpoint["epoch_iterations"])
-        trainer.epoch_failures = dict(checkpoint.get("epoch_failures", trainer.epoch_failures))
-        restore_random_states(trainer.processes.own_random_states(checkpoint["random"]))
+        trainer.load_state_dict(checkpoint)
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
         raise ValueError(f"resume={path_or_dir}: the checkpoint does not match this run's model and "
                          f"optimiser ({error})") from error
