@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+import noderun
 from noderun import odeint
 from noderun.bench.cases import VanDerPol
 from noderun.solvers.stats import SolveStats
@@ -93,3 +94,43 @@ def test_bad_per_sample_settings(kwargs, message):
 def test_zero_dim_state_is_refused():
     with pytest.raises(ValueError, match="needs a batch"):
         odeint(lambda t, y: -y, torch.tensor(1.0), torch.tensor([0.0, 1.0]), options=PER_SAMPLE)
+
+
+def evaluation_times(options: dict, method: str = "dopri5") -> tuple[list[float], torch.Tensor, SolveStats]:
+    """Every time ``func`` is evaluated at, the solution and the stats of a one-sample Van der Pol solve."""
+    func, y0 = van_der_pol(1)
+    seen = []
+
+    def recording(t, y):
+        seen.append(float(t.reshape(-1)[0]))
+        return func(t, y)
+
+    stats = SolveStats()
+    ys = odeint(recording, y0, torch.tensor([0.0, 3.0]).double(), method=method, rtol=1e-6, atol=1e-6,
+                options=options, stats=stats)
+    return seen, ys, stats
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"first_step": 1e-4}, {"first_step": 0.5}, {"safety": 0.7}, {"ifactor": 2.0}, {"dfactor": 0.5},
+    {"beta": 0.04}, {"beta": 0.1, "safety": 0.8, "ifactor": 4.0, "dfactor": 0.3},
+])
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun"])
+def test_every_option_means_the_same_per_sample(options, method):
+    """A one-sample batch under per-sample control takes the shared path's steps: the same evaluation
+    times (the first step included), counts and solution."""
+    shared_times, shared, shared_stats = evaluation_times(options, method)
+    sample_times, per_sample, sample_stats = evaluation_times({**options, "per_sample": True}, method)
+    assert len(sample_times) == len(shared_times)
+    torch.testing.assert_close(torch.tensor(sample_times), torch.tensor(shared_times), rtol=1e-12, atol=1e-14)
+    if "first_step" in options:
+        assert sample_times[1] == pytest.approx(options["first_step"] * noderun.METHODS[method].c[1], rel=1e-12)
+    assert (sample_stats.steps_accepted, sample_stats.steps_rejected, sample_stats.nfe_forward) == \
+        (shared_stats.steps_accepted, shared_stats.steps_rejected, shared_stats.nfe_forward)
+    torch.testing.assert_close(per_sample, shared, rtol=1e-10, atol=1e-12)
+
+
+def test_the_step_budget_is_the_same_per_sample():
+    for options in ({"max_num_steps": 12}, {"max_num_steps": 12, "per_sample": True}):
+        with pytest.raises(noderun.SolverError, match=r"max_num_steps=12 steps taken, reaching t=.*t_final 3.0"):
+            evaluation_times(options)

@@ -8,6 +8,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..errors import SolverError
+from .options import SolverOptions
+from .step import Step, error_estimate
+
 Norm = Callable[[Tensor], Tensor]
 
 
@@ -38,22 +42,30 @@ def all_finite(x: Tensor) -> bool:
     return math.isfinite(float(x.detach().abs().amax()))
 
 
+def row_norm(x: Tensor) -> Tensor:
+    """The 2-norm of each sample (dim 0): shape ``(batch,)``."""
+    return torch.linalg.vector_norm(x.reshape(len(x), -1), dim=1)
+
+
 class ErrorRatio:
-    """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` as a float — a step is accepted when it is
-    at most 1 — or ``inf`` when it or ``y1`` is not finite, read from the device once.
+    """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` — a step is accepted when it is at most 1 —
+    or ``inf`` when it or ``y1`` is not finite: a float for a shared clock, read from the device once,
+    or with ``per_sample`` one ratio per sample (dim 0), a tensor of shape ``(batch,)``.
 
     ``like`` gives the states' size, dtype and device. The tolerances are kept as tensors (an
     operation with a Python number costs several microseconds more on a small state), and for the
-    RMS norm its ``1 / sqrt(numel)`` goes into them, leaving a plain 2-norm. ``|y1|`` is kept for the
-    next step, whose ``y0`` it usually is.
+    RMS norm its ``1 / sqrt(numel)`` (per sample: of a sample's elements) goes into them, leaving a
+    plain 2-norm. ``|y1|`` is kept for the next step, whose ``y0`` it usually is.
     """
 
-    def __init__(self, rtol: float, atol: float, norm: Norm, like: Tensor):
-        root = math.sqrt(like.numel()) if norm is rms_norm else 1.0
+    def __init__(self, rtol: float, atol: float, norm: Norm, like: Tensor, per_sample: bool = False):
+        self.per_sample = per_sample
+        size = like.numel() // len(like) if per_sample else like.numel()
+        root = math.sqrt(size) if norm is rms_norm else 1.0
         # torch.tensor, not scalar_tensor: a tolerance beyond the dtype's range becomes inf, not an error
         self.rtol = torch.tensor(rtol * root, dtype=like.dtype, device=like.device)
         self.atol = torch.tensor(atol * root, dtype=like.dtype, device=like.device)
-        self.norm = torch.linalg.vector_norm if norm is rms_norm else norm
+        self.norm = row_norm if per_sample else torch.linalg.vector_norm if norm is rms_norm else norm
         self.magnitude: tuple[Tensor | None, Tensor | None] = (None, None)  # (y, |y|) of the last state seen
 
     def abs(self, y: Tensor) -> Tensor:
@@ -70,15 +82,22 @@ class ErrorRatio:
         """``atol + rtol * |y0|`` (with the RMS norm's root folded in)."""
         return torch.addcmul(self.atol, self.abs(y0), self.rtol)
 
-    def __call__(self, error: Tensor, y0: Tensor, y1: Tensor) -> float:
+    def measure(self, x: Tensor) -> float | Tensor:
+        """``norm(x)``: a float, or a float64 tensor of one value per sample."""
+        size = self.norm(x)
+        return size.to(torch.float64) if self.per_sample else float(size)
+
+    def __call__(self, error: Tensor, y0: Tensor, y1: Tensor) -> float | Tensor:
         y1_abs = y1.abs()
         size = error_size(self.norm, error, self.abs(y0), y1_abs, y1, self.atol, self.rtol)
         self.keep(y1, y1_abs)
         return self.read(size)
 
-    @staticmethod
-    def read(size: Tensor) -> float:
-        """The ratio as a float, ``inf`` when it is not finite."""
+    def read(self, size: Tensor) -> float | Tensor:
+        """The ratio as a float (per sample: a float64 tensor), ``inf`` where it is not finite."""
+        if self.per_sample:
+            size = size.detach().to(torch.float64)
+            return torch.where(torch.isfinite(size), size, math.inf)
         ratio = float(size.detach())
         return ratio if math.isfinite(ratio) else math.inf
 
@@ -89,31 +108,57 @@ def error_size(norm: Norm, error: Tensor, y0_abs: Tensor, y1_abs: Tensor, y1: Te
     scale = torch.addcmul(atol, torch.maximum(y0_abs, y1_abs), rtol)
     # |y1| - |y1| is 0, or NaN where y1 is not finite (a scale of inf would hide it)
     size = torch.as_tensor(norm(torch.addcdiv(y1_abs - y1_abs, error, scale)))
-    if norm is not torch.linalg.vector_norm:  # it may leave elements out (the seminorm)
+    if norm is not torch.linalg.vector_norm and norm is not row_norm:  # it may leave elements out (the seminorm)
         size = torch.add(size, y1.sum(), alpha=0)
     return size
 
 
-def initial_step(rhs, t0: float, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio,
-                 span: float) -> float:
-    """Hairer's starting step (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), signed like ``span``.
+# The controller below is written once for both kinds of clock: a shared one, whose times, step sizes
+# and ratios are Python floats, and one per sample, where they are tensors of shape (batch,). These
+# helpers are the only places that tell the two apart.
+
+def _where(condition, a, b):
+    return torch.where(condition, a, b) if isinstance(condition, Tensor) else (a if condition else b)
+
+
+def _clip(x, low: float, high: float):
+    return x.clamp(low, high) if isinstance(x, Tensor) else min(high, max(low, x))
+
+
+def _larger(a, b):
+    return torch.maximum(a, b) if isinstance(a, Tensor) else max(a, b)
+
+
+def _smaller(a, b):
+    return torch.minimum(a, b) if isinstance(a, Tensor) else min(a, b)
+
+
+def _add_scaled(y: Tensor, x: Tensor, h) -> Tensor:
+    """``y + h * x`` for a float ``h`` or one ``h`` per sample (dim 0)."""
+    if isinstance(h, Tensor):
+        return y + h.view(-1, *([1] * (y.dim() - 1))).to(y.dtype) * x
+    return torch.add(y, x, alpha=h)
+
+
+def initial_step(rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio, span: float):
+    """Hairer's starting step (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), signed like ``span``:
+    a float, or one per sample when ``error_ratio`` is per sample (``t0`` then one time per sample).
 
     Costs one evaluation of ``rhs``; ``span`` is the signed length of the whole integration; the norm
     and tolerances are those of ``error_ratio``.
     """
-    scale, norm = error_ratio.scale(y0), error_ratio.norm
-    d0 = float(norm(y0 / scale))
-    d1 = float(norm(f0 / scale))
-    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-    h0 = min(h0, abs(span))
+    scale = error_ratio.scale(y0)
+    d0 = error_ratio.measure(y0 / scale)
+    d1 = error_ratio.measure(f0 / scale)
+    h0 = _where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / _clip(d1, 1e-300, math.inf))
+    h0 = _clip(h0, 0.0, abs(span))
     direction = math.copysign(1.0, span)
-    f1 = rhs(t0 + direction * h0, torch.add(y0, f0, alpha=direction * h0))
-    d2 = float(norm(torch.sub(f1, f0).div_(scale))) / h0
-    if max(d1, d2) <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / (error_order + 1))
-    return direction * min(100 * h0, h1, abs(span))
+    f1 = rhs(t0 + direction * h0, _add_scaled(y0, f0, direction * h0))
+    d2 = error_ratio.measure(torch.sub(f1, f0).div_(scale)) / h0
+    biggest = _larger(d1, d2)
+    h1 = _where(biggest <= 1e-15, _clip(h0 * 1e-3, 1e-6, math.inf),
+                (0.01 / _clip(biggest, 1e-300, math.inf)) ** (1.0 / (error_order + 1)))
+    return direction * _clip(_smaller(100 * h0, h1), 0.0, abs(span))
 
 
 MIN_PREVIOUS_RATIO = 1e-4  # as Hairer's FACOLD: a near-zero error must not shrink the next step
@@ -127,6 +172,7 @@ class PIController:
     ``h_new = h * safety * ratio**(-(1/k - 0.75 * beta)) * previous_ratio**beta`` with
     ``k = error_order + 1`` and ``previous_ratio`` the last accepted step's; the factor is clipped to
     ``[dfactor, ifactor]``. A rejected step shrinks by ``safety * ratio**(-1/k)`` (at least ``dfactor``).
+    Step sizes, ratios and decisions are floats and booleans, or tensors with one per sample.
     """
 
     error_order: int
@@ -134,19 +180,16 @@ class PIController:
     ifactor: float = 10.0
     dfactor: float = 0.2
     beta: float = 0.0
-    previous_ratio: float = 1.0
+    previous_ratio: float | Tensor = 1.0
 
-    def next_step(self, h: float, ratio: float, accepted: bool) -> float:
+    def next_step(self, h, ratio, accepted):
         k = self.error_order + 1
-        ratio = max(ratio, 1e-10)
-        if accepted:
-            factor = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio ** self.beta
-            self.previous_ratio = max(ratio, MIN_PREVIOUS_RATIO)
-            return h * min(self.ifactor, max(self.dfactor, factor))
-        if not math.isfinite(ratio):
-            return h * self.dfactor
-        factor = self.safety * ratio ** (-1.0 / k)
-        return h * min(1.0, max(self.dfactor, factor))
+        ratio = _clip(ratio, 1e-10, math.inf)
+        grow = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio ** self.beta
+        shrink = self.safety * ratio ** (-1.0 / k)  # 0 for an infinite ratio: clipped to dfactor
+        factor = _where(accepted, _clip(grow, self.dfactor, self.ifactor), _clip(shrink, self.dfactor, 1.0))
+        self.previous_ratio = _where(accepted, _clip(ratio, MIN_PREVIOUS_RATIO, math.inf), self.previous_ratio)
+        return h * factor
 
 
 def fixed_grid(t0: float, t1: float, step_size: float | None) -> list[float]:
@@ -157,3 +200,88 @@ def fixed_grid(t0: float, t1: float, step_size: float | None) -> list[float]:
     span = t1 - t0
     n = 1 if step_size is None else max(1, math.ceil(abs(span) / step_size * (1 - 1e-12)))
     return [t0 + span * (i / n) for i in range(1, n)] + [t1]
+
+
+def _signed(size: float, h):
+    """``size`` with the sign of ``h`` (for each sample, when ``h`` is a tensor)."""
+    return torch.copysign(torch.full_like(h, size), h) if isinstance(h, Tensor) else math.copysign(size, h)
+
+
+def _any(flags) -> bool:
+    return bool(flags.any()) if isinstance(flags, Tensor) else bool(flags)
+
+
+class StepController:
+    """Embedded error control, for a shared clock or one clock per sample: the first step (``first_step``
+    or Hairer's), the error ratio, the step-size controller, the minimum step, the step budget
+    (``max_num_steps`` attempts) and the messages of the failures they detect."""
+
+    def __init__(self, rhs, clock, times: list[float], y0: Tensor, f0: Tensor, opts: SolverOptions, norm: Norm):
+        self.opts, self.t_final = opts, times[-1]
+        self.error_ratio = ErrorRatio(opts.rtol, opts.atol, norm, y0, per_sample=clock.per_sample)
+        span = times[-1] - times[0]
+        self.min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
+        self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta)
+        self.attempts = 0
+        if opts.first_step is not None:
+            self.h = clock.uniform(math.copysign(min(opts.first_step, abs(span)), span))
+        else:
+            with torch.no_grad():
+                self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span)
+
+    def propose(self, clock):
+        return clock.end_of_step(self.h)
+
+    def accept(self, step: Step, clock):
+        """Whether ``step`` is accepted (per sample: a boolean tensor); sets the next step size."""
+        self.attempts += 1
+        if self.attempts > self.opts.max_num_steps:
+            raise SolverError(
+                f"max_num_steps={self.opts.max_num_steps} steps taken, reaching {clock.where(step, clock.moving)}, "
+                f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
+                "the dynamics")
+        ratio = self._ratio(step)
+        accepted, rejected = clock.moving & (ratio <= 1.0), clock.moving & (ratio > 1.0)
+        self.h = _where(clock.moving, self.controller.next_step(step.h, ratio, accepted), self.h)
+        small = abs(self.h) < self.min_step
+        if _any(rejected & small):
+            self._underflow(step, clock, ratio, rejected & small)
+        self.h = _where(accepted & small, _signed(self.min_step, self.h), self.h)  # a step must move t
+        return accepted
+
+    def _underflow(self, step: Step, clock, ratio, stalled) -> None:
+        nonfinite = _any(stalled & (ratio == math.inf))
+        cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
+        raise SolverError(
+            f"{cause} at {clock.where(step, stalled)}, minimum {self.min_step!r}); the dynamics may be stiff or "
+            "blow up: try looser rtol/atol, a fixed-step method, or regularising the model", nonfinite=nonfinite)
+
+    def _ratio(self, step: Step):
+        """The error ratio of ``step``, ``inf`` where it or the new state is not finite."""
+        if step.error_size is not None:
+            return self.error_ratio.read(step.error_size)
+        with torch.no_grad():
+            return self.error_ratio(error_estimate(self.opts.tableau, step), step.y0, step.y1)
+
+
+class FixedGrid:
+    """Fixed-step methods (shared clock only): ``ceil(interval / step_size)`` equal steps between consecutive
+    output times; a non-finite state stops the solve."""
+
+    error_ratio = None  # no error control
+
+    def __init__(self, times: list[float], opts: SolverOptions):
+        self.grid = [point for t0, t1 in zip(times, times[1:]) for point in fixed_grid(t0, t1, opts.step_size)]
+        self.position = 0
+
+    def propose(self, clock) -> float:
+        return self.grid[self.position]
+
+    def accept(self, step: Step, clock) -> bool:
+        if not all_finite(step.y1):
+            raise SolverError(
+                f"the state became non-finite between t={step.t!r} and t={step.t + step.h!r} "
+                f"(step size {step.h!r}); try a smaller step_size or an adaptive method", nonfinite=True
+            )
+        self.position += 1
+        return True

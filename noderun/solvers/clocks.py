@@ -1,0 +1,178 @@
+"""Clocks: where the state stands in time, for the one integration loop.
+
+``SharedClock``: one time (a Python float) for the whole state; steps may cross output times, which
+dense output fills. ``SampleClocks`` (``options["per_sample"]``): one time per sample (dim 0 of the
+state), a float64 tensor of shape ``(batch,)``; every sample accepts or rejects its own steps, which
+end exactly at its next output time, and a finished sample stops moving (it rides along in the batch's
+evaluations with a zero step). ``func`` then receives ``t`` of shape ``(batch,)``.
+
+Both hand the loop the same things: the time ``t``, which elements are ``moving``, the end of a step of
+a proposed size, and after each attempt the next step's ``y0`` and ``f0``, recording the outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .interpolate import dense_output, dense_stages
+from .step import RHS, StageList, Step, weighted_sum
+from .tableau import ButcherTableau
+
+
+@dataclass
+class StepRecord:
+    """An accepted step's start: enough to recompute it (``grad="checkpoint"``)."""
+
+    t: float
+    h: float
+    y0: Tensor
+
+
+@dataclass
+class Solution:
+    """The states at the output times and what the solve did.
+
+    ``output_steps[i]`` is ``(s, theta)``: output ``i`` came from accepted step ``s`` at
+    fraction ``theta`` (``None`` for exactly its end); output 0 is the initial state.
+    ``steps`` is filled only when recording. Under per-sample control ``accepted`` and ``rejected``
+    are the largest counts of any sample and ``sample_steps`` lists each sample's accepted steps.
+    """
+
+    ys: list[Tensor]
+    output_steps: list[tuple[int, float | None]] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    accepted: int = 0
+    rejected: int = 0
+    sample_steps: list[int] | None = None
+
+
+class SharedClock:
+    """One float time for the whole state."""
+
+    per_sample = False
+    moving = True  # every element moves with every accepted step
+
+    def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau, record: bool = False):
+        self.times, self.tableau, self.record = times, tableau, record
+        self.t, self.next_out = times[0], 1
+        self.solution = Solution(ys=[y0])
+
+    def unfinished(self) -> bool:
+        return self.next_out < len(self.times)
+
+    def uniform(self, h: float) -> float:
+        return h
+
+    def end_of_step(self, h: float) -> float:
+        """``t + h``, or the final time when that is closer."""
+        t_end, t_final = self.t + h, self.times[-1]
+        return t_final if (t_end - t_final) * h >= 0 else t_end
+
+    def where(self, step: Step, at: bool) -> str:
+        """Where ``step`` stands, for a failure message."""
+        return f"t={step.t!r} (last step size {step.h!r}"
+
+    def advance(self, rhs: RHS, step: Step, t_end: float, accepted: bool) -> tuple[Tensor, Tensor | None]:
+        """After an attempt: the next step's ``y0`` and ``f0`` (``None``: to be evaluated)."""
+        sol = self.solution
+        if not accepted:
+            sol.rejected += 1
+            return step.y0, step.k[0]  # the retry starts from the same point
+        self._outputs(rhs, step, t_end)
+        if self.record:
+            sol.steps.append(StepRecord(t=step.t, h=step.h, y0=step.y0))
+        sol.accepted += 1
+        self.t = t_end
+        return step.y1, (step.k[self.tableau.stages - 1] if self.tableau.fsal else None)
+
+    def _outputs(self, rhs: RHS, step: Step, t_end: float) -> None:
+        """The outputs inside the accepted ``step``: its end, or dense output inside it."""
+        times, sol, extended = self.times, self.solution, False
+        while self.next_out < len(times) and (times[self.next_out] - t_end) * (t_end - step.t) <= 0:
+            if times[self.next_out] == t_end:
+                sol.ys.append(step.y1)
+                sol.output_steps.append((sol.accepted, None))
+            else:
+                if not extended:
+                    dense_stages(rhs, self.tableau, step)
+                    extended = True
+                theta = (times[self.next_out] - step.t) / step.h
+                sol.ys.append(dense_output(self.tableau, step, theta))
+                sol.output_steps.append((sol.accepted, theta))
+            self.next_out += 1
+
+    def finish(self) -> Solution:
+        return self.solution
+
+
+def rows(x: Tensor, like: Tensor) -> Tensor:
+    """``x`` of shape ``(batch,)`` viewed to broadcast against ``like`` (batch first)."""
+    return x.view(-1, *([1] * (like.dim() - 1)))
+
+
+class SampleStages(StageList):
+    """Stages of a step whose size ``h`` is a tensor of one step size per sample, shape ``(batch,)``."""
+
+    def combine(self, y: Tensor, h: Tensor, weights: Sequence[float]) -> Tensor:
+        total = weighted_sum(weights, self.k)
+        return y if total is None else y + rows(h, y).to(y.dtype) * total
+
+    def weighted(self, weights: Sequence[float], scale: Tensor) -> Tensor:
+        return weighted_sum(weights, self.k) * rows(scale, self.k[0]).to(self.k[0].dtype)
+
+
+class SampleClocks:
+    """One float64 time per sample (float32 on MPS, which has no float64)."""
+
+    per_sample = True
+
+    def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau):
+        self.tableau, self.count = tableau, len(times)
+        dtype = torch.float32 if y0.device.type == "mps" else torch.float64
+        self.targets = torch.tensor(times, dtype=dtype, device=y0.device)
+        self.direction = 1.0 if times[-1] > times[0] else -1.0
+        self.t = self.targets[0].expand(len(y0)).clone()
+        self.next_out = torch.ones(len(y0), dtype=torch.long, device=y0.device)
+        self.moving = torch.ones(len(y0), dtype=torch.bool, device=y0.device)
+        self.accepted = torch.zeros(len(y0), dtype=torch.long, device=y0.device)
+        self.rejected = torch.zeros_like(self.accepted)
+        self.ys = [y0] * len(times)
+
+    def unfinished(self) -> bool:
+        self.moving = self.next_out < self.count
+        return bool(self.moving.any())
+
+    def uniform(self, h: float) -> Tensor:
+        return torch.full_like(self.t, h)
+
+    def end_of_step(self, h: Tensor) -> Tensor:
+        """Each moving sample's ``t + h``, or its next output time when that is closer; the others' ``t``."""
+        target = self.targets[self.next_out.clamp_max(self.count - 1)]
+        t_end = torch.where((self.t + h - target) * self.direction >= 0, target, self.t + h)
+        return torch.where(self.moving, t_end, self.t)
+
+    def where(self, step: Step, at: Tensor) -> str:
+        sample = int(at.nonzero()[0])
+        return f"t={float(self.t[sample])!r} for sample {sample} (last step size {float(step.h[sample])!r}"
+
+    def advance(self, rhs: RHS, step: Step, t_end: Tensor, accepted: Tensor) -> tuple[Tensor, Tensor | None]:
+        y = torch.where(rows(accepted, step.y1), step.y1, step.y0)
+        if self.tableau.fsal:
+            f = torch.where(rows(accepted, y), step.k[self.tableau.stages - 1], step.k[0])
+        else:  # evaluated at the next step's start, unless no sample moved
+            f = None if bool(accepted.any()) else step.k[0]
+        self.accepted += accepted
+        self.rejected += self.moving & ~accepted
+        self.t = torch.where(accepted, t_end, self.t)
+        reached = accepted & (t_end == self.targets[self.next_out.clamp_max(self.count - 1)])
+        for index in torch.unique(self.next_out[reached]).tolist():
+            self.ys[index] = torch.where(rows(reached & (self.next_out == index), y), y, self.ys[index])
+        self.next_out = self.next_out + reached
+        return y, f
+
+    def finish(self) -> Solution:
+        return Solution(ys=self.ys, accepted=int(self.accepted.max()), rejected=int(self.rejected.max()),
+                        sample_steps=self.accepted.tolist())
