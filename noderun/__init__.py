@@ -1,7 +1,9 @@
 """noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
 from .errors import SolverError
-from .odeint import GRAD_MODES, odeint, odeint_adjoint
+from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
 from .solvers.methods import ADAPTIVE, FIXED_STEP, METHODS
+from .solvers.options import SettingError
+from .solvers.settings import SolverSettings
 from .solvers.stats import SolveStats
 
 __version__ = "0.1.0"
@@ -11,9 +13,12 @@ __all__ = [
     "FIXED_STEP",
     "GRAD_MODES",
     "METHODS",
+    "SettingError",
     "SolveStats",
     "SolverError",
+    "SolverSettings",
     "__version__",
     "odeint",
     "odeint_adjoint",
+    "solve",
 ]
