@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from noderun.data.toy2d import SHAPES, Toy2D
 from noderun.models.cnf import CNF, PlanarField
@@ -11,6 +10,8 @@ from noderun.models.ode_block import SolverSettings
 from noderun.models.planar_nf import PlanarNF
 from noderun.models.trace import exact_trace, hutchinson_trace
 from noderun.train.run import run
+
+from conftest import compose_config
 
 SMALL = ["dataset.n_train=64", "dataset.n_test=64", "dataset.n_reference=256", "train.batch_size=32",
          "train.test_batch_size=64", "train.max_iters=2", "train.progress=false"]
@@ -156,8 +157,7 @@ def test_unknown_toy_shape_is_refused():
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_flow_presets_run(preset, tmp_path):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={preset}", *SMALL, *PRESETS[preset]])
+    cfg = compose_config(f"experiment={preset}", *SMALL, *PRESETS[preset])
     summary = run(cfg, tmp_path)
     headline = "test_kl" if preset.startswith("dm") else "test_nll"
     assert summary["status"] == "completed" and summary["steps"] == 2 and summary["headline"] == headline

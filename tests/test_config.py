@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 
@@ -14,15 +13,11 @@ from noderun.data.spirals import Spirals
 from noderun.data.toy2d import Toy2D
 from noderun.train.build import build_model, build_task
 
+from conftest import compose_config
+
 CONF = Path(noderun.__file__).resolve().parent.parent / "conf"
 GROUPS = ["dataset", "model", "solver", "grad", "optimizer", "task", "experiment"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
-
-
-@pytest.fixture(autouse=True)
-def hydra_configs():
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        yield
 
 
 def test_every_method_has_a_solver_config():
@@ -65,7 +60,7 @@ def smoke_loss(cfg, model, task):
 
 @pytest.mark.parametrize("group, option", OPTIONS)
 def test_every_option_composes_and_builds(group, option):
-    cfg = compose("config", overrides=[f"{group}={option}", *COMPANIONS.get((group, option), [])])
+    cfg = compose_config(f"{group}={option}", *COMPANIONS.get((group, option), []))
     solver = SolverSettings.from_config(cfg.solver, cfg.grad)
     dataset = instantiate(cfg.dataset)
     info = runtime_info(dataset)
@@ -80,29 +75,38 @@ def test_every_option_composes_and_builds(group, option):
         assert solver.method == option
 
 
+@pytest.mark.parametrize("optimizer", [name for group, name in OPTIONS if group == "optimizer"])
+def test_every_optimizer_takes_train_lr_unless_overridden(optimizer):
+    parameters = torch.nn.Linear(2, 2).parameters
+    cfg = compose_config(f"optimizer={optimizer}", "train.lr=0.01")
+    assert instantiate(cfg.optimizer)(parameters()).param_groups[0]["lr"] == 0.01
+    cfg = compose_config(f"optimizer={optimizer}", "train.lr=0.01", "optimizer.lr=0.2")
+    assert instantiate(cfg.optimizer)(parameters()).param_groups[0]["lr"] == 0.2
+
+
 def test_solver_overrides_reach_the_solver():
-    cfg = compose("config", overrides=["solver=rk4", "solver.step_size=0.25", "grad=checkpoint", "solver.compile=true"])
+    cfg = compose_config("solver=rk4", "solver.step_size=0.25", "grad=checkpoint", "solver.compile=true")
     settings = SolverSettings.from_config(cfg.solver, cfg.grad)
     assert settings.options == {"step_size": 0.25, "compile": True} and settings.grad == "checkpoint"
-    cfg = compose("config", overrides=["solver=tsit5", "solver.rtol=1e-4", "solver.atol=1e-6", "grad.seminorm=true"])
+    cfg = compose_config("solver=tsit5", "solver.rtol=1e-4", "solver.atol=1e-6", "grad.seminorm=true")
     settings = SolverSettings.from_config(cfg.solver, cfg.grad)
     assert (settings.method, settings.rtol, settings.atol) == ("tsit5", 1e-4, 1e-6)
     assert settings.adjoint_options["norm"] == "seminorm" and "compile" not in settings.adjoint_options
 
 
 def test_bad_solver_values_fail_before_training():
-    cfg = compose("config", overrides=["solver.rtol=-1"])
+    cfg = compose_config("solver.rtol=-1")
     with pytest.raises(ValueError, match="rtol"):
         SolverSettings.from_config(cfg.solver, cfg.grad)
 
 
 def test_unknown_solver_lists_the_choices():
     with pytest.raises(MissingConfigException) as info:
-        compose("config", overrides=["solver=rk45"])
+        compose_config("solver=rk45")
     assert "dopri5" in str(info.value) and "rk4" in str(info.value)
 
 
 @pytest.mark.parametrize("override", ["train.epochz=3", "solver.step_size=0.1", "grad=backprop grad.seminorm=true"])
 def test_unknown_keys_fail_fast(override):
     with pytest.raises(ConfigCompositionException):
-        compose("config", overrides=override.split())
+        compose_config(*override.split())

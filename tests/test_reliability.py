@@ -9,13 +9,14 @@ import time
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from noderun.log.files import read_metrics, write_json_atomic
 from noderun.report import report_command
 from noderun.train import checkpoint as checkpoints
 from noderun.train.failures import StopTraining
 from noderun.train.run import run
+
+from conftest import compose_config
 
 # The latent ODE on 40 spirals (32 for training): two batches an epoch, a fraction of a second each.
 SMALL = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.test_batch_size=8",
@@ -24,8 +25,7 @@ NO_SOLVE = "solver.max_num_steps=1"  # every adaptive solve runs out of steps: a
 
 
 def config(*overrides):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        return compose("config", overrides=[*SMALL, *overrides])
+    return compose_config(*SMALL, *overrides)
 
 
 def cli(*args, cwd, **kwargs):

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader
 
 from noderun.data.spirals import Spirals
@@ -13,6 +12,8 @@ from noderun.models.rnn import GridRNN
 from noderun.studies.spiral_figures import spiral_figures, turning_direction
 from noderun.tasks.timeseries import TimeSeries
 from noderun.train.run import run
+
+from conftest import compose_config
 
 SMALL = ["dataset.n_spirals=40", "train.batch_size=16", "train.max_iters=2", "train.progress=false"]
 
@@ -99,8 +100,7 @@ def test_rmse_counts_held_out_and_extrapolated_points():
 @pytest.mark.parametrize("preset, extra", [("spiral_latent_ode", []), ("spiral_latent_ode", ["grad=adjoint"]),
                                            ("spiral_rnn", []), ("spiral_rnn", ["model.time_gaps=false"])])
 def test_spiral_presets_run(preset, extra, tmp_path):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={preset}", *SMALL, *extra])
+    cfg = compose_config(f"experiment={preset}", *SMALL, *extra)
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed" and summary["steps"] == 2 and summary["task"] == "timeseries"
     assert summary["headline"] == "test_rmse" and summary["test_rmse"] > 0
@@ -111,8 +111,7 @@ def test_spiral_presets_run(preset, extra, tmp_path):
 def test_spiral_figures_from_tiny_runs(tmp_path):
     runs = {}
     for preset in ("spiral_latent_ode", "spiral_rnn"):
-        with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-            cfg = compose("config", overrides=[f"experiment={preset}", *SMALL])
+        cfg = compose_config(f"experiment={preset}", *SMALL)
         run(cfg, tmp_path / preset)
         runs[preset] = str(tmp_path / preset)
     paths = spiral_figures(runs["spiral_latent_ode"], runs["spiral_rnn"], str(tmp_path / "figures"))

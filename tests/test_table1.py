@@ -3,7 +3,6 @@ import csv
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from noderun.models.mlp import MLP
 from noderun.models.ode_block import SolverSettings
@@ -12,6 +11,8 @@ from noderun.models.resnet import ResNet
 from noderun.studies.figure3 import figure3
 from noderun.studies.memory_depth import memory_depth
 from noderun.train.run import run
+
+from conftest import compose_config
 
 FAST = ["train.batch_size=8", "train.test_batch_size=100", "dataset.test_fraction=0.02", "train.progress=false",
         "train.max_iters=1"]
@@ -38,8 +39,7 @@ def test_models_forward_shape_and_size(model, low, high):
 
 @pytest.mark.parametrize("preset", ["mnist_mlp", "mnist_resnet", "mnist_rknet", "mnist_odenet"])
 def test_every_table1_preset_trains_one_iteration(preset, tmp_path):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={preset}", *FAST])
+    cfg = compose_config(f"experiment={preset}", *FAST)
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed" and summary["steps"] == 1
     assert summary["model"] == preset.removeprefix("mnist_").replace("rknet", "odenet")
@@ -48,8 +48,7 @@ def test_every_table1_preset_trains_one_iteration(preset, tmp_path):
 
 
 def test_paper_schedule_on_full_mnist():
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=mnist_odenet", "dataset=mnist"])
+    cfg = compose_config("experiment=mnist_odenet", "dataset=mnist")
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.optimizer.lr) == (160, 128, 0.1)
     assert list(cfg.train.lr_milestones) == [60, 100, 140]
 
@@ -67,8 +66,7 @@ def test_memory_depth_shows_constant_adjoint_memory(tmp_path):
 
 
 def test_figure3_from_a_tiny_checkpoint(tmp_path):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=mnist_odenet", *FAST])
+    cfg = compose_config("experiment=mnist_odenet", *FAST)
     run(cfg, tmp_path / "run")
     paths = figure3(str(tmp_path / "run"), str(tmp_path / "fig"), batch_size=4, tolerances=(1e-2, 1e-3), repeats=1)
     assert sorted(p.name for p in paths) == ["figure3a_nfe_vs_error.png", "figure3b_nfe_vs_time.png",
@@ -82,8 +80,7 @@ def test_figure3_from_a_tiny_checkpoint(tmp_path):
 
 
 def test_figure3_refuses_a_model_without_ode_block(tmp_path):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=mnist_mlp", *FAST])
+    cfg = compose_config("experiment=mnist_mlp", *FAST)
     run(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="no ODE block"):
         figure3(str(tmp_path / "run"), str(tmp_path / "fig"), batch_size=4, tolerances=(1e-2,), repeats=1)

@@ -5,11 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
 
 from noderun.data.mnist import DatasetNotFoundError
 from noderun.log.files import read_metrics
 from noderun.train.run import run
+
+import conftest
 
 FAST = ["train.batch_size=16", "train.test_batch_size=100", "dataset.test_fraction=0.02", "train.progress=false"]
 
@@ -20,8 +21,7 @@ def noderun_cli(*args, cwd):
 
 
 def compose_config(*overrides, fast=True):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        return compose("config", overrides=[*(FAST if fast else []), *overrides])
+    return conftest.compose_config(*(FAST if fast else []), *overrides)
 
 
 def test_train_subprocess_writes_everything(tmp_path):
@@ -90,3 +90,8 @@ def test_unknown_solver_fails_with_the_choices(tmp_path):
     assert result.returncode == 2  # a config Hydra cannot compose, told apart from a failed launch
     assert "dopri5" in result.stderr and "rk45" in result.stderr
     assert not Path(tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("summary.json"))
+
+
+def test_adam_trains_at_train_lr(tmp_path):
+    run(compose_config("optimizer=adam", "train.lr=0.01", "model=mlp", "train.max_iters=1", "train.epochs=1"), tmp_path)
+    assert [record["lr"] for record in read_metrics(tmp_path)] == [0.01]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
@@ -21,6 +20,8 @@ import noderun
 from noderun.solvers import options as solver_options
 from noderun.train import validate
 from noderun.train.validate import ConfigError, validate_config
+
+from conftest import compose_config as config
 
 BAD_CONFIGS = {
     "epochs": (["train.epochs=0"], r"train.epochs=0: accepted values: a positive integer"),
@@ -51,11 +52,6 @@ BAD_WITH_TWO_PROCESSES = {  # as under `torchrun --nproc-per-node 2`
     "global_batch": (["train.batch_size=33"], r"train.batch_size=33 is the global batch of 2 processes"),
     "policy_with_processes": (["train.on_solver_error=skip"], r"train.on_solver_error=skip with 2 processes"),
 }
-
-
-def config(*overrides):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")
