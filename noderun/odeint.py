@@ -1,5 +1,6 @@
 """The public entry points: ``odeint`` and ``odeint_adjoint`` parse their keywords once into a ``SolverSettings``;
-``solve`` runs a parsed setting (validating the state and times) in its gradient mode."""
+``solve`` runs a parsed setting (validating the state and times) in its gradient mode. A tuple state is
+flattened here, once, into the one tensor the solver core sees, and its solution unflattened."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ from .grad.adjoint import AdjointODE
 from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
 from .solvers.control import all_finite
+from .solvers.layout import Layout
 from .solvers.settings import GRAD_MODES, SolverSettings
 from .solvers.stats import SolveStats
 
@@ -20,8 +22,8 @@ __all__ = ["GRAD_MODES", "odeint", "odeint_adjoint", "solve"]
 
 
 def odeint(
-    func: Callable[[Tensor, Tensor], Tensor],
-    y0: Tensor,
+    func: Callable[[Tensor, Any], Any],
+    y0: Tensor | tuple[Tensor, ...],
     t: Tensor,
     *,
     method: str = "dopri5",
@@ -34,8 +36,13 @@ def odeint(
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
     stats: SolveStats | None = None,
-) -> Tensor:
+) -> Tensor | tuple[Tensor, ...]:
     """Solve ``dy/dt = func(t, y)`` from ``y(t[0]) = y0``; return ``y`` at every ``t``, shape ``(len(t), *y0.shape)``.
+
+    ``y0`` may be a tuple of tensors (of any shapes and floating dtypes, on one device): ``func`` then
+    takes and returns such tuples, and the result is a tuple of solutions, ``(len(t), *y0[i].shape)``
+    each in ``y0[i]``'s dtype. The error norm of a tuple is by default the largest RMS norm over its
+    tensors; a callable ``options["norm"]`` receives the tuple.
 
     ``t`` is 1-D and strictly increasing or strictly decreasing. ``grad`` chooses how gradients
     are computed: ``"backprop"`` (autograd through the solver), ``"adjoint"`` (Algorithm 1 of
@@ -50,21 +57,49 @@ def odeint(
     return solve(func, y0, t, settings, adjoint_params=adjoint_params, stats=stats)
 
 
-def solve(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, settings: SolverSettings, *,
-          adjoint_params: Sequence[Tensor] | None = None, stats: SolveStats | None = None) -> Tensor:
+def solve(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Tensor, settings: SolverSettings,
+          *, adjoint_params: Sequence[Tensor] | None = None,
+          stats: SolveStats | None = None) -> Tensor | tuple[Tensor, ...]:
     """``odeint`` with its settings already parsed (``SolverSettings``, made once, e.g. by an ODE block)."""
-    y0, times, time_tensor = _check_state_and_times(y0, t)
-    forward = settings.forward
-    problem = ODEProblem(func=func, times=times, options=forward, stats=stats if stats is not None else SolveStats())
-    if forward.per_sample:
-        _check_per_sample(y0, time_tensor, settings.grad)
+    stats = stats if stats is not None else SolveStats()
+    if isinstance(y0, (tuple, list)):
+        return _solve_tuple(func, tuple(y0), t, settings, adjoint_params, stats)
+    _check_state(y0, "y0")
+    times, time_tensor = _check_times(t, y0.dtype)
+    problem = ODEProblem(func=func, times=times, options=settings.forward, stats=stats)
+    return _run(problem, y0, time_tensor, settings, func, adjoint_params)
+
+
+def _solve_tuple(func: Callable[[Tensor, Any], Any], y0: tuple[Tensor, ...], t: Tensor, settings: SolverSettings,
+                 adjoint_params: Sequence[Tensor] | None, stats: SolveStats) -> tuple[Tensor, ...]:
+    """A tuple state, flattened once (``Layout``) and solved as one tensor: ``(N,)``, or ``(B, N)`` batch first
+    under per-sample step control, where each sample's error is the RMS norm over its whole row."""
+    per_sample = settings.forward.per_sample
+    _check_tuple(y0, per_sample)
+    layout = Layout(y0, batch_first=per_sample)
+    times, time_tensor = _check_times(t, layout.dtype)
+
+    def flat_func(t: Tensor, y: Tensor) -> Tensor:
+        state = layout.unflatten(y)
+        return layout.flatten(layout.check(func(t, state), state, "func"))
+
+    problem = ODEProblem(func=flat_func, times=times, options=settings.forward, stats=stats, layout=layout)
+    # the adjoint parameters are those of func (an nn.Module's), not of the flattening wrapper
+    return layout.unflatten(_run(problem, layout.flatten(y0), time_tensor, settings, func, adjoint_params))
+
+
+def _run(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, func: Any,
+         adjoint_params: Sequence[Tensor] | None) -> Tensor:
+    """The validated problem from ``y0`` (one tensor) in the settings' gradient mode: ``(len(t), *y0.shape)``.
+    ``func`` and ``adjoint_params`` (as the user gave them) say which tensors the adjoint/checkpoint differentiate."""
+    if settings.forward.per_sample:
+        _check_per_sample(y0, t, settings.grad)
     if settings.grad == "backprop":
         run = problem.solve
     else:
-        params = _adjoint_params(func, adjoint_params, settings.grad)
-        run = _custom_solver(problem, settings, params)
-    if time_tensor.requires_grad:
-        return _solve_with_time_gradient(problem, y0, time_tensor, run)
+        run = _custom_solver(problem, settings, _adjoint_params(func, adjoint_params, settings.grad))
+    if t.requires_grad:
+        return _solve_with_time_gradient(problem, y0, t, run)
     return run(y0)
 
 
@@ -104,17 +139,35 @@ def _solve_with_time_gradient(problem: ODEProblem, y0: Tensor, t: Tensor, run: C
     return ys + torch.stack(slopes) * shift.view(-1, *([1] * y0.dim()))
 
 
-def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor]:
+def _check_state(y0: Any, name: str) -> None:
     if not isinstance(y0, Tensor) or not y0.is_floating_point():
         got = y0.dtype if isinstance(y0, Tensor) else type(y0).__name__
-        raise ValueError(f"y0 must be a floating-point tensor (float16/32/64, bfloat16), got {got}")
+        raise ValueError(f"{name} must be a floating-point tensor (float16/32/64, bfloat16), got {got}")
     if y0.numel() == 0:
-        raise ValueError(f"y0 is empty (shape {tuple(y0.shape)}); the state needs at least one element")
+        raise ValueError(f"{name} is empty (shape {tuple(y0.shape)}); the state needs at least one element")
     if not all_finite(y0):
-        raise SolverError("y0 contains NaN or infinite values: the model feeding the solve has diverged",
+        raise SolverError(f"{name} contains NaN or infinite values: the model feeding the solve has diverged",
                           nonfinite=True)
+
+
+def _check_tuple(y0: tuple[Tensor, ...], per_sample: bool) -> None:
+    if not y0:
+        raise ValueError("y0 is an empty tuple; a tuple state needs at least one tensor")
+    for i, x in enumerate(y0):
+        _check_state(x, f"y0[{i}]")
+    devices = {x.device for x in y0}
+    if len(devices) > 1:
+        raise ValueError(f"the tensors of y0 must be on one device, got {', '.join(map(str, devices))}")
+    if per_sample:
+        batches = [x.shape[0] if x.dim() else None for x in y0]
+        if None in batches or len(set(batches)) > 1:
+            raise ValueError("options['per_sample'] needs every tensor of y0 batch first, with one batch size "
+                             f"(dim 0); got shapes {', '.join(str(tuple(x.shape)) for x in y0)}")
+
+
+def _check_times(t: Any, dtype: torch.dtype) -> tuple[list[float], Tensor]:
     if not isinstance(t, Tensor):
-        t = torch.as_tensor(t, dtype=y0.dtype)
+        t = torch.as_tensor(t, dtype=dtype)
     if t.dim() != 1 or len(t) < 2:
         raise ValueError(f"t must be a 1-D tensor of at least 2 times, got shape {tuple(t.shape)}")
     if t.is_complex() or t.dtype == torch.bool:
@@ -125,7 +178,7 @@ def _check_state_and_times(y0: Any, t: Any) -> tuple[Tensor, list[float], Tensor
     steps = [b - a for a, b in zip(times, times[1:])]
     if not (all(s > 0 for s in steps) or all(s < 0 for s in steps)):
         raise ValueError(f"t must be strictly increasing or strictly decreasing, got {times}")
-    return y0, times, t
+    return times, t
 
 
 def _check_per_sample(y0: Tensor, t: Tensor, grad: str) -> None:

@@ -30,7 +30,7 @@ class AdjointODE(torch.autograd.Function):
         n, sizes = ys[0].numel(), [p.numel() for p in params]
         dynamics = AugmentedDynamics(problem.func, ys[0], params)
         rhs = problem.rhs(ys, dynamics)
-        norm = adjoint_norm(opts.norm, n, sum(sizes))
+        norm = adjoint_norm(opts.norm, problem.channels or (n,), sum(sizes))
         adjoint, param_grads = grad_ys[-1], ys.new_zeros(sum(sizes))
         times, stops = problem.times, gradient_stops(grad_ys)
         for later, earlier in zip(stops[::-1], stops[-2::-1]):
@@ -73,16 +73,19 @@ class AugmentedDynamics:
         return torch.cat([p.reshape(-1) if p.dtype == state.dtype else p.reshape(-1).to(state.dtype) for p in parts])
 
 
-def adjoint_norm(name, n: int, n_params: int) -> Norm:
-    """The backward error norm over ``[y (n), a (n), g (n_params)]``.
+def adjoint_norm(name, channels: tuple[int, ...], n_params: int) -> Norm:
+    """The backward error norm over the flat augmented state ``[y, a, g]``: ``y`` and ``a`` each made of
+    ``channels`` (the sizes of the state's tensors, consecutive; one size for a single tensor), ``g`` of
+    ``n_params`` elements.
 
-    Default: the largest RMS norm of the three channels. ``"seminorm"``: of ``y`` and ``a``
-    only (Kidger, Chen & Lyons 2021). ``"rms"``: over everything. A callable is used as is.
+    Default: the largest RMS norm over the channels of ``y``, of ``a`` and over ``g``. ``"seminorm"``:
+    the same without ``g`` (Kidger, Chen & Lyons 2021). ``"rms"``: over everything. A callable is used
+    as is, on the flat augmented state (also for a tuple state: it is not split into tensors).
     """
     if callable(name):
         return name
     if name == "rms":
         return rms_norm
     if name == "seminorm":
-        return channel_norm((n, n))
-    return channel_norm((n, n, n_params))
+        return channel_norm((*channels, *channels))
+    return channel_norm((*channels, *channels, n_params))

@@ -7,8 +7,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..solvers.control import Norm, rms_norm
+from ..solvers.control import Norm, channel_norm, rms_norm
 from ..solvers.integrate import integrate
+from ..solvers.layout import Layout
 from ..solvers.options import SolverOptions
 from ..solvers.per_sample import integrate_per_sample
 from ..solvers.rhs import CountingRHS
@@ -17,12 +18,17 @@ from ..solvers.stats import SolveStats
 
 @dataclass(frozen=True)
 class ODEProblem:
-    """``func``, the output times (floats), the validated forward options and the stats to fill."""
+    """``func``, the output times (floats), the validated forward options and the stats to fill.
+
+    ``layout``: for a tuple state, how its tensors make up the flat state that ``func`` (then the
+    flattened function) takes; ``None`` for a single tensor.
+    """
 
     func: Callable[[Tensor, Tensor], Tensor]
     times: list[float]
     options: SolverOptions
     stats: SolveStats
+    layout: Layout | None = None
 
     def rhs(self, like: Tensor, func: Callable | None = None) -> CountingRHS:
         """A counting right-hand side of ``func`` (default: the problem's) with time in ``like``'s dtype."""
@@ -42,5 +48,19 @@ class ODEProblem:
 
     @property
     def norm(self) -> Norm:
-        """The forward error norm: RMS unless the user passed a callable."""
-        return self.options.norm if callable(self.options.norm) else rms_norm
+        """The forward error norm on the flat state. A single tensor: RMS unless the user passed a callable.
+        A tuple: the largest RMS norm over its tensors, the RMS over all with ``norm="rms"``, or the user's
+        callable given the tuple (each tensor in its shape and dtype)."""
+        norm, layout = self.options.norm, self.layout
+        if layout is None:
+            return norm if callable(norm) else rms_norm
+        if callable(norm):
+            return lambda flat: norm(layout.unflatten(flat))
+        return channel_norm(layout.sizes) if norm is None and not layout.batch_first else rms_norm
+
+    @property
+    def channels(self) -> tuple[int, ...] | None:
+        """The sizes of the consecutive tensors of the flat state, for norms taken tensor by tensor;
+        ``None`` when the state is one channel (a single tensor, or a tuple flattened batch first)."""
+        layout = self.layout
+        return layout.sizes if layout is not None and not layout.batch_first else None
