@@ -2,7 +2,8 @@
 
 ``dz/dt = (1/M) Σ_m σ_m(t) u_m(t) tanh(w_m(t)ᵀz + b_m(t))`` with the parameters of its M units
 given by a hypernetwork of t, and ``d log p(z(t))/dt = -tr(∂f/∂z)``. State and log-density change
-are integrated together in one ``noderun.odeint`` call, as one tensor ``[z, Δ]`` of shape ``(B, D+1)``.
+are integrated together in one ``noderun.odeint`` call, as the tuple state ``(z, Δ)`` of shapes ``(B, D)``
+and ``(B,)``.
 Data live at ``t = t_end`` and the base Gaussian at ``t = 0``.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .flow_base import GaussianBase
+from ..odeint import solve
 from .ode_block import ODEBlock, SolverSettings
 from .trace import NOISES, draw_noise, exact_trace, hutchinson_trace
 
@@ -41,27 +43,28 @@ class PlanarField(nn.Module):
 
 
 class CNFDynamics(nn.Module):
-    """``[z, Δ] ↦ [f(t, z), -tr(∂f/∂z)]``; the trace is Hutchinson's with ``self.noise`` when it is set
-    (fixed for a whole solve), exact otherwise."""
+    """``(z, Δ) ↦ (f(t, z), -tr(∂f/∂z))``, ``z`` of shape ``(B, D)`` and ``Δ`` of shape ``(B,)`` or ``(B, 1)``
+    (the derivative takes ``Δ``'s shape); the trace is Hutchinson's with ``self.noise`` when it is set (fixed
+    for a whole solve), exact otherwise."""
 
     def __init__(self, field: nn.Module):
         super().__init__()
         self.field = field
         self.noise: Tensor | None = None
 
-    def forward(self, t: Tensor, state: Tensor) -> Tensor:
+    def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        z, delta = state
         create_graph = torch.is_grad_enabled()  # false in no-grad solves: nothing to differentiate later
         with torch.enable_grad():
-            if not state.requires_grad:
-                state = state.detach().requires_grad_(True)
-            z = state[:, :-1]
+            if not (create_graph and z.requires_grad):  # a view made under no_grad can require grad, off the graph
+                z = z.detach().requires_grad_(True)
             dz = self.field(t, z)
             if self.noise is None:
                 trace = exact_trace(dz, z, create_graph)
             else:
                 trace = hutchinson_trace(dz, z, self.noise, create_graph)
-        derivative = torch.cat([dz, -trace[:, None]], dim=1)
-        return derivative if create_graph else derivative.detach()
+        d_delta = -trace.reshape(delta.shape)
+        return (dz, d_delta) if create_graph else (dz.detach(), d_delta.detach())
 
 
 class CNF(nn.Module):
@@ -82,26 +85,29 @@ class CNF(nn.Module):
         self.block = ODEBlock(self.dynamics, solver, integration_time=t_end)
         self.base = GaussianBase(dim, base_variance)
 
-    def _solve(self, start: Tensor, times: Tensor) -> Tensor:
-        """``[z, Δ]`` at ``times`` from ``start`` (``Δ = 0``): ``(len(times), B, D+1)``."""
-        state = torch.cat([start, start.new_zeros(len(start), 1)], dim=1)
+    def _solve(self, start: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
+        """``z`` and ``Δ`` at ``times`` from ``start`` (``Δ = 0``): ``(len(times), B, D)`` and ``(len(times), B)``.
+
+        Solved with the block's settings and stats (its ``trajectory`` takes a single tensor)."""
         hutchinson = self.training and self.trace == "hutchinson"
         self.dynamics.noise = draw_noise(start, self.noise) if hutchinson else None
-        return self.block.trajectory(state, times)
+        block = self.block
+        return solve(block.func, (start, start.new_zeros(len(start))), times.to(start.dtype), block.solver,
+                     stats=block.stats)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        end = self._solve(x, self.block.t.flip(0))[-1]
-        return self.base.log_prob(end[:, :-1]) - end[:, -1]
+        z, delta = self._solve(x, self.block.t.flip(0))
+        return self.base.log_prob(z[-1]) - delta[-1]
 
     def sample_with_log_prob(self, n: int, like: Tensor, generator: torch.Generator | None = None):
         """``n`` samples ``(n, D)`` and their log-density, on ``like``'s device and dtype."""
         z0 = self.base.sample(n, like, generator)
-        end = self._solve(z0, self.block.t)[-1]
-        return end[:, :-1], self.base.log_prob(z0) + end[:, -1]
+        z, delta = self._solve(z0, self.block.t)
+        return z[-1], self.base.log_prob(z0) + delta[-1]
 
     @torch.no_grad()
     def transport(self, z0: Tensor, fractions: list[float]) -> list[Tensor]:
         """Base samples carried to each fraction of the flow time (0 = base, 1 = data)."""
         times = torch.tensor([0.0, *fractions], device=z0.device) * self.block.t[-1]
-        path = self._solve(z0, times)[1:, :, :-1]
-        return list(path)
+        z, _ = self._solve(z0, times)
+        return list(z[1:])
