@@ -11,7 +11,6 @@ from ..solvers.control import Norm, channel_norm, rms_norm
 from ..solvers.integrate import integrate
 from ..solvers.layout import Layout
 from ..solvers.options import SolverOptions
-from ..solvers.per_sample import integrate_per_sample
 from ..solvers.rhs import CountingRHS
 from ..solvers.stats import SolveStats
 
@@ -37,13 +36,10 @@ class ODEProblem:
     def solve(self, y0: Tensor) -> Tensor:
         """The forward solve (shared or per-sample step control), counted in ``stats``: ``(len(times), *y0.shape)``."""
         rhs = self.rhs(y0)
-        if self.options.per_sample:
-            sol = integrate_per_sample(rhs, y0, self.times, self.options)
-            self.stats.add_forward(rhs.calls, int(sol.accepted.max()), int(sol.rejected.max()))
-            self.stats.sample_steps = sol.accepted.tolist()
-        else:
-            sol = integrate(rhs, y0, self.times, self.options, self.norm)
-            self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
+        sol = integrate(rhs, y0, self.times, self.options, self.norm)
+        self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
+        if sol.sample_steps is not None:
+            self.stats.sample_steps = sol.sample_steps
         return torch.stack(sol.ys)
 
     @property
