@@ -12,7 +12,6 @@ import torch
 from torch import Tensor, nn
 
 from .flow_base import GaussianBase
-from ..odeint import solve
 from .ode_block import ODEBlock, SolverSettings
 from .trace import NOISES, draw_noise, exact_trace, hutchinson_trace
 
@@ -86,14 +85,10 @@ class CNF(nn.Module):
         self.base = GaussianBase(dim, base_variance)
 
     def _solve(self, start: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
-        """``z`` and ``Δ`` at ``times`` from ``start`` (``Δ = 0``): ``(len(times), B, D)`` and ``(len(times), B)``.
-
-        Solved with the block's settings and stats (its ``trajectory`` takes a single tensor)."""
+        """``z`` and ``Δ`` at ``times`` from ``start`` (``Δ = 0``): ``(len(times), B, D)`` and ``(len(times), B)``."""
         hutchinson = self.training and self.trace == "hutchinson"
         self.dynamics.noise = draw_noise(start, self.noise) if hutchinson else None
-        block = self.block
-        return solve(block.func, (start, start.new_zeros(len(start))), times.to(start.dtype), block.solver,
-                     stats=block.stats)
+        return self.block.trajectory((start, start.new_zeros(len(start))), times)
 
     def log_prob(self, x: Tensor) -> Tensor:
         z, delta = self._solve(x, self.block.t.flip(0))

@@ -23,9 +23,11 @@ class ODEBlock(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         return self.trajectory(h, self.t)[-1]
 
-    def trajectory(self, h: Tensor, times: Tensor) -> Tensor:
-        """The solution at every time of ``times`` (1-D, starting at h's time): ``(len(times), *h.shape)``."""
-        return solve(self.func, h, times.to(h.dtype), self.solver, stats=self.stats)
+    def trajectory(self, h: Tensor | tuple[Tensor, ...], times: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """The solution at every time of ``times`` (1-D, starting at h's time): ``(len(times), *h.shape)``,
+        or for a tuple state a tuple of such solutions (times in the first tensor's dtype)."""
+        like = h[0] if isinstance(h, (tuple, list)) else h
+        return solve(self.func, h, times.to(like.dtype), self.solver, stats=self.stats)
 
 
 def ode_blocks(model: nn.Module) -> list[ODEBlock]:
