@@ -64,6 +64,7 @@ class SharedClock:
         return self.next_out < len(self.times)
 
     def uniform(self, h: float) -> float:
+        """The step size ``h`` for every clock."""
         return h
 
     def end_of_step(self, h: float) -> float:

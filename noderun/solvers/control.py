@@ -1,9 +1,12 @@
-"""Step-size control: error norms, the initial step, the step-size controller and fixed grids."""
+"""Step-size control, written once: error norms, the error ratio, the initial step, the PI controller and
+``StepController`` (which adds the minimum step, the step budget and the failure messages) for adaptive
+methods; ``FixedGrid`` for fixed-step ones. The same code serves a shared clock (floats) and one clock
+per sample (tensors of shape ``(batch,)``; ``solvers.clocks``)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Union
 
 import torch
 from torch import Tensor
@@ -12,7 +15,11 @@ from ..errors import SolverError
 from .options import SolverOptions
 from .step import Step, error_estimate
 
+if TYPE_CHECKING:
+    from .clocks import SampleClocks, SharedClock
+
 Norm = Callable[[Tensor], Tensor]
+Clock = Union["SharedClock", "SampleClocks"]
 
 
 def rms_norm(x: Tensor) -> Tensor:
@@ -216,7 +223,8 @@ class StepController:
     or Hairer's), the error ratio, the step-size controller, the minimum step, the step budget
     (``max_num_steps`` attempts) and the messages of the failures they detect."""
 
-    def __init__(self, rhs, clock, times: list[float], y0: Tensor, f0: Tensor, opts: SolverOptions, norm: Norm):
+    def __init__(self, rhs, clock: Clock, times: list[float], y0: Tensor, f0: Tensor, opts: SolverOptions,
+                 norm: Norm):
         self.opts, self.t_final = opts, times[-1]
         self.error_ratio = ErrorRatio(opts.rtol, opts.atol, norm, y0, per_sample=clock.per_sample)
         span = times[-1] - times[0]
@@ -229,10 +237,11 @@ class StepController:
             with torch.no_grad():
                 self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span)
 
-    def propose(self, clock):
+    def propose(self, clock: Clock):
+        """The end of the next step to try (per sample: a tensor of ends)."""
         return clock.end_of_step(self.h)
 
-    def accept(self, step: Step, clock):
+    def accept(self, step: Step, clock: Clock):
         """Whether ``step`` is accepted (per sample: a boolean tensor); sets the next step size."""
         self.attempts += 1
         if self.attempts > self.opts.max_num_steps:
@@ -249,7 +258,7 @@ class StepController:
         self.h = _where(accepted & small, _signed(self.min_step, self.h), self.h)  # a step must move t
         return accepted
 
-    def _underflow(self, step: Step, clock, ratio, stalled) -> None:
+    def _underflow(self, step: Step, clock: Clock, ratio, stalled) -> None:
         nonfinite = _any(stalled & (ratio == math.inf))
         cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
         raise SolverError(
@@ -274,10 +283,10 @@ class FixedGrid:
         self.grid = [point for t0, t1 in zip(times, times[1:]) for point in fixed_grid(t0, t1, opts.step_size)]
         self.position = 0
 
-    def propose(self, clock) -> float:
+    def propose(self, clock: Clock) -> float:
         return self.grid[self.position]
 
-    def accept(self, step: Step, clock) -> bool:
+    def accept(self, step: Step, clock: Clock) -> bool:
         if not all_finite(step.y1):
             raise SolverError(
                 f"the state became non-finite between t={step.t!r} and t={step.t + step.h!r} "
