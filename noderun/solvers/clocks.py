@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .control import FloatOps, TensorOps
 from .interpolate import dense_output, dense_stages
 from .step import RHS, StageList, Step, weighted_sum
 from .tableau import ButcherTableau
@@ -53,6 +54,7 @@ class SharedClock:
     """One float time for the whole state."""
 
     per_sample = False
+    ops = FloatOps
     moving = True  # every element moves with every accepted step
 
     def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau, record: bool = False):
@@ -129,6 +131,7 @@ class SampleClocks:
     """One float64 time per sample (float32 on MPS, which has no float64)."""
 
     per_sample = True
+    ops = TensorOps
 
     def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau):
         self.tableau, self.count = tableau, len(times)

@@ -120,36 +120,65 @@ def error_size(norm: Norm, error: Tensor, y0_abs: Tensor, y1_abs: Tensor, y1: Te
     return size
 
 
-# The controller below is written once for both kinds of clock: a shared one, whose times, step sizes
-# and ratios are Python floats, and one per sample, where they are tensors of shape (batch,). These
-# helpers are the only places that tell the two apart.
+# The controller is written once, over ``ops``: a shared clock's numbers are Python floats, per-sample
+# clocks' are tensors of shape (batch,). These two namespaces are the only places that tell them apart.
 
-def _where(condition, a, b):
-    return torch.where(condition, a, b) if isinstance(condition, Tensor) else (a if condition else b)
+class FloatOps:
+    """The numbers of a shared clock: Python floats and booleans, so a step costs no tensor operation."""
+
+    floor = larger = max  # floor(x, low); larger(a, b)
+    smaller = min
+    any = bool
+
+    @staticmethod
+    def clip(x: float, low: float, high: float) -> float:
+        return min(high, max(low, x))
+
+    @staticmethod
+    def where(condition: bool, a, b):
+        return a if condition else b
+
+    @staticmethod
+    def signed(size: float, h: float) -> float:
+        return math.copysign(size, h)
+
+    @staticmethod
+    def add_scaled(y: Tensor, x: Tensor, h: float) -> Tensor:
+        """``y + h * x``."""
+        return torch.add(y, x, alpha=h)
 
 
-def _clip(x, low: float, high: float):
-    return x.clamp(low, high) if isinstance(x, Tensor) else min(high, max(low, x))
+class TensorOps:
+    """The numbers of per-sample clocks: tensors of shape ``(batch,)``."""
 
+    floor = staticmethod(torch.clamp_min)
+    larger = staticmethod(torch.maximum)
+    smaller = staticmethod(torch.minimum)
+    clip = staticmethod(torch.clamp)
+    where = staticmethod(torch.where)
 
-def _larger(a, b):
-    return torch.maximum(a, b) if isinstance(a, Tensor) else max(a, b)
+    @staticmethod
+    def any(flags: Tensor) -> bool:
+        return bool(flags.any())
 
+    @staticmethod
+    def signed(size: float, h: Tensor) -> Tensor:
+        return torch.copysign(torch.full_like(h, size), h)
 
-def _smaller(a, b):
-    return torch.minimum(a, b) if isinstance(a, Tensor) else min(a, b)
-
-
-def _add_scaled(y: Tensor, x: Tensor, h) -> Tensor:
-    """``y + h * x`` for a float ``h`` or one ``h`` per sample (dim 0)."""
-    if isinstance(h, Tensor):
+    @staticmethod
+    def add_scaled(y: Tensor, x: Tensor, h: Tensor) -> Tensor:
+        """``y + h * x`` with one ``h`` per sample (dim 0)."""
         return y + h.view(-1, *([1] * (y.dim() - 1))).to(y.dtype) * x
-    return torch.add(y, x, alpha=h)
 
 
-def initial_step(rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio, span: float):
+Ops = Union[type[FloatOps], type[TensorOps]]
+
+
+def initial_step(rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio, span: float,
+                 ops: Ops = FloatOps):
     """Hairer's starting step (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), signed like ``span``:
-    a float, or one per sample when ``error_ratio`` is per sample (``t0`` then one time per sample).
+    a float, or with ``TensorOps`` (and a per-sample ``error_ratio``) one per sample, ``t0`` then one time
+    per sample.
 
     Costs one evaluation of ``rhs``; ``span`` is the signed length of the whole integration; the norm
     and tolerances are those of ``error_ratio``.
@@ -157,15 +186,15 @@ def initial_step(rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio:
     scale = error_ratio.scale(y0)
     d0 = error_ratio.measure(y0 / scale)
     d1 = error_ratio.measure(f0 / scale)
-    h0 = _where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / _clip(d1, 1e-300, math.inf))
-    h0 = _clip(h0, 0.0, abs(span))
+    h0 = ops.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / ops.floor(d1, 1e-300))
+    h0 = ops.clip(h0, 0.0, abs(span))
     direction = math.copysign(1.0, span)
-    f1 = rhs(t0 + direction * h0, _add_scaled(y0, f0, direction * h0))
+    f1 = rhs(t0 + direction * h0, ops.add_scaled(y0, f0, direction * h0))
     d2 = error_ratio.measure(torch.sub(f1, f0).div_(scale)) / h0
-    biggest = _larger(d1, d2)
-    h1 = _where(biggest <= 1e-15, _clip(h0 * 1e-3, 1e-6, math.inf),
-                (0.01 / _clip(biggest, 1e-300, math.inf)) ** (1.0 / (error_order + 1)))
-    return direction * _clip(_smaller(100 * h0, h1), 0.0, abs(span))
+    biggest = ops.larger(d1, d2)
+    h1 = ops.where(biggest <= 1e-15, ops.floor(h0 * 1e-3, 1e-6),
+                   (0.01 / ops.floor(biggest, 1e-300)) ** (1.0 / (error_order + 1)))
+    return direction * ops.clip(ops.smaller(100 * h0, h1), 0.0, abs(span))
 
 
 MIN_PREVIOUS_RATIO = 1e-4  # as Hairer's FACOLD: a near-zero error must not shrink the next step
@@ -188,14 +217,15 @@ class PIController:
     dfactor: float = 0.2
     beta: float = 0.0
     previous_ratio: float | Tensor = 1.0
+    ops: Ops = FloatOps
 
     def next_step(self, h, ratio, accepted):
-        k = self.error_order + 1
-        ratio = _clip(ratio, 1e-10, math.inf)
+        k, ops = self.error_order + 1, self.ops
+        ratio = ops.floor(ratio, 1e-10)
         grow = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio ** self.beta
         shrink = self.safety * ratio ** (-1.0 / k)  # 0 for an infinite ratio: clipped to dfactor
-        factor = _where(accepted, _clip(grow, self.dfactor, self.ifactor), _clip(shrink, self.dfactor, 1.0))
-        self.previous_ratio = _where(accepted, _clip(ratio, MIN_PREVIOUS_RATIO, math.inf), self.previous_ratio)
+        factor = ops.where(accepted, ops.clip(grow, self.dfactor, self.ifactor), ops.clip(shrink, self.dfactor, 1.0))
+        self.previous_ratio = ops.where(accepted, ops.floor(ratio, MIN_PREVIOUS_RATIO), self.previous_ratio)
         return h * factor
 
 
@@ -209,15 +239,6 @@ def fixed_grid(t0: float, t1: float, step_size: float | None) -> list[float]:
     return [t0 + span * (i / n) for i in range(1, n)] + [t1]
 
 
-def _signed(size: float, h):
-    """``size`` with the sign of ``h`` (for each sample, when ``h`` is a tensor)."""
-    return torch.copysign(torch.full_like(h, size), h) if isinstance(h, Tensor) else math.copysign(size, h)
-
-
-def _any(flags) -> bool:
-    return bool(flags.any()) if isinstance(flags, Tensor) else bool(flags)
-
-
 class StepController:
     """Embedded error control, for a shared clock or one clock per sample: the first step (``first_step``
     or Hairer's), the error ratio, the step-size controller, the minimum step, the step budget
@@ -229,13 +250,15 @@ class StepController:
         self.error_ratio = ErrorRatio(opts.rtol, opts.atol, norm, y0, per_sample=clock.per_sample)
         span = times[-1] - times[0]
         self.min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
-        self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta)
+        self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta,
+                                       ops=clock.ops)
         self.attempts = 0
         if opts.first_step is not None:
             self.h = clock.uniform(math.copysign(min(opts.first_step, abs(span)), span))
         else:
             with torch.no_grad():
-                self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span)
+                self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span,
+                                      clock.ops)
 
     def propose(self, clock: Clock):
         """The end of the next step to try (per sample: a tensor of ends)."""
@@ -249,17 +272,19 @@ class StepController:
                 f"max_num_steps={self.opts.max_num_steps} steps taken, reaching {clock.where(step, clock.moving)}, "
                 f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
                 "the dynamics")
-        ratio = self._ratio(step)
-        accepted, rejected = clock.moving & (ratio <= 1.0), clock.moving & (ratio > 1.0)
-        self.h = _where(clock.moving, self.controller.next_step(step.h, ratio, accepted), self.h)
+        ratio, ops = self._ratio(step), clock.ops
+        accepted = clock.moving & (ratio <= 1.0)
+        self.h = ops.where(clock.moving, self.controller.next_step(step.h, ratio, accepted), self.h)
         small = abs(self.h) < self.min_step
-        if _any(rejected & small):
-            self._underflow(step, clock, ratio, rejected & small)
-        self.h = _where(accepted & small, _signed(self.min_step, self.h), self.h)  # a step must move t
+        if ops.any(small):
+            stalled = small & clock.moving & (ratio > 1.0)
+            if ops.any(stalled):
+                self._underflow(step, clock, ratio, stalled)
+            self.h = ops.where(accepted & small, ops.signed(self.min_step, self.h), self.h)  # a step must move t
         return accepted
 
     def _underflow(self, step: Step, clock: Clock, ratio, stalled) -> None:
-        nonfinite = _any(stalled & (ratio == math.inf))
+        nonfinite = clock.ops.any(stalled & (ratio == math.inf))
         cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
         raise SolverError(
             f"{cause} at {clock.where(step, stalled)}, minimum {self.min_step!r}); the dynamics may be stiff or "
