@@ -3,8 +3,8 @@ import io
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
+from conftest import compose_config
 from noderun.errors import SolverError
 from noderun.log.files import MetricsWriter
 from noderun.tasks import Task
@@ -23,8 +23,7 @@ SMALL = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_si
 
 
 def trainer_for(output_dir, *overrides):
-    with initialize_config_module(config_module="noderun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*SMALL, *overrides])
+    cfg = compose_config(*SMALL, *overrides)
     output_dir.mkdir(parents=True, exist_ok=True)
     return build_trainer(cfg, output_dir, MetricsWriter(output_dir, tensorboard=False))
 
