@@ -15,7 +15,7 @@ from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
 from .solvers.control import all_finite
 from .solvers.layout import Layout
-from .solvers.settings import GRAD_MODES, SolverSettings
+from .solvers.settings import GRAD_MODES, SolverSettings, parsed
 from .solvers.stats import SolveStats
 
 __all__ = ["GRAD_MODES", "odeint", "odeint_adjoint", "solve"]
@@ -52,8 +52,7 @@ def odeint(
     (default: the parameters of ``func`` when it is an ``nn.Module``). Pass a ``SolveStats`` as
     ``stats`` to read the number of function evaluations and steps, forward and backward.
     """
-    settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=options or {}, grad=grad,
-                              adjoint_options=adjoint_options, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol)
+    settings = parsed(method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol)
     return solve(func, y0, t, settings, adjoint_params=adjoint_params, stats=stats)
 
 

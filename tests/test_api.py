@@ -100,3 +100,21 @@ def test_custom_norm_and_list_times():
 def test_console_script_lists_methods():
     result = subprocess.run([sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True, check=True)
     assert "dopri5" in result.stdout and "rk4" in result.stdout
+
+
+def test_repeated_settings_are_parsed_once_and_never_confused():
+    """odeint parses a setting of plain values once; True is not 1, and a caller's dict changed later
+    changes nothing already parsed."""
+    from noderun.solvers.settings import parsed
+
+    options = {"first_step": 0.1}
+    first = parsed("dopri5", 1e-6, 1e-6, options, "backprop")
+    assert parsed("dopri5", 1e-6, 1e-6, {"first_step": 0.1}, "backprop") is first
+    options["first_step"] = 0.5
+    assert first.forward.first_step == 0.1 and first.options == {"first_step": 0.1}
+    assert parsed("dopri5", 1e-6, 1e-6, options, "backprop").forward.first_step == 0.5
+    assert parsed("dopri5", 1e-6, 1e-6, {"per_sample": True}, "backprop").forward.per_sample is True
+    with pytest.raises(ValueError, match="must be True or False"):
+        parsed("dopri5", 1e-6, 1e-6, {"per_sample": 1}, "backprop")
+    tolerance = torch.tensor(1e-6)
+    assert parsed("dopri5", tolerance, 1e-6, None, "backprop") is not parsed("dopri5", tolerance, 1e-6, None, "backprop")

@@ -65,3 +65,46 @@ class SolverSettings:
         return cls(method=solver.get("method"), options=options, grad=grad.get("mode"),
                    adjoint_options=adjoint_options, names=Names(key, config=True), **tolerances)
 
+
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_PARSED: dict[tuple, SolverSettings] = {}  # odeint's settings of plain values, parsed once each
+_MAX_PARSED = 256
+
+
+def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None, grad: str,
+           adjoint_options: Mapping[str, Any] | None = None, adjoint_rtol: Any = None,
+           adjoint_atol: Any = None) -> SolverSettings:
+    """``SolverSettings`` of ``odeint``'s keywords, parsed once per distinct setting of plain values (a
+    training loop calling ``odeint`` every iteration with the same keywords parses them once). A setting
+    with any other kind of value (a tensor tolerance, a callable norm) is parsed on every call."""
+    options = {} if options is None else options
+    values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol)
+    key = _plain_key(values)
+    settings = None if key is None else _PARSED.get(key)
+    if settings is None:
+        settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=dict(options), grad=grad,
+                                  adjoint_options=None if adjoint_options is None else dict(adjoint_options),
+                                  adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol)
+        if key is not None and len(_PARSED) < _MAX_PARSED:
+            _PARSED[key] = settings
+    return settings
+
+
+def _plain_key(values: tuple) -> tuple | None:
+    """The values with their types (``True`` is not ``1`` here), dicts as sorted items; ``None`` when one is
+    not a plain number, string, boolean or ``None`` (a tensor's value may change in place)."""
+    key = []
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            items = tuple((name, type(item), item) for name, item in value.items())
+            if not all(type(name) is str and kind_ in _PLAIN for name, kind_, _ in items):
+                return None
+            key.append(tuple(sorted(items)))
+        elif kind in _PLAIN:
+            key.append((kind, value))
+        else:
+            return None
+    return tuple(key)
