@@ -151,3 +151,31 @@ def test_adjoint_with_loss_on_some_outputs_only():
     ys = noderun.odeint(func, y0, t, grad="adjoint", stats=many, **tight("dopri5"))
     torch.autograd.grad(ys.pow(2).sum(), [y0])
     assert few.nfe_backward < many.nfe_backward
+
+
+class ScalarDynamics(nn.Module):
+    """dy/dt = -rate * y + sin(t): works on a state of any shape, 0-dim included."""
+
+    def __init__(self):
+        super().__init__()
+        self.rate = nn.Parameter(torch.tensor(0.7, dtype=D))
+
+    def forward(self, t, y):
+        return -self.rate * y + torch.sin(t)
+
+
+@pytest.mark.parametrize("grad", noderun.GRAD_MODES)
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_zero_dimensional_state_matches_a_one_element_state(grad, method):
+    """A 0-dim y0 gives the solution and gradients (in y0, the parameters and t) of the same y0 of shape (1,)."""
+    func = ScalarDynamics()
+    results = []
+    for y0 in (torch.tensor(1.3, dtype=D), torch.tensor([1.3], dtype=D)):
+        y0.requires_grad_(True)
+        t = torch.tensor([0.0, 0.5, 1.2], dtype=D, requires_grad=True)
+        ys = noderun.odeint(func, y0, t, grad=grad, **tight(method))
+        assert ys.shape == (3, *y0.shape)
+        loss = (ys**2).sum() + ys[-1].sum()
+        results.append([ys.detach().reshape(3), *torch.autograd.grad(loss, (y0, func.rate, t))])
+    for scalar, vector in zip(*results):
+        torch.testing.assert_close(scalar.reshape(vector.shape), vector, rtol=1e-12, atol=1e-12)

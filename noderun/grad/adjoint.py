@@ -47,8 +47,9 @@ class AdjointODE(torch.autograd.Function):
 
 def gradient_stops(grad_ys: Tensor) -> list[int]:
     """Output indices where the backward solve must stop: the ends, and every time with a non-zero
-    incoming gradient (outputs the loss ignores, such as unobserved times, need no restart)."""
-    nonzero = grad_ys.flatten(1).abs().amax(dim=1).gt(0).tolist()
+    incoming gradient (outputs the loss ignores, such as unobserved times, need no restart).
+    ``grad_ys`` is ``(len(t), *state_shape)``, the state possibly 0-dimensional."""
+    nonzero = grad_ys.reshape(len(grad_ys), -1).abs().amax(dim=1).gt(0).tolist()
     last = len(nonzero) - 1
     return [i for i, flag in enumerate(nonzero) if flag or i in (0, last)]
 
