@@ -38,13 +38,14 @@ def odeint(
     stats: SolveStats | None = None,
 ) -> Tensor | tuple[Tensor, ...]:
     """Solve ``dy/dt = func(t, y)`` from ``y(t[0]) = y0``; return ``y`` at every ``t``, shape ``(len(t), *y0.shape)``.
+    A single time ``t = [t0]`` returns ``y0[None]`` without evaluating ``func``.
 
     ``y0`` may be a tuple of tensors (of any shapes and floating dtypes, on one device): ``func`` then
     takes and returns such tuples, and the result is a tuple of solutions, ``(len(t), *y0[i].shape)``
     each in ``y0[i]``'s dtype. The error norm of a tuple is by default the largest RMS norm over its
     tensors; a callable ``options["norm"]`` receives the tuple.
 
-    ``t`` is 1-D and strictly increasing or strictly decreasing. ``grad`` chooses how gradients
+    ``t`` is 1-D, non-empty and strictly increasing or strictly decreasing. ``grad`` chooses how gradients
     are computed: ``"backprop"`` (autograd through the solver), ``"adjoint"`` (Algorithm 1 of
     Chen et al. 2018, memory constant in the number of steps) or ``"checkpoint"`` (recompute
     each step in the backward pass: the backprop gradient with one stored state per step).
@@ -97,6 +98,8 @@ def _run(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, f
         run = problem.solve
     else:
         run = _custom_solver(problem, settings, _adjoint_params(func, adjoint_params, settings.grad))
+    if len(t) == 1:
+        return _initial_only(y0, t)
     if t.requires_grad:
         return _solve_with_time_gradient(problem, y0, t, run)
     return run(y0)
@@ -119,6 +122,15 @@ def _custom_solver(problem: ODEProblem, settings: SolverSettings, params: tuple[
         return CheckpointODE.apply(problem, y0, *params)
 
     return run
+
+
+def _initial_only(y0: Tensor, t: Tensor) -> Tensor:
+    """The solution at a single output time ``t[0]``: ``y0[None]`` (a copy), without evaluating ``func``, in
+    every gradient mode. Its gradient is the identity in ``y0``, zero in ``t`` (attached when ``t`` requires grad)."""
+    ys = y0[None].clone()
+    if t.requires_grad:
+        ys = ys + ((t - t.detach()) * 0).to(y0.dtype).view(-1, *([1] * y0.dim()))
+    return ys
 
 
 def _solve_with_time_gradient(problem: ODEProblem, y0: Tensor, t: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
@@ -167,8 +179,8 @@ def _check_tuple(y0: tuple[Tensor, ...], per_sample: bool) -> None:
 def _check_times(t: Any, dtype: torch.dtype) -> tuple[list[float], Tensor]:
     if not isinstance(t, Tensor):
         t = torch.as_tensor(t, dtype=dtype)
-    if t.dim() != 1 or len(t) < 2:
-        raise ValueError(f"t must be a 1-D tensor of at least 2 times, got shape {tuple(t.shape)}")
+    if t.dim() != 1 or len(t) < 1:
+        raise ValueError(f"t must be a 1-D tensor of at least one time, got shape {tuple(t.shape)}")
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"t must be real, got {t.dtype}")
     times = [float(x) for x in t.detach().cpu().tolist()]

@@ -48,7 +48,8 @@ def test_bad_settings(kwargs, message):
     "y0, t, message",
     [
         (Y0, torch.tensor([[0.0, 1.0]]), "1-D"),
-        (Y0, torch.tensor([0.0]), "at least 2"),
+        (Y0, torch.tensor([]), "at least one time"),
+        (Y0, torch.tensor(0.0), "1-D"),
         (Y0, torch.tensor([0.0, 1.0, 0.5]), "strictly increasing or strictly decreasing"),
         (Y0, torch.tensor([0.0, 1.0, 1.0]), "strictly increasing"),
         (Y0, torch.tensor([0.0, float("nan")]), "NaN or infinite"),
