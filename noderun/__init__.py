@@ -1,7 +1,7 @@
 """noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
 from .errors import SolverError
 from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
-from .solvers.methods import ADAPTIVE, FIXED_STEP, METHODS
+from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS
 from .solvers.options import SettingError
 from .solvers.settings import SolverSettings
 from .solvers.stats import SolveStats
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ADAPTIVE",
+    "ALIASES",
     "FIXED_STEP",
     "GRAD_MODES",
     "METHODS",

@@ -99,7 +99,19 @@ def test_custom_norm_and_list_times():
 
 def test_console_script_lists_methods():
     result = subprocess.run([sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True, check=True)
-    assert "dopri5" in result.stdout and "rk4" in result.stdout
+    assert "dopri5" in result.stdout and "heun3" in result.stdout and "heun2 (= heun)" in result.stdout
+
+
+def test_an_alias_solves_as_its_method():
+    """``heun2`` (torchdiffeq's name) is ``heun``: the same steps and solution."""
+    y0, t = torch.tensor([1.0, 0.5], dtype=torch.float64), torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    ys = {}
+    for name in ("heun", "heun2"):
+        stats = noderun.SolveStats()
+        ys[name] = odeint(lambda t, y: torch.stack([y[1], -y[0]]), y0, t, method=name,
+                          options={"step_size": 0.1}, stats=stats)
+        assert stats.nfe_forward == 2 * 12
+    assert torch.equal(ys["heun"], ys["heun2"])
 
 
 def test_repeated_settings_are_parsed_once_and_never_confused():

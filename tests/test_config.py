@@ -94,6 +94,13 @@ def test_solver_overrides_reach_the_solver():
     assert settings.adjoint_options["norm"] == "seminorm" and "compile" not in settings.adjoint_options
 
 
+def test_a_method_alias_is_accepted_as_solver_method():
+    """Aliases (torchdiffeq's names) have no config file of their own but are accepted as solver.method."""
+    cfg = compose_config("solver=heun", "solver.method=heun2")
+    settings = SolverSettings.from_config(cfg.solver, cfg.grad)
+    assert settings.method == "heun2" and settings.forward.tableau is noderun.METHODS["heun"]
+
+
 def test_bad_solver_values_fail_before_training():
     cfg = compose_config("solver.rtol=-1")
     with pytest.raises(ValueError, match="rtol"):

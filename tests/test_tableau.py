@@ -1,7 +1,7 @@
 """Every method's tableau satisfies the consistency conditions, and bad tableaus are refused."""
 import pytest
 
-from noderun.solvers.methods import ADAPTIVE, FIXED_STEP, METHODS, get_method
+from noderun.solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS, get_method
 from noderun.solvers.tableau import ButcherTableau
 
 
@@ -20,7 +20,7 @@ def test_tableau_invariants(name):
 
 
 def test_method_names_match_the_contract():
-    assert list(FIXED_STEP) == ["euler", "midpoint", "heun", "rk4"]
+    assert list(FIXED_STEP) == ["euler", "midpoint", "heun", "heun3", "rk4"]
     assert list(ADAPTIVE) == ["adaptive_heun", "fehlberg2", "bosh3", "dopri5", "tsit5", "dopri8"]
 
 
@@ -47,5 +47,18 @@ def test_invalid_tableau_is_refused(kwargs, message):
 
 
 def test_unknown_method_lists_valid_names():
-    with pytest.raises(ValueError, match="dopri5"):
+    with pytest.raises(ValueError, match="dopri5.*heun2 \\(= heun\\)"):
         get_method("dopri45")
+
+
+def test_aliases_name_the_same_tableau():
+    """torchdiffeq's names are accepted for the same method, and are not methods of their own."""
+    assert ALIASES == {"heun2": "heun"}
+    assert get_method("heun2") is METHODS["heun"]
+    assert not set(ALIASES) & set(METHODS)
+
+
+def test_heun3_is_heuns_third_order_method():
+    tableau = METHODS["heun3"]
+    assert tableau.c == (0.0, 1 / 3, 2 / 3) and tableau.b == (1 / 4, 0.0, 3 / 4)
+    assert tableau.a == ((), (1 / 3,), (0.0, 2 / 3)) and tableau.order == 3 and not tableau.adaptive

@@ -60,6 +60,11 @@ MIDPOINT = ButcherTableau(
 
 HEUN = ButcherTableau(name="heun", a=((), (1.0,)), b=(1 / 2, 1 / 2), c=(0.0, 1.0), order=2)
 
+# Heun's third-order method (Heun 1900; Hairer, Nørsett & Wanner, *Solving ODEs I*, Table II.1.1).
+HEUN3 = ButcherTableau(
+    name="heun3", a=((), (1 / 3,), (0.0, 2 / 3)), b=(1 / 4, 0.0, 3 / 4), c=(0.0, 1 / 3, 2 / 3), order=3
+)
+
 RK4 = ButcherTableau(
     name="rk4",
     a=((), (1 / 2,), (0.0, 1 / 2), (0.0, 0.0, 1.0)),
@@ -327,17 +332,22 @@ DOPRI8 = ButcherTableau(
     **_dop853_dense(),
 )
 
-FIXED_STEP = {t.name: t for t in (EULER, MIDPOINT, HEUN, RK4)}
+FIXED_STEP = {t.name: t for t in (EULER, MIDPOINT, HEUN, HEUN3, RK4)}
 ADAPTIVE = {t.name: t for t in (ADAPTIVE_HEUN, FEHLBERG2, BOSH3, DOPRI5, TSIT5, DOPRI8)}
 METHODS: dict[str, ButcherTableau] = {**FIXED_STEP, **ADAPTIVE}
 
+# Other names accepted for a method (torchdiffeq's, where they differ): alias -> the method's name.
+# Accepted wherever a method is named (odeint's ``method``, ``solver.method``); not listed in METHODS.
+ALIASES = {"heun2": "heun"}
+
 
 def get_method(name: str) -> ButcherTableau:
-    """The tableau called ``name``; ``ValueError`` listing the valid names otherwise."""
+    """The tableau called ``name`` (or one of its ``ALIASES``); ``ValueError`` listing the valid names otherwise."""
     try:
-        return METHODS[name]
+        return METHODS[ALIASES.get(name, name)]
     except (KeyError, TypeError):
+        aliases = ", ".join(f"{alias} (= {name})" for alias, name in ALIASES.items())
         raise ValueError(
             f"unknown method {name!r}; valid methods: fixed step {', '.join(FIXED_STEP)}; "
-            f"adaptive {', '.join(ADAPTIVE)}"
+            f"adaptive {', '.join(ADAPTIVE)}; aliases {aliases}"
         ) from None
