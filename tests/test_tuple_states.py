@@ -311,3 +311,29 @@ def test_cnf_dynamics_take_the_log_density_change_in_its_shape(delta_shape):
     torch.testing.assert_close(d_delta.reshape(-1), -jacobian_trace)
     torch.testing.assert_close(dz, dynamics.field(t, z))
 
+
+
+@pytest.mark.parametrize("grad", ["backprop", "adjoint", "checkpoint"])
+def test_a_zero_dimensional_tensor_in_a_tuple(grad):
+    """A scalar among the tuple's tensors keeps its shape ``()`` (its solution ``(len(t),)``), as in the same
+    solve on the concatenated state."""
+    scale = torch.tensor([0.5, -1.0], requires_grad=True)
+
+    def tuple_field(t, state):
+        a, b = state
+        return -a * 0.3, scale * b + a
+
+    def flat_field(t, y):
+        return torch.cat([-y[:1] * 0.3, scale * y[1:] + y[:1]])
+
+    a0, b0 = torch.tensor(1.0, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    a, b = noderun.odeint(tuple_field, (a0, b0), t, method="rk4", options={"step_size": 0.1}, grad=grad, adjoint_params=(scale,))
+    assert a.shape == (4,) and b.shape == (4, 2)
+    (a.sum() + b.pow(2).sum()).backward()
+    tuple_grad, scale.grad = scale.grad.clone(), None
+    flat = noderun.odeint(flat_field, torch.cat([a0[None], b0]), t, method="rk4", options={"step_size": 0.1}, grad=grad,
+                  adjoint_params=(scale,))
+    torch.testing.assert_close(torch.cat([a[:, None], b], dim=1), flat)
+    (flat[:, 0].sum() + flat[:, 1:].pow(2).sum()).backward()
+    torch.testing.assert_close(tuple_grad, scale.grad)

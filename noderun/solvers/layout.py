@@ -36,7 +36,7 @@ class Layout:
         """The tensors, each in its own shape and dtype, with ``flat``'s leading axes (all but its last) in front."""
         lead = flat.shape[:-1]
         parts = flat.split(self.sizes, dim=-1)
-        return tuple(part.reshape(*lead, *tail).to(dtype) for part, tail, dtype in zip(parts, self.tails, self.dtypes))
+        return tuple(part.reshape((*lead, *tail)).to(dtype) for part, tail, dtype in zip(parts, self.tails, self.dtypes))
 
     def check(self, values: Any, expected: Sequence[Tensor], what: str) -> tuple[Tensor, ...]:
         """``values`` as a tuple, refused unless it is a tuple/list of tensors shaped as ``expected``."""
