@@ -105,7 +105,8 @@ def _run(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, f
     return run(y0)
 
 
-def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, **kwargs: Any) -> Tensor:
+def odeint_adjoint(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Tensor,
+                   **kwargs: Any) -> Tensor | tuple[Tensor, ...]:
     """``odeint(..., grad="adjoint")``: the drop-in for ``torchdiffeq.odeint_adjoint``."""
     if "grad" in kwargs:
         raise TypeError("odeint_adjoint always uses grad='adjoint'; call odeint(..., grad=...) to choose")

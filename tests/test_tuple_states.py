@@ -337,3 +337,9 @@ def test_a_zero_dimensional_tensor_in_a_tuple(grad):
     torch.testing.assert_close(torch.cat([a[:, None], b], dim=1), flat)
     (flat[:, 0].sum() + flat[:, 1:].pow(2).sum()).backward()
     torch.testing.assert_close(tuple_grad, scale.grad)
+
+
+def test_a_derivative_of_the_wrong_dtype_is_refused():
+    state = (torch.ones(2, dtype=torch.float64), torch.ones(3, dtype=torch.float32))
+    with pytest.raises(ValueError, match="torch.float64 on cpu for state element 1, expected its state's torch.float32"):
+        noderun.odeint(lambda t, s: (-s[0], -s[1].double()), state, torch.tensor([0.0, 1.0]))

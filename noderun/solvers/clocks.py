@@ -154,9 +154,13 @@ class SampleClocks:
 
     def end_of_step(self, h: Tensor) -> Tensor:
         """Each moving sample's ``t + h``, or its next output time when that is closer; the others' ``t``."""
-        target = self.targets[self.next_out.clamp_max(self.count - 1)]
+        target = self.next_target()
         t_end = torch.where((self.t + h - target) * self.direction >= 0, target, self.t + h)
         return torch.where(self.moving, t_end, self.t)
+
+    def next_target(self) -> Tensor:
+        """Each sample's next output time (the last one for a finished sample)."""
+        return self.targets[self.next_out.clamp_max(self.count - 1)]
 
     def where(self, step: Step, at: Tensor) -> str:
         sample = int(at.nonzero()[0])
@@ -171,7 +175,7 @@ class SampleClocks:
         self.accepted += accepted
         self.rejected += self.moving & ~accepted
         self.t = torch.where(accepted, t_end, self.t)
-        reached = accepted & (t_end == self.targets[self.next_out.clamp_max(self.count - 1)])
+        reached = accepted & (t_end == self.next_target())
         for index in torch.unique(self.next_out[reached]).tolist():
             self.ys[index] = torch.where(rows(reached & (self.next_out == index), y), y, self.ys[index])
         self.next_out = self.next_out + reached

@@ -284,10 +284,11 @@ class StepController:
         return accepted
 
     def _underflow(self, step: Step, clock: Clock, ratio, stalled) -> None:
-        nonfinite = clock.ops.any(stalled & (ratio == math.inf))
+        blown_up = stalled & (ratio == math.inf)
+        nonfinite = clock.ops.any(blown_up)
         cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
         raise SolverError(
-            f"{cause} at {clock.where(step, stalled)}, minimum {self.min_step!r}); the dynamics may be stiff or "
+            f"{cause} at {clock.where(step, blown_up if nonfinite else stalled)}, minimum {self.min_step!r}); the dynamics may be stiff or "
             "blow up: try looser rtol/atol, a fixed-step method, or regularising the model", nonfinite=nonfinite)
 
     def _ratio(self, step: Step):

@@ -39,7 +39,8 @@ class Layout:
         return tuple(part.reshape((*lead, *tail)).to(dtype) for part, tail, dtype in zip(parts, self.tails, self.dtypes))
 
     def check(self, values: Any, expected: Sequence[Tensor], what: str) -> tuple[Tensor, ...]:
-        """``values`` as a tuple, refused unless it is a tuple/list of tensors shaped as ``expected``."""
+        """``values`` as a tuple, refused unless it is a tuple/list of tensors shaped as ``expected``, each in its
+        tensor's dtype and on its device."""
         if not isinstance(values, (tuple, list)) or len(values) != len(expected):
             got = f"a {type(values).__name__} of {len(values)}" if isinstance(values, (tuple, list)) else \
                 type(values).__name__
@@ -50,6 +51,9 @@ class Layout:
                 got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise ValueError(f"{what} returned {got} for state element {i}, expected shape {tuple(like.shape)} "
                                  f"(the state is {_shapes(expected)})")
+            if value.dtype != like.dtype or value.device != like.device:
+                raise ValueError(f"{what} returned {value.dtype} on {value.device} for state element {i}, expected "
+                                 f"its state's {like.dtype} on {like.device}")
         return tuple(values)
 
 

@@ -19,8 +19,7 @@ class CountingRHS:
 
     def __call__(self, t: float | Tensor, y: Tensor) -> Tensor:
         self.calls += 1
-        if type(t) is float:  # the shared clock's times (a type test: isinstance on Tensor costs more)
-            return self.func(torch.scalar_tensor(t, dtype=self.dtype, device=self.device), y)
-        if isinstance(t, Tensor):
+        # a float (the shared clock's times) is tested by type first: isinstance on Tensor costs more
+        if type(t) is not float and isinstance(t, Tensor):
             return self.func(t.to(self.dtype), y)
         return self.func(torch.scalar_tensor(t, dtype=self.dtype, device=self.device), y)

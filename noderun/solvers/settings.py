@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .methods import ADAPTIVE, get_method
+from .methods import get_method
 from .options import Names, SettingError, SolverOptions, carried_to_backward, parse_options
 
 GRAD_MODES = ("backprop", "adjoint", "checkpoint")
@@ -59,13 +59,19 @@ class SolverSettings:
         the solver's defaults, and ``grad.seminorm`` sets the adjoint's norm (adaptive methods only)."""
         options = {name: value for name, value in solver.items() if value is not None and name != "method"}
         tolerances = {name: options.pop(name) for name in ("rtol", "atol") if name in options}
-        # fixed steps have no error norm; an unknown method is refused on construction
-        seminorm = bool(grad.get("seminorm", False)) and solver.get("method") in ADAPTIVE
+        seminorm = bool(grad.get("seminorm", False)) and _adaptive(solver.get("method"))
         adjoint_options = {**carried_to_backward(options), "norm": "seminorm"} if seminorm else None
         return cls(method=solver.get("method"), options=options, grad=grad.get("mode"),
                    adjoint_options=adjoint_options, names=Names(key, config=True), **tolerances)
 
 
+
+def _adaptive(method: Any) -> bool:
+    """Whether ``method`` (a name or an alias) has an error norm; an unknown one is refused on construction."""
+    try:
+        return get_method(method).adaptive
+    except ValueError:
+        return False
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})

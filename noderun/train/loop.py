@@ -306,7 +306,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = TrainState(**state["state"])
         self.epoch_iterations = list(state["epoch_iterations"])
-        self.epoch_failures = dict(state.get("epoch_failures", dict.fromkeys(EPOCH_COUNTERS, 0)))
+        self.epoch_failures = {**dict.fromkeys(EPOCH_COUNTERS, 0), **state.get("epoch_failures", {})}
         restore_random_states(self.processes.own_random_states(state["random"]))
 
     def save_checkpoint(self) -> None:
