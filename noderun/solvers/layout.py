@@ -21,10 +21,9 @@ class Layout:
 
     def __init__(self, tensors: Sequence[Tensor], batch_first: bool = False):
         self.batch_first = batch_first
-        self.shapes = tuple(x.shape for x in tensors)
         self.dtypes = tuple(x.dtype for x in tensors)
         self.dtype = functools.reduce(torch.promote_types, self.dtypes)
-        self.tails = tuple(shape[1:] if batch_first else shape for shape in self.shapes)
+        self.tails = tuple(shape[1:] if batch_first else shape for shape in (x.shape for x in tensors))
         self.sizes = tuple(torch.Size(tail).numel() for tail in self.tails)
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:

@@ -65,7 +65,6 @@ class SolverSettings:
                    adjoint_options=adjoint_options, names=Names(key, config=True), **tolerances)
 
 
-
 def _adaptive(method: Any) -> bool:
     """Whether ``method`` (a name or an alias) has an error norm; an unknown one is refused on construction."""
     try:
