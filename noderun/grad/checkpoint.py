@@ -9,7 +9,9 @@ from torch.autograd.function import once_differentiable
 
 from ..solvers.integrate import integrate
 from ..solvers.interpolate import dense_output, dense_stages
-from ..solvers.step import rk_step
+from ..solvers.method import StepMethod
+from ..solvers.options import SolverOptions
+from ..solvers.step import Step, rk_step
 from .problem import ODEProblem
 
 
@@ -47,7 +49,7 @@ class CheckpointODE(torch.autograd.Function):
             t, h = ctx.step_sizes[s]
             with torch.enable_grad():
                 y = starts[s].detach().requires_grad_(True)
-                step = rk_step(rhs, tableau, t, y, h, None)
+                step = recompute(rhs, problem.options, t, y, h)
                 outputs, grads = [step.y1], [adjoint]
                 if inside[s]:
                     dense_stages(rhs, tableau, step)
@@ -59,3 +61,10 @@ class CheckpointODE(torch.autograd.Function):
             param_grads = [g if v is None else g + v for g, v in zip(param_grads, vjps[1:])]
         problem.stats.add_backward(rhs.calls)
         return (None, adjoint + grad_ys[0], *param_grads)
+
+
+def recompute(rhs, opts: SolverOptions, t: float, y: Tensor, h: float) -> Step:
+    """The step from ``(t, y)`` of size ``h`` again, with a graph."""
+    if isinstance(opts.tableau, StepMethod):
+        return opts.tableau.step(rhs, t, y, h, opts)
+    return rk_step(rhs, opts.tableau, t, y, h, None)

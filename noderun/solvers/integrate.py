@@ -10,6 +10,7 @@ from ..errors import SolverError
 from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord
 from .control import FixedGrid, StepController, all_finite, rms_norm
 from .fused import FusedStepper
+from .method import SolveMethod, StepMethod
 from .options import SolverOptions
 from .step import RHS, Step, rk_step, stage_store
 
@@ -25,6 +26,8 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
     cannot finish.
     """
     tableau = opts.tableau
+    if isinstance(tableau, SolveMethod):
+        return tableau.solve(rhs, y0, times, opts)
     clock = SampleClocks(y0, times, tableau) if opts.per_sample else SharedClock(y0, times, tableau, record)
     f0 = rhs(clock.t, y0)
     _check_derivative(f0, y0, times[0])
@@ -45,6 +48,8 @@ def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | 
              ) -> Callable[[float, Tensor, float, Tensor | None], Step]:
     """``(t, y, h, f0) -> Step``: eager ``rk_step`` into one reused stage store, with one step size per
     sample (``opts.per_sample``), or compiled (``opts.compile``)."""
+    if isinstance(opts.tableau, StepMethod):
+        return opts.tableau.stepper(rhs, y0, opts)
     if opts.per_sample:
         return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, SampleStages())
     if opts.compile:

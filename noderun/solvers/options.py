@@ -6,10 +6,13 @@ caller knows it (``Names``): ``options['step_size']`` for ``odeint``, ``solver.s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Union
 
+from .method import SolveMethod, StepMethod
 from .tableau import ButcherTableau
+
+Method = Union[ButcherTableau, StepMethod, SolveMethod]
 
 FIXED_STEP_KEYS = ("step_size", "compile")
 ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "per_sample", "compile")
@@ -55,7 +58,7 @@ class SolverOptions:
     ``torch.compile``d graph, ``func`` included (``solvers.fused``).
     """
 
-    tableau: ButcherTableau
+    tableau: Method
     rtol: float
     atol: float
     step_size: float | None = None
@@ -68,6 +71,16 @@ class SolverOptions:
     beta: float = 0.0
     per_sample: bool = False
     compile: bool = False
+    method_options: Mapping[str, Any] = field(default_factory=dict)  # the method's own keys (``option_keys``)
+
+
+def accepted_keys(method: Method) -> tuple[str, ...]:
+    """The option keys ``method`` accepts."""
+    if isinstance(method, SolveMethod):
+        return method.option_keys
+    if isinstance(method, StepMethod):
+        return FIXED_STEP_KEYS + method.option_keys
+    return ADAPTIVE_KEYS if method.adaptive else FIXED_STEP_KEYS
 
 
 def is_positive(value: Any, integer: bool = False) -> bool:
@@ -81,7 +94,7 @@ def carried_to_backward(options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in options.items() if key not in FORWARD_ONLY_KEYS}
 
 
-def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
+def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
                   *, backward: bool = False, names: Names = Names()) -> SolverOptions:
     """Validate the user's settings for ``tableau``; ``SettingError`` naming what is wrong otherwise.
 
@@ -91,11 +104,11 @@ def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mappin
     _positive_number(names, "rtol", rtol)
     _positive_number(names, "atol", atol)
     options = dict(options or {})
-    accepted = ADAPTIVE_KEYS if tableau.adaptive else FIXED_STEP_KEYS
+    accepted = accepted_keys(tableau)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        kind = "adaptive" if tableau.adaptive else "fixed-step"
-        raise SettingError(f"unknown {names.scope} key(s) {unknown} for the {kind} method {tableau.name!r}; "
+        kind = ("adaptive " if tableau.adaptive else "fixed-step ") if isinstance(tableau, ButcherTableau) else ""
+        raise SettingError(f"unknown {names.scope} key(s) {unknown} for the {kind}method {tableau.name!r}; "
                            f"accepted keys: {', '.join(accepted)}", None)
     for key in ("step_size", "first_step", "safety", "ifactor", "dfactor"):
         if key in options and (options[key] is not None or key not in ("step_size", "first_step")):
@@ -108,7 +121,11 @@ def parse_options(tableau: ButcherTableau, rtol: Any, atol: Any, options: Mappin
         _positive_number(names, "max_num_steps", options["max_num_steps"], integer=True)
     _check_norm(names, options.get("norm"), backward)
     _check_flags(names, options, backward)
-    return SolverOptions(tableau=tableau, rtol=rtol, atol=atol, **options)
+    own = getattr(tableau, "option_keys", ())
+    method_options = {key: options.pop(key) for key in own if key in options}
+    if own:
+        tableau.check_options(method_options, names)
+    return SolverOptions(tableau=tableau, rtol=rtol, atol=atol, method_options=method_options, **options)
 
 
 def _positive_number(names: Names, key: str, value: Any, integer: bool = False) -> None:

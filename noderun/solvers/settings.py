@@ -43,6 +43,9 @@ class SolverSettings:
         if self.grad not in GRAD_MODES:
             raise SettingError(f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: "
                                f"{', '.join(GRAD_MODES)}", "grad")
+        if self.grad == "checkpoint" and forward.tableau.multistep:
+            raise SettingError(f"{self.names('grad')}='checkpoint' recomputes steps one by one; {self.method!r} "
+                               "carries a history from step to step: use 'backprop' or 'adjoint'", "grad")
         object.__setattr__(self, "forward", forward)
         object.__setattr__(self, "backward", self._backward(forward) if self.grad == "adjoint" else None)
 

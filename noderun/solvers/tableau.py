@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 _TOLERANCE = 1e-12
 
@@ -36,6 +37,7 @@ class ButcherTableau:
     dense: tuple[tuple[float, ...], ...] | None = None
     dense_a: tuple[tuple[float, ...], ...] = ()
     dense_c: tuple[float, ...] = ()
+    multistep: ClassVar[bool] = False  # every step can be recomputed alone (grad="checkpoint")
 
     def __post_init__(self) -> None:
         self._check_shapes()
