@@ -13,6 +13,7 @@ from .errors import SolverError
 from .grad.adjoint import AdjointODE
 from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
+from .solvers.callbacks import step_callbacks
 from .solvers.control import all_finite
 from .solvers.layout import Layout
 from .solvers.settings import GRAD_MODES, SolverSettings, parsed
@@ -66,7 +67,8 @@ def solve(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t
         return _solve_tuple(func, tuple(y0), t, settings, adjoint_params, stats)
     _check_state(y0, "y0")
     times, time_tensor = _check_times(t, y0.dtype)
-    problem = ODEProblem(func=func, times=times, options=settings.forward, stats=stats)
+    problem = ODEProblem(func=func, times=times, options=settings.forward, stats=stats,
+                         **_callbacks(func, settings, lambda y: y))
     return _run(problem, y0, time_tensor, settings, func, adjoint_params)
 
 
@@ -83,9 +85,18 @@ def _solve_tuple(func: Callable[[Tensor, Any], Any], y0: tuple[Tensor, ...], t: 
         state = layout.unflatten(y)
         return layout.flatten(layout.check(func(t, state), state, "func"))
 
-    problem = ODEProblem(func=flat_func, times=times, options=settings.forward, stats=stats, layout=layout)
+    problem = ODEProblem(func=flat_func, times=times, options=settings.forward, stats=stats, layout=layout,
+                         **_callbacks(func, settings, layout.unflatten))
     # the adjoint parameters are those of func (an nn.Module's), not of the flattening wrapper
     return layout.unflatten(_run(problem, layout.flatten(y0), time_tensor, settings, func, adjoint_params))
+
+
+def _callbacks(func: Any, settings: SolverSettings, state: Callable[[Tensor], Any]) -> dict[str, Any]:
+    """``func``'s step callbacks for the forward solve and the adjoint's backward one (``solvers.callbacks``)."""
+    backward = settings.backward
+    return {"callbacks": step_callbacks(func, settings.forward.tableau, state),
+            "adjoint_callbacks": None if backward is None else step_callbacks(func, backward.tableau, lambda y: y,
+                                                                              adjoint=True)}
 
 
 def _run(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, func: Any,

@@ -175,7 +175,14 @@ def test_every_refusal_in_the_option_parser_is_reached():
            {"options": {"per_sample": True, "norm": "rms"}},
            {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}},
            {"options": {"compile": 1}}, {"options": {"compile": True, "per_sample": True}},
-           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"compile": True}}]
+           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"compile": True}},
+           {"options": {"min_step": -1}}, {"options": {"min_step": 2, "max_step": 1}},
+           {"method": "euler", "options": {"grid_constructor": 3}},
+           {"method": "euler", "options": {"step_size": 0.1, "grid_constructor": lambda f, y, t: t}},
+           {"method": "euler", "options": {"perturb": 1}}, {"options": {"step_t": "ab"}},
+           {"options": {"step_t": [float("nan")]}}, {"options": {"step_t": [0.5], "jump_t": [0.5]}},
+           {"options": {"per_sample": True, "step_t": [0.5]}},
+           {"method": "euler", "options": {"compile": True, "perturb": True}}]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

@@ -35,7 +35,8 @@ class AdjointODE(torch.autograd.Function):
         times, stops = problem.times, gradient_stops(grad_ys)
         for later, earlier in zip(stops[::-1], stops[-2::-1]):
             state = torch.cat([ys[later].reshape(-1), adjoint.reshape(-1), param_grads])
-            sol = integrate(rhs, state, [times[later], times[earlier]], opts, norm)
+            sol = integrate(rhs, state, [times[later], times[earlier]], opts, norm,
+                            callbacks=problem.adjoint_callbacks)
             problem.stats.add_backward(0, sol.accepted, sol.rejected)
             state = sol.ys[-1]
             adjoint = state[n : 2 * n].view_as(ys[0]) + grad_ys[earlier]

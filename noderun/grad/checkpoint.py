@@ -22,7 +22,8 @@ class CheckpointODE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: ODEProblem, y0: Tensor, *params: Tensor) -> Tensor:
         rhs = problem.rhs(y0)
-        sol = integrate(rhs, y0, problem.times, problem.options, problem.norm, record=True)
+        sol = integrate(rhs, y0, problem.times, problem.options, problem.norm, record=True,
+                        callbacks=problem.callbacks)
         problem.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
         ctx.problem = problem
         ctx.step_sizes = [(record.t, record.h) for record in sol.steps]

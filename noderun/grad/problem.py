@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..solvers.callbacks import StepCallbacks
 from ..solvers.control import Norm, channel_norm, rms_norm
 from ..solvers.integrate import integrate
 from ..solvers.layout import Layout
@@ -28,6 +29,8 @@ class ODEProblem:
     options: SolverOptions
     stats: SolveStats
     layout: Layout | None = None
+    callbacks: StepCallbacks | None = None  # func's step callbacks for the forward solve
+    adjoint_callbacks: StepCallbacks | None = None  # and for the adjoint's backward solve
 
     def rhs(self, like: Tensor, func: Callable | None = None) -> CountingRHS:
         """A counting right-hand side of ``func`` (default: the problem's) with time in ``like``'s dtype."""
@@ -36,7 +39,7 @@ class ODEProblem:
     def solve(self, y0: Tensor) -> Tensor:
         """The forward solve (shared or per-sample step control), counted in ``stats``: ``(len(times), *y0.shape)``."""
         rhs = self.rhs(y0)
-        sol = integrate(rhs, y0, self.times, self.options, self.norm)
+        sol = integrate(rhs, y0, self.times, self.options, self.norm, callbacks=self.callbacks)
         self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
         if sol.sample_steps is not None:
             self.stats.sample_steps = sol.sample_steps

@@ -51,16 +51,23 @@ class Solution:
 
 
 class SharedClock:
-    """One float time for the whole state."""
+    """One float time for the whole state. Steps end on every time of ``stops`` inside the integration
+    interval (``step_t`` and ``jump_t``); after a step that ends on a time of ``jumps`` the next step's
+    first derivative is evaluated anew (on the far side of the discontinuity) instead of reused."""
 
     per_sample = False
     ops = FloatOps
+    time_dtype = torch.float64
     moving = True  # every element moves with every accepted step
 
-    def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau, record: bool = False):
+    def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau, record: bool = False,
+                 stops: tuple[float, ...] = (), jumps: tuple[float, ...] = ()):
         self.times, self.tableau, self.record = times, tableau, record
         self.t, self.next_out = times[0], 1
         self.solution = Solution(ys=[y0])
+        t0, t_final = times[0], times[-1]
+        inside = sorted((x for x in set(stops) if (x - t0) * (t_final - x) > 0), reverse=t_final < t0)
+        self.stops, self.jumps = inside + [t_final], frozenset(jumps)
 
     def unfinished(self) -> bool:
         return self.next_out < len(self.times)
@@ -70,9 +77,9 @@ class SharedClock:
         return h
 
     def end_of_step(self, h: float) -> float:
-        """``t + h``, or the final time when that is closer."""
-        t_end, t_final = self.t + h, self.times[-1]
-        return t_final if (t_end - t_final) * h >= 0 else t_end
+        """``t + h``, or the next stop (the final time, or a time of ``step_t``/``jump_t``) when that is closer."""
+        t_end, stop = self.t + h, self.stops[0]
+        return stop if (t_end - stop) * h >= 0 else t_end
 
     def where(self, step: Step, at: bool) -> str:
         """Where ``step`` stands, for a failure message."""
@@ -89,6 +96,10 @@ class SharedClock:
             sol.steps.append(StepRecord(t=step.t, h=step.h, y0=step.y0))
         sol.accepted += 1
         self.t = t_end
+        if t_end == self.stops[0] and len(self.stops) > 1:
+            self.stops.pop(0)
+            if t_end in self.jumps:
+                return step.y1, None
         return step.y1, (step.k[self.tableau.stages - 1] if self.tableau.fsal else None)
 
     def _outputs(self, rhs: RHS, step: Step, t_end: float) -> None:
@@ -136,6 +147,7 @@ class SampleClocks:
     def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau):
         self.tableau, self.count = tableau, len(times)
         dtype = torch.float32 if y0.device.type == "mps" else torch.float64
+        self.time_dtype = dtype
         self.targets = torch.tensor(times, dtype=dtype, device=y0.device)
         self.direction = 1.0 if times[-1] > times[0] else -1.0
         self.t = self.targets[0].expand(len(y0)).clone()

@@ -162,8 +162,8 @@ class TensorOps:
         return bool(flags.any())
 
     @staticmethod
-    def signed(size: float, h: Tensor) -> Tensor:
-        return torch.copysign(torch.full_like(h, size), h)
+    def signed(size: float | Tensor, h: Tensor) -> Tensor:
+        return torch.copysign(size if isinstance(size, Tensor) else torch.full_like(h, size), h)
 
     @staticmethod
     def add_scaled(y: Tensor, x: Tensor, h: Tensor) -> Tensor:
@@ -239,6 +239,23 @@ def fixed_grid(t0: float, t1: float, step_size: float | None) -> list[float]:
     return [t0 + span * (i / n) for i in range(1, n)] + [t1]
 
 
+def constructed_grid(grid_constructor: Callable, func: Callable, y0: Tensor, times: list[float]) -> list[float]:
+    """The step end points of ``grid_constructor(func, y0, t)`` (``t`` the output times as a tensor of ``y0``'s
+    dtype), which must run from ``t[0]`` to ``t[-1]`` in the direction of ``t``, merged with the output times."""
+    t = torch.tensor(times, dtype=y0.dtype, device=y0.device)
+    grid = grid_constructor(func, y0, t)
+    points = [float(x) for x in torch.as_tensor(grid).detach().cpu().reshape(-1).tolist()]
+    direction = 1.0 if times[-1] > times[0] else -1.0
+    ends = len(points) >= 2 and points[0] == float(t[0]) and points[-1] == float(t[-1])
+    if not ends or any((b - a) * direction <= 0 for a, b in zip(points, points[1:])):
+        raise ValueError(f"options['grid_constructor'] must return a 1-D grid from t[0]={times[0]!r} to "
+                         f"t[-1]={times[-1]!r}, strictly monotone in the direction of t; got {points}")
+    # a grid point that is an output time rounded to y0's dtype is that output time
+    close = 4 * torch.finfo(y0.dtype).eps
+    points = [x for x in points[1:-1] if all(abs(x - out) > close * max(1.0, abs(out)) for out in times)]
+    return sorted(set(points) | set(times[1:-1]), reverse=direction < 0) + [times[-1]]
+
+
 class StepController:
     """Embedded error control, for a shared clock or one clock per sample: the first step (``first_step``
     or Hairer's), the error ratio, the step-size controller, the minimum step, the step budget
@@ -249,7 +266,9 @@ class StepController:
         self.opts, self.t_final = opts, times[-1]
         self.error_ratio = ErrorRatio(opts.rtol, opts.atol, norm, y0, per_sample=clock.per_sample)
         span = times[-1] - times[0]
-        self.min_step = 10 * torch.finfo(y0.dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
+        # the smallest step that moves the clock's time (func may see times rounded to the state's dtype)
+        self.min_step = 10 * torch.finfo(clock.time_dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
+        self.bounded = opts.min_step > 0 or opts.max_step < math.inf
         self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta,
                                        ops=clock.ops)
         self.attempts = 0
@@ -259,6 +278,7 @@ class StepController:
             with torch.no_grad():
                 self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span,
                                       clock.ops)
+        self.h = self._bounded(self.h, clock.ops)
 
     def propose(self, clock: Clock):
         """The end of the next step to try (per sample: a tensor of ends)."""
@@ -273,8 +293,8 @@ class StepController:
                 f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
                 "the dynamics")
         ratio, ops = self._ratio(step), clock.ops
-        accepted = clock.moving & (ratio <= 1.0)
-        self.h = ops.where(clock.moving, self.controller.next_step(step.h, ratio, accepted), self.h)
+        accepted = clock.moving & ((ratio <= 1.0) | (abs(step.h) <= self.opts.min_step))
+        self.h = ops.where(clock.moving, self._bounded(self.controller.next_step(step.h, ratio, accepted), ops), self.h)
         small = abs(self.h) < self.min_step
         if ops.any(small):
             stalled = small & clock.moving & (ratio > 1.0)
@@ -282,6 +302,12 @@ class StepController:
                 self._underflow(step, clock, ratio, stalled)
             self.h = ops.where(accepted & small, ops.signed(self.min_step, self.h), self.h)  # a step must move t
         return accepted
+
+    def _bounded(self, h, ops):
+        """``h`` with its size within ``[min_step, max_step]``."""
+        if not self.bounded:
+            return h
+        return ops.signed(ops.clip(abs(h), self.opts.min_step, self.opts.max_step), h)
 
     def _underflow(self, step: Step, clock: Clock, ratio, stalled) -> None:
         blown_up = stalled & (ratio == math.inf)
@@ -301,12 +327,16 @@ class StepController:
 
 class FixedGrid:
     """Fixed-step methods (shared clock only): ``ceil(interval / step_size)`` equal steps between consecutive
-    output times; a non-finite state stops the solve."""
+    output times, or the steps of ``grid_constructor(func, y0, t)`` with the output times added; a
+    non-finite state stops the solve."""
 
     error_ratio = None  # no error control
 
-    def __init__(self, times: list[float], opts: SolverOptions):
-        self.grid = [point for t0, t1 in zip(times, times[1:]) for point in fixed_grid(t0, t1, opts.step_size)]
+    def __init__(self, times: list[float], opts: SolverOptions, func: Callable, y0: Tensor):
+        if opts.grid_constructor is not None:
+            self.grid = constructed_grid(opts.grid_constructor, func, y0, times)
+        else:
+            self.grid = [point for t0, t1 in zip(times, times[1:]) for point in fixed_grid(t0, t1, opts.step_size)]
         self.position = 0
 
     def propose(self, clock: Clock) -> float:

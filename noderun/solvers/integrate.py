@@ -7,40 +7,56 @@ from typing import Callable
 from torch import Tensor
 
 from ..errors import SolverError
+from .callbacks import StepCallbacks
 from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord
 from .control import FixedGrid, StepController, all_finite, rms_norm
 from .fused import FusedStepper
 from .method import SolveMethod, StepMethod
 from .options import SolverOptions
+from .rhs import ShiftedEnds
 from .step import RHS, Step, rk_step, stage_store
 
 __all__ = ["Solution", "StepRecord", "integrate"]
 
 
 def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm=rms_norm,
-              record: bool = False) -> Solution:
+              record: bool = False, callbacks: StepCallbacks | None = None) -> Solution:
     """Solve from ``times[0]`` to ``times[-1]`` (either direction); return the states at ``times``.
 
     ``norm`` maps scaled errors to a scalar (per-sample control measures each sample by its RMS norm).
-    ``record`` keeps each accepted step's start (shared clock). Raises ``SolverError`` when the solve
-    cannot finish.
+    ``record`` keeps each accepted step's start (shared clock). ``callbacks`` are called around each step
+    attempt. Raises ``SolverError`` when the solve cannot finish.
     """
     tableau = opts.tableau
     if isinstance(tableau, SolveMethod):
         return tableau.solve(rhs, y0, times, opts)
-    clock = SampleClocks(y0, times, tableau) if opts.per_sample else SharedClock(y0, times, tableau, record)
-    f0 = rhs(clock.t, y0)
-    _check_derivative(f0, y0, times[0])
+    if opts.per_sample:
+        clock = SampleClocks(y0, times, tableau)
+    else:
+        clock = SharedClock(y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t)
+    ends = ShiftedEnds(rhs, opts.perturb, opts.jump_t) if opts.perturb or opts.jump_t else None
+    rhs = ends or rhs
     if tableau.adaptive:
+        f0 = _derivative(rhs, clock.t, y0)
         sizer = StepController(rhs, clock, times, y0, f0, opts, norm)
     else:
-        sizer = FixedGrid(times, opts)
+        sizer = FixedGrid(times, opts, rhs.func, y0)
+        if ends is not None:
+            ends.step(clock.t, sizer.propose(clock))
+        f0 = _derivative(rhs, clock.t, y0)
     stepper = _stepper(rhs, y0, opts, sizer)
     y = y0
     while clock.unfinished():
         t_end = sizer.propose(clock)
+        if ends is not None:
+            ends.step(clock.t, t_end)
+        if callbacks is not None:
+            callbacks.before(clock.t, y, t_end - clock.t)
         step = stepper(clock.t, y, t_end - clock.t, f0)
-        y, f0 = clock.advance(rhs, step, t_end, sizer.accept(step, clock))
+        accepted = sizer.accept(step, clock)
+        if callbacks is not None:
+            callbacks.after(step.t, step.y0, step.h, accepted)
+        y, f0 = clock.advance(rhs, step, t_end, accepted)
     return clock.finish()
 
 
@@ -56,6 +72,13 @@ def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | 
         return FusedStepper(rhs, opts.tableau, sizer.error_ratio)
     stages = stage_store(opts.tableau, y0)
     return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, stages)
+
+
+def _derivative(rhs: RHS, t0: float, y0: Tensor) -> Tensor:
+    """``rhs(t0, y0)``, checked: a finite tensor of ``y0``'s shape and dtype."""
+    f0 = rhs(t0, y0)
+    _check_derivative(f0, y0, t0)
+    return f0
 
 
 def _check_derivative(f0: Tensor, y0: Tensor, t0: float) -> None:

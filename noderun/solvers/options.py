@@ -14,11 +14,12 @@ from .tableau import ButcherTableau
 
 Method = Union[ButcherTableau, StepMethod, SolveMethod]
 
-FIXED_STEP_KEYS = ("step_size", "compile")
-ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "per_sample", "compile")
+FIXED_STEP_KEYS = ("step_size", "grid_constructor", "perturb", "compile")
+ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "min_step", "max_step",
+                 "step_t", "jump_t", "per_sample", "compile")
 FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile")  # not carried over to the adjoint's backward solve
 NORM_NAMES = ("rms", "seminorm")
-DEFAULT_MAX_NUM_STEPS = 10_000
+DEFAULT_MAX_NUM_STEPS = 100_000
 MAX_BETA = 0.1  # the PI controller's integral weight; above it, tiny errors can shrink an accepted step
 TOP_LEVEL_KEYS = ("method", "rtol", "atol", "grad")  # odeint keywords; every other key is an options key
 
@@ -56,6 +57,13 @@ class SolverOptions:
     callable mapping a tensor of scaled errors to a scalar tensor. ``per_sample`` gives every
     sample (dim 0 of the state) its own clock and step size. ``compile`` runs each step as one
     ``torch.compile``d graph, ``func`` included (``solvers.fused``).
+
+    Fixed-step methods: ``grid_constructor(func, y0, t)`` returns the step end points (a 1-D tensor from
+    ``t[0]`` to ``t[-1]``, to which the output times are added); ``perturb`` evaluates ``func`` one
+    representable time inside each step at its ends (for dynamics discontinuous at grid points).
+    Adaptive methods: ``min_step``/``max_step`` bound the step size (a step of at most ``min_step`` is
+    accepted whatever its error); steps end on every time of ``step_t`` and ``jump_t``, and at a time
+    of ``jump_t`` (a discontinuity of ``func``) the derivative is evaluated again on the far side.
     """
 
     tableau: Method
@@ -69,6 +77,12 @@ class SolverOptions:
     ifactor: float = 10.0
     dfactor: float = 0.2
     beta: float = 0.0
+    min_step: float = 0.0
+    max_step: float = math.inf
+    step_t: tuple[float, ...] = ()
+    jump_t: tuple[float, ...] = ()
+    grid_constructor: Callable | None = None
+    perturb: bool = False
     per_sample: bool = False
     compile: bool = False
     method_options: Mapping[str, Any] = field(default_factory=dict)  # the method's own keys (``option_keys``)
@@ -119,6 +133,15 @@ def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, A
         _check_beta(names, options["beta"])
     if "max_num_steps" in options:
         _positive_number(names, "max_num_steps", options["max_num_steps"], integer=True)
+    _check_step_bounds(names, options)
+    _check_grid(names, options)
+    for key in ("step_t", "jump_t"):
+        if key in options:
+            options[key] = _times(names, key, options[key])
+    if set(options.get("step_t", ())) & set(options.get("jump_t", ())):
+        raise SettingError(f"{names('step_t')} and {names('jump_t')} share times "
+                           f"{sorted(set(options['step_t']) & set(options['jump_t']))}: give each time once "
+                           "(a time of jump_t is also stepped on)", "jump_t")
     _check_norm(names, options.get("norm"), backward)
     _check_flags(names, options, backward)
     own = getattr(tableau, "option_keys", ())
@@ -132,6 +155,41 @@ def _positive_number(names: Names, key: str, value: Any, integer: bool = False) 
     if not is_positive(value, integer):
         kind = "integer" if integer else "number"
         raise SettingError(f"{names(key)} must be a finite positive {kind}, got {value!r}", key)
+
+
+def _check_step_bounds(names: Names, options: dict) -> None:
+    """``min_step`` (default 0) and ``max_step`` (default inf): numbers with ``0 <= min_step <= max_step``."""
+    low, high = options.get("min_step", 0.0), options.get("max_step", math.inf)
+    for key, value in (("min_step", low), ("max_step", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+            raise SettingError(f"{names(key)} must be a number >= 0, got {value!r}", key)
+    if high == 0 or low > high or math.isinf(low):
+        raise SettingError(f"{names('min_step')}={low!r} and {names('max_step')}={high!r}: need "
+                           "0 <= min_step <= max_step, max_step > 0 and min_step finite", "min_step")
+
+
+def _check_grid(names: Names, options: dict) -> None:
+    """``grid_constructor``: a callable, not with ``step_size``; ``perturb``: a boolean."""
+    grid = options.get("grid_constructor")
+    if grid is not None and not callable(grid):
+        raise SettingError(f"{names('grid_constructor')} must be a callable (func, y0, t) -> grid, got "
+                           f"{type(grid).__name__}", "grid_constructor")
+    if grid is not None and options.get("step_size") is not None:
+        raise SettingError(f"{names('step_size')} and {names('grid_constructor')} both set the grid: give one",
+                           "grid_constructor")
+    if not isinstance(options.get("perturb", False), bool):
+        raise SettingError(f"{names('perturb')} must be True or False, got {options['perturb']!r}", "perturb")
+
+
+def _times(names: Names, key: str, value: Any) -> tuple[float, ...]:
+    """``step_t``/``jump_t`` (a 1-D tensor or a sequence of numbers) as sorted, distinct, finite floats."""
+    try:
+        times = [float(x) for x in (value.detach().cpu().reshape(-1).tolist() if hasattr(value, "detach") else value)]
+    except (TypeError, ValueError):
+        raise SettingError(f"{names(key)} must be a 1-D tensor or a sequence of times, got {value!r}", key) from None
+    if not all(math.isfinite(x) for x in times):
+        raise SettingError(f"{names(key)} must hold finite times, got {times}", key)
+    return tuple(sorted(set(times)))
 
 
 def _check_beta(names: Names, beta: Any) -> None:
@@ -160,12 +218,18 @@ def _check_flags(names: Names, options: Mapping[str, Any], backward: bool) -> No
     if per_sample and backward:
         raise SettingError(f"{names('per_sample')} applies to the forward solve: the adjoint's backward state "
                            "is not batched", "per_sample")
+    if per_sample and (options.get("step_t") or options.get("jump_t")):
+        raise SettingError(f"{names('per_sample')}: step_t and jump_t apply to a shared step size; drop them or "
+                           f"{names('per_sample')}", "per_sample")
     if per_sample and options.get("norm") is not None:
         raise SettingError(f"{names('per_sample')} measures each sample's error by its RMS norm; drop "
                            f"{names('norm')}", "norm")
     if compiled and backward:
         raise SettingError(f"{names('compile')}: compile applies to the forward solve; the adjoint's backward "
                            "dynamics call autograd, which torch.compile cannot trace into one graph", "compile")
+    if compiled and (options.get("perturb") or options.get("jump_t")):
+        raise SettingError(f"{names('compile')} runs func inside the compiled step, where perturb and jump_t cannot "
+                           "move its times; drop one", "compile")
     if compiled and per_sample:
         raise SettingError(f"{names('compile')} works with a shared step size; drop {names('per_sample')}",
                            "compile")

@@ -23,3 +23,40 @@ class CountingRHS:
         if type(t) is not float and isinstance(t, Tensor):
             return self.func(t.to(self.dtype), y)
         return self.func(torch.scalar_tensor(t, dtype=self.dtype, device=self.device), y)
+
+
+class ShiftedEnds:
+    """``rhs`` whose evaluations at the current step's start or end are moved one representable time (in the
+    state's dtype) into the step, for dynamics that jump there: at both ends of every step (the fixed-step
+    option ``perturb``), or at the ends that fall on a time of ``jump_t`` (adaptive methods). ``step`` names
+    the step about to be taken; other evaluations pass through unchanged."""
+
+    def __init__(self, rhs: CountingRHS, every_step: bool, jumps: tuple[float, ...]):
+        self.rhs, self.every_step, self.jumps = rhs, every_step, frozenset(jumps)
+        self.func, self.dtype, self.device = rhs.func, rhs.dtype, rhs.device
+        self.start = self.end = None
+        self.shifted: dict[float, Tensor] = {}
+
+    @property
+    def calls(self) -> int:
+        return self.rhs.calls
+
+    def step(self, t0: float, t_end: float) -> None:
+        """The next step runs from ``t0`` to ``t_end``; its stages are evaluated at ``t0 + c * (t_end - t0)``."""
+        t1 = t0 + (t_end - t0)  # the time a stage with c = 1 asks for
+        self.start = t0 if self.every_step or t0 in self.jumps else None
+        self.end = t1 if self.every_step or t_end in self.jumps else None
+        self.shifted = {}
+        if self.start is not None:
+            self.shifted[t0] = self._inside(t0, t1)
+        if self.end is not None:
+            self.shifted[t1] = self._inside(t1, t0)
+
+    def _inside(self, t: float, toward: float) -> Tensor:
+        here = torch.scalar_tensor(t, dtype=self.dtype, device=self.device)
+        return torch.nextafter(here, torch.scalar_tensor(toward, dtype=self.dtype, device=self.device))
+
+    def __call__(self, t: float | Tensor, y: Tensor) -> Tensor:
+        if type(t) is float and t in self.shifted:
+            return self.rhs(self.shifted[t], y)
+        return self.rhs(t, y)
