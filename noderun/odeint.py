@@ -36,6 +36,7 @@ def odeint(
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
+    adjoint_method: str | None = None,
     stats: SolveStats | None = None,
 ) -> Tensor | tuple[Tensor, ...]:
     """Solve ``dy/dt = func(t, y)`` from ``y(t[0]) = y0``; return ``y`` at every ``t``, shape ``(len(t), *y0.shape)``.
@@ -50,11 +51,12 @@ def odeint(
     are computed: ``"backprop"`` (autograd through the solver), ``"adjoint"`` (Algorithm 1 of
     Chen et al. 2018, memory constant in the number of steps) or ``"checkpoint"`` (recompute
     each step in the backward pass: the backprop gradient with one stored state per step).
-    ``adjoint_params`` are the tensors to differentiate for ``"adjoint"``/``"checkpoint"``
+    ``adjoint_method`` (default: ``method``), ``adjoint_rtol``, ``adjoint_atol`` and ``adjoint_options`` set
+    the adjoint's backward solve. ``adjoint_params`` are the tensors to differentiate for ``"adjoint"``/``"checkpoint"``
     (default: the parameters of ``func`` when it is an ``nn.Module``). Pass a ``SolveStats`` as
     ``stats`` to read the number of function evaluations and steps, forward and backward.
     """
-    settings = parsed(method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol)
+    settings = parsed(method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method)
     return solve(func, y0, t, settings, adjoint_params=adjoint_params, stats=stats)
 
 

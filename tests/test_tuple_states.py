@@ -72,8 +72,16 @@ def concatenated_settings(method, grad="backprop"):
     if method in noderun.ADAPTIVE:
         kwargs["options"] = {"norm": channel_norm(SIZES)}
         if grad == "adjoint":
-            kwargs["adjoint_options"] = {"norm": lambda x: channel_norm((*SIZES, *SIZES, x.numel() - 14))(x)}
+            kwargs["adjoint_options"] = {"norm": concatenated_adjoint_norm}
     return kwargs
+
+
+def concatenated_adjoint_norm(state):
+    """The backward norm, given ``(t, y, a, *dL/dθ)``: the largest RMS over ``y``'s and ``a``'s parts and the
+    parameter gradients."""
+    _, y, a, *grads = state
+    g = torch.cat([x.reshape(-1) for x in grads])
+    return channel_norm((*SIZES, *SIZES, g.numel()))(torch.cat([y, a, g]))
 
 
 T = torch.linspace(0.0, 1.5, 4, dtype=D)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import torch
+from typing import Callable
+
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..solvers.control import Norm, channel_norm, rms_norm
 from ..solvers.integrate import integrate
+from ..solvers.layout import Layout
 from ..solvers.options import SolverOptions
 from .problem import ODEProblem
 
@@ -30,7 +33,10 @@ class AdjointODE(torch.autograd.Function):
         n, sizes = ys[0].numel(), [p.numel() for p in params]
         dynamics = AugmentedDynamics(problem.func, ys[0], params)
         rhs = problem.rhs(ys, dynamics)
-        norm = adjoint_norm(opts.norm, problem.channels or (n,), sum(sizes))
+        if callable(opts.norm):
+            norm = tuple_norm(opts.norm, ys[0], params, problem.layout)
+        else:
+            norm = adjoint_norm(opts.norm, problem.channels or (n,), sum(sizes))
         adjoint, param_grads = grad_ys[-1], ys.new_zeros(sum(sizes))
         times, stops = problem.times, gradient_stops(grad_ys)
         for later, earlier in zip(stops[::-1], stops[-2::-1]):
@@ -75,17 +81,31 @@ class AugmentedDynamics:
         return torch.cat([p.reshape(-1) if p.dtype == state.dtype else p.reshape(-1).to(state.dtype) for p in parts])
 
 
+def tuple_norm(norm: Callable, like: Tensor, params: list[Tensor], layout: Layout | None) -> Norm:
+    """A user's callable backward norm, given the augmented state as the tuple ``(t, *y, *a, *dL/dθ)``: the
+    state and its adjoint each in the state's shape (a tuple state: split into its tensors), each parameter
+    gradient in its parameter's shape. ``t`` is a zero: it stands where torchdiffeq's backward state holds the
+    time gradient, which noderun computes apart (``odeint._solve_with_time_gradient``)."""
+    n, shapes, sizes = like.numel(), [p.shape for p in params], [p.numel() for p in params]
+    split = layout.unflatten if layout is not None else lambda x: (x,)
+
+    def as_tuple(flat: Tensor) -> Tensor:
+        y, a = flat[:n].view(like.shape), flat[n : 2 * n].view(like.shape)
+        grads = [g.view(shape) for g, shape in zip(flat[2 * n :].split(sizes), shapes)]
+        return norm((flat.new_zeros(()), *split(y), *split(a), *grads))
+
+    return as_tuple
+
+
 def adjoint_norm(name, channels: tuple[int, ...], n_params: int) -> Norm:
     """The backward error norm over the flat augmented state ``[y, a, g]``: ``y`` and ``a`` each made of
     ``channels`` (the sizes of the state's tensors, consecutive; one size for a single tensor), ``g`` of
     ``n_params`` elements.
 
     Default: the largest RMS norm over the channels of ``y``, of ``a`` and over ``g``. ``"seminorm"``:
-    the same without ``g`` (Kidger, Chen & Lyons 2021). ``"rms"``: over everything. A callable is used
-    as is, on the flat augmented state (also for a tuple state: it is not split into tensors).
+    the same without ``g`` (Kidger, Chen & Lyons 2021). ``"rms"``: over everything. (A callable is given
+    the state as a tuple: ``tuple_norm``.)
     """
-    if callable(name):
-        return name
     if name == "rms":
         return rms_norm
     if name == "seminorm":

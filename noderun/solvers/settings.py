@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .methods import get_method
-from .options import Names, SettingError, SolverOptions, carried_to_backward, parse_options
+from .options import Names, SettingError, SolverOptions, accepted_keys, carried_to_backward, parse_options
 
 GRAD_MODES = ("backprop", "adjoint", "checkpoint")
 
@@ -17,8 +17,9 @@ class SolverSettings:
     """How to solve: ``method``, tolerances, ``options`` and gradient mode ``grad`` as the user gave them,
     and their parsed forms ``forward`` and ``backward`` (the adjoint's; ``None`` for other modes).
 
-    The adjoint's backward solve takes ``adjoint_rtol``/``adjoint_atol`` (default: the forward ones) and
-    ``adjoint_options`` (default: the forward options but ``norm``, ``per_sample`` and ``compile``).
+    The adjoint's backward solve takes ``adjoint_method``, ``adjoint_rtol``/``adjoint_atol`` (default: the
+    forward ones) and ``adjoint_options`` (default: the forward options but ``norm``, ``per_sample`` and
+    ``compile``; with another ``adjoint_method``, only if it accepts every one of them).
     Raises ``SettingError`` (a ``ValueError``) naming the offending key as ``names`` calls it.
     """
 
@@ -30,6 +31,7 @@ class SolverSettings:
     adjoint_options: Mapping[str, Any] | None = None
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
+    adjoint_method: str | None = None
     names: Names = field(default=Names(), repr=False, compare=False)
     forward: SolverOptions = field(init=False, repr=False, compare=False)
     backward: SolverOptions | None = field(init=False, repr=False, compare=False)
@@ -50,22 +52,49 @@ class SolverSettings:
         object.__setattr__(self, "backward", self._backward(forward) if self.grad == "adjoint" else None)
 
     def _backward(self, forward: SolverOptions) -> SolverOptions:
+        method = self._backward_method(forward)
         options = carried_to_backward(self.options) if self.adjoint_options is None else self.adjoint_options
+        if self.adjoint_options is None and method is not forward.tableau:
+            left = sorted(set(options) - set(accepted_keys(method)))
+            if left:
+                raise SettingError(f"adjoint_method={self.adjoint_method!r} does not take the forward options {left}"
+                                   f" of {self.method!r}: pass adjoint_options for it", "adjoint_options")
         names = self.names if self.names.config else Names("adjoint_options")
-        return parse_options(forward.tableau, forward.rtol if self.adjoint_rtol is None else self.adjoint_rtol,
+        return parse_options(method, forward.rtol if self.adjoint_rtol is None else self.adjoint_rtol,
                              forward.atol if self.adjoint_atol is None else self.adjoint_atol, options,
                              backward=True, names=names)
+
+    def _backward_method(self, forward: SolverOptions):
+        if self.adjoint_method is None:
+            return forward.tableau
+        try:
+            return get_method(self.adjoint_method)
+        except ValueError as error:
+            raise SettingError(f"adjoint_method: {error}", "adjoint_method") from None
 
     @classmethod
     def from_config(cls, solver: Mapping[str, Any], grad: Mapping[str, Any], key: str = "solver") -> SolverSettings:
         """From a ``solver`` config node (at ``key``) and the ``grad`` node; unset (null) options are left to
-        the solver's defaults, and ``grad.seminorm`` sets the adjoint's norm (adaptive methods only)."""
+        the solver's defaults, ``grad.seminorm`` sets the adjoint's norm (adaptive methods only) and
+        ``grad.method`` its backward method (default: the forward one), with ``grad.step_size`` for a fixed-step
+        one."""
         options = {name: value for name, value in solver.items() if value is not None and name != "method"}
         tolerances = {name: options.pop(name) for name in ("rtol", "atol") if name in options}
-        seminorm = bool(grad.get("seminorm", False)) and _adaptive(solver.get("method"))
-        adjoint_options = {**carried_to_backward(options), "norm": "seminorm"} if seminorm else None
+        adjoint_method, backward_step = grad.get("method"), grad.get("step_size")
+        seminorm = bool(grad.get("seminorm", False)) and _adaptive(adjoint_method or solver.get("method"))
+        adjoint_options = None
+        if seminorm or adjoint_method or backward_step is not None:
+            adjoint_options = carried_to_backward(options)
+            if adjoint_method:  # the solver node's options that the backward method takes (the config sets them all)
+                adjoint_options = {name: value for name, value in adjoint_options.items()
+                                   if name in _keys(adjoint_method)}
+            if seminorm:
+                adjoint_options["norm"] = "seminorm"
+            if backward_step is not None:
+                adjoint_options["step_size"] = backward_step
         return cls(method=solver.get("method"), options=options, grad=grad.get("mode"),
-                   adjoint_options=adjoint_options, names=Names(key, config=True), **tolerances)
+                   adjoint_options=adjoint_options, adjoint_method=adjoint_method, names=Names(key, config=True),
+                   **tolerances)
 
 
 def _adaptive(method: Any) -> bool:
@@ -76,6 +105,14 @@ def _adaptive(method: Any) -> bool:
         return False
 
 
+def _keys(method: Any) -> tuple[str, ...]:
+    """The option keys ``method`` takes; none for an unknown one (refused on construction)."""
+    try:
+        return accepted_keys(get_method(method))
+    except ValueError:
+        return ()
+
+
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _PARSED: dict[tuple, SolverSettings] = {}  # odeint's settings of plain values, parsed once each
 _MAX_PARSED = 256
@@ -83,18 +120,19 @@ _MAX_PARSED = 256
 
 def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None, grad: str,
            adjoint_options: Mapping[str, Any] | None = None, adjoint_rtol: Any = None,
-           adjoint_atol: Any = None) -> SolverSettings:
+           adjoint_atol: Any = None, adjoint_method: str | None = None) -> SolverSettings:
     """``SolverSettings`` of ``odeint``'s keywords, parsed once per distinct setting of plain values (a
     training loop calling ``odeint`` every iteration with the same keywords parses them once). A setting
     with any other kind of value (a tensor tolerance, a callable norm) is parsed on every call."""
     options = {} if options is None else options
-    values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol)
+    values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method)
     key = _plain_key(values)
     settings = None if key is None else _PARSED.get(key)
     if settings is None:
         settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=dict(options), grad=grad,
                                   adjoint_options=None if adjoint_options is None else dict(adjoint_options),
-                                  adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol)
+                                  adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                                  adjoint_method=adjoint_method)
         if key is not None and len(_PARSED) < _MAX_PARSED:
             _PARSED[key] = settings
     return settings
