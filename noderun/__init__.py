@@ -1,4 +1,5 @@
 """noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
+from .dense import DenseSolution, odeint_dense
 from .errors import SolverError
 from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
 from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS
@@ -11,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ADAPTIVE",
     "ALIASES",
+    "DenseSolution",
     "FIXED_STEP",
     "GRAD_MODES",
     "METHODS",
@@ -21,5 +23,6 @@ __all__ = [
     "__version__",
     "odeint",
     "odeint_adjoint",
+    "odeint_dense",
     "solve",
 ]
