@@ -1,5 +1,6 @@
 """noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
 from .errors import SolverError
+from .event import odeint_event
 from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
 from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS
 from .solvers.options import SettingError
@@ -21,5 +22,6 @@ __all__ = [
     "__version__",
     "odeint",
     "odeint_adjoint",
+    "odeint_event",
     "solve",
 ]

@@ -9,6 +9,7 @@ from torch import Tensor
 from ..errors import SolverError
 from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord
 from .control import FixedGrid, StepController, all_finite, rms_norm
+from .events import EventClock, EventFunction, EventGrid
 from .fused import FusedStepper
 from .method import SolveMethod, StepMethod
 from .options import SolverOptions
@@ -18,23 +19,29 @@ __all__ = ["Solution", "StepRecord", "integrate"]
 
 
 def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm=rms_norm,
-              record: bool = False) -> Solution:
+              record: bool = False, event: EventFunction | None = None) -> Solution:
     """Solve from ``times[0]`` to ``times[-1]`` (either direction); return the states at ``times``.
 
     ``norm`` maps scaled errors to a scalar (per-sample control measures each sample by its RMS norm).
-    ``record`` keeps each accepted step's start (shared clock). Raises ``SolverError`` when the solve
-    cannot finish.
+    ``record`` keeps each accepted step's start (shared clock). With an ``event``, ``times`` is
+    ``[t0, t1]`` and the solve runs from ``t0`` in the direction of ``t1`` until the event, returning an
+    ``EventSolution`` (``solvers.events``). Raises ``SolverError`` when the solve cannot finish.
     """
     tableau = opts.tableau
     if isinstance(tableau, SolveMethod):
         return tableau.solve(rhs, y0, times, opts)
-    clock = SampleClocks(y0, times, tableau) if opts.per_sample else SharedClock(y0, times, tableau, record)
+    if event is not None:
+        clock = EventClock(y0, times, opts, event)
+    elif opts.per_sample:
+        clock = SampleClocks(y0, times, tableau)
+    else:
+        clock = SharedClock(y0, times, tableau, record)
     f0 = rhs(clock.t, y0)
     _check_derivative(f0, y0, times[0])
     if tableau.adaptive:
         sizer = StepController(rhs, clock, times, y0, f0, opts, norm)
     else:
-        sizer = FixedGrid(times, opts)
+        sizer = FixedGrid(times, opts) if event is None else EventGrid(times, opts)
     stepper = _stepper(rhs, y0, opts, sizer)
     y = y0
     while clock.unfinished():

@@ -14,11 +14,14 @@ from .tableau import ButcherTableau
 
 Method = Union[ButcherTableau, StepMethod, SolveMethod]
 
-FIXED_STEP_KEYS = ("step_size", "compile")
+FIXED_STEP_KEYS = ("step_size", "compile", "interp")
+EVENT_FIXED_STEP_KEYS = ("max_num_steps",)  # accepted for fixed-step methods in an event solve only
+INTERP_NAMES = ("linear", "cubic")  # how a fixed-step event solve interpolates inside the event's step
 ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "per_sample", "compile")
 FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile")  # not carried over to the adjoint's backward solve
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 10_000
+EVENT_FIXED_MAX_NUM_STEPS = 20_000  # a fixed-step event solve's default step budget (torchdiffeq's)
 MAX_BETA = 0.1  # the PI controller's integral weight; above it, tiny errors can shrink an accepted step
 TOP_LEVEL_KEYS = ("method", "rtol", "atol", "grad")  # odeint keywords; every other key is an options key
 
@@ -55,7 +58,8 @@ class SolverOptions:
     ``norm`` is ``None`` (the default norm), ``"rms"``, ``"seminorm"`` (adjoint only) or a
     callable mapping a tensor of scaled errors to a scalar tensor. ``per_sample`` gives every
     sample (dim 0 of the state) its own clock and step size. ``compile`` runs each step as one
-    ``torch.compile``d graph, ``func`` included (``solvers.fused``).
+    ``torch.compile``d graph, ``func`` included (``solvers.fused``). ``interp`` (fixed-step methods) is
+    the interpolant an event solve locates the event on: ``"linear"`` or ``"cubic"`` (Hermite).
     """
 
     tableau: Method
@@ -71,16 +75,18 @@ class SolverOptions:
     beta: float = 0.0
     per_sample: bool = False
     compile: bool = False
+    interp: str = "linear"
     method_options: Mapping[str, Any] = field(default_factory=dict)  # the method's own keys (``option_keys``)
 
 
-def accepted_keys(method: Method) -> tuple[str, ...]:
-    """The option keys ``method`` accepts."""
+def accepted_keys(method: Method, events: bool = False) -> tuple[str, ...]:
+    """The option keys ``method`` accepts (``events``: in a solve that runs until an event)."""
     if isinstance(method, SolveMethod):
         return method.option_keys
-    if isinstance(method, StepMethod):
-        return FIXED_STEP_KEYS + method.option_keys
-    return ADAPTIVE_KEYS if method.adaptive else FIXED_STEP_KEYS
+    if method.adaptive:
+        return ADAPTIVE_KEYS
+    fixed = FIXED_STEP_KEYS + (EVENT_FIXED_STEP_KEYS if events else ())
+    return fixed + method.option_keys if isinstance(method, StepMethod) else fixed
 
 
 def is_positive(value: Any, integer: bool = False) -> bool:
@@ -95,21 +101,29 @@ def carried_to_backward(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
-                  *, backward: bool = False, names: Names = Names()) -> SolverOptions:
+                  *, backward: bool = False, names: Names = Names(), events: bool = False) -> SolverOptions:
     """Validate the user's settings for ``tableau``; ``SettingError`` naming what is wrong otherwise.
 
     ``backward``: the settings of the adjoint's backward solve (seminorm allowed, per_sample refused).
+    ``events``: for a solve until an event, where fixed-step methods take a step budget ``max_num_steps``
+    (default ``EVENT_FIXED_MAX_NUM_STEPS``).
     """
     rtol, atol = _as_float(rtol), _as_float(atol)
     _positive_number(names, "rtol", rtol)
     _positive_number(names, "atol", atol)
     options = dict(options or {})
-    accepted = accepted_keys(tableau)
+    accepted = accepted_keys(tableau, events)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         kind = ("adaptive " if tableau.adaptive else "fixed-step ") if isinstance(tableau, ButcherTableau) else ""
+        hint = "; max_num_steps applies to a fixed-step method only with event_fn" \
+            if "max_num_steps" in unknown and "max_num_steps" in accepted_keys(tableau, True) else ""
         raise SettingError(f"unknown {names.scope} key(s) {unknown} for the {kind}method {tableau.name!r}; "
-                           f"accepted keys: {', '.join(accepted)}", None)
+                           f"accepted keys: {', '.join(accepted)}{hint}", None)
+    if events and "max_num_steps" in accepted and not tableau.adaptive:
+        options.setdefault("max_num_steps", EVENT_FIXED_MAX_NUM_STEPS)
+    if options.get("interp", "linear") not in INTERP_NAMES:
+        raise SettingError(f"unknown {names('interp')}={options['interp']!r}; use 'linear' or 'cubic'", "interp")
     for key in ("step_size", "first_step", "safety", "ifactor", "dfactor"):
         if key in options and (options[key] is not None or key not in ("step_size", "first_step")):
             _positive_number(names, key, options[key])

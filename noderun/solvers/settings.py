@@ -20,6 +20,7 @@ class SolverSettings:
     The adjoint's backward solve takes ``adjoint_rtol``/``adjoint_atol`` (default: the forward ones) and
     ``adjoint_options`` (default: the forward options but ``norm``, ``per_sample`` and ``compile``).
     Raises ``SettingError`` (a ``ValueError``) naming the offending key as ``names`` calls it.
+    ``events``: the settings of a solve until an event (``odeint(..., event_fn=...)``).
     """
 
     method: str = "dopri5"
@@ -31,6 +32,7 @@ class SolverSettings:
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
     names: Names = field(default=Names(), repr=False, compare=False)
+    events: bool = False
     forward: SolverOptions = field(init=False, repr=False, compare=False)
     backward: SolverOptions | None = field(init=False, repr=False, compare=False)
 
@@ -39,7 +41,7 @@ class SolverSettings:
             tableau = get_method(self.method)
         except ValueError as error:
             raise SettingError(str(error), "method") from None
-        forward = parse_options(tableau, self.rtol, self.atol, self.options, names=self.names)
+        forward = parse_options(tableau, self.rtol, self.atol, self.options, names=self.names, events=self.events)
         if self.grad not in GRAD_MODES:
             raise SettingError(f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: "
                                f"{', '.join(GRAD_MODES)}", "grad")
@@ -54,7 +56,7 @@ class SolverSettings:
         names = self.names if self.names.config else Names("adjoint_options")
         return parse_options(forward.tableau, forward.rtol if self.adjoint_rtol is None else self.adjoint_rtol,
                              forward.atol if self.adjoint_atol is None else self.adjoint_atol, options,
-                             backward=True, names=names)
+                             backward=True, names=names, events=self.events)
 
     @classmethod
     def from_config(cls, solver: Mapping[str, Any], grad: Mapping[str, Any], key: str = "solver") -> SolverSettings:
@@ -83,18 +85,18 @@ _MAX_PARSED = 256
 
 def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None, grad: str,
            adjoint_options: Mapping[str, Any] | None = None, adjoint_rtol: Any = None,
-           adjoint_atol: Any = None) -> SolverSettings:
+           adjoint_atol: Any = None, events: bool = False) -> SolverSettings:
     """``SolverSettings`` of ``odeint``'s keywords, parsed once per distinct setting of plain values (a
     training loop calling ``odeint`` every iteration with the same keywords parses them once). A setting
     with any other kind of value (a tensor tolerance, a callable norm) is parsed on every call."""
     options = {} if options is None else options
-    values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol)
+    values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, events)
     key = _plain_key(values)
     settings = None if key is None else _PARSED.get(key)
     if settings is None:
         settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=dict(options), grad=grad,
                                   adjoint_options=None if adjoint_options is None else dict(adjoint_options),
-                                  adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol)
+                                  adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, events=events)
         if key is not None and len(_PARSED) < _MAX_PARSED:
             _PARSED[key] = settings
     return settings
