@@ -42,7 +42,7 @@ def odeint_event(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, 
     if not torch.is_grad_enabled():
         return event_t, solution
     if isinstance(solution, Tensor):
-        event_t, end = with_event_gradient(func, event_fn, float(start), y0, event_t, solution[-1])
+        event_t, end = with_event_gradient(func, event_fn, float(start.detach()), y0, event_t, solution[-1])
         return event_t, torch.cat([solution[:-1], end[None]])
     layout = Layout(tuple(y0))
 
@@ -52,7 +52,7 @@ def odeint_event(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, 
     def flat_event(s: Tensor, y: Tensor) -> Tensor:
         return event_fn(s, layout.unflatten(y))
 
-    event_t, end = with_event_gradient(flat_func, flat_event, float(start), layout.flatten(tuple(y0)), event_t,
+    event_t, end = with_event_gradient(flat_func, flat_event, float(start.detach()), layout.flatten(tuple(y0)), event_t,
                                        layout.flatten([s[-1] for s in solution]))
     return event_t, tuple(torch.cat([s[:-1], e[None]]) for s, e in zip(solution, layout.unflatten(end)))
 
