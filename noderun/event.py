@@ -63,16 +63,17 @@ def with_event_gradient(func: Callable[[Tensor, Tensor], Tensor], event_fn: Even
     is the state at the fixed time ``event_t`` (its graph that of a fixed-time solve), ``y0`` the state at
     ``t0`` (where the event value's signs are taken)."""
     event = EventFunction(event_fn, t0, y0)
-    time = event_t.detach().to(y_event.dtype)
+    time = event_t.detach().to(y_event.device, y_event.dtype)
     with torch.no_grad():
-        slope_f = func(time, y_event.detach())
+        f_event = func(time, y_event.detach())
     with torch.enable_grad():
         t_leaf = time.clone().requires_grad_(True)
         y_leaf = y_event.detach().clone().requires_grad_(True)
         value = event(t_leaf, y_leaf)
-        partials = torch.autograd.grad(value, (t_leaf, y_leaf), allow_unused=True) if value.requires_grad else (None, None)
-    dg_dt, dg_dy = (torch.zeros_like(x) if g is None else g for g, x in zip(partials, (t_leaf, y_leaf)))
-    slope = float(dg_dt + (dg_dy * slope_f).sum())
+        leaves = (t_leaf, y_leaf)
+        partials = torch.autograd.grad(value, leaves, allow_unused=True) if value.requires_grad else (None, None)
+    dg_dt, dg_dy = (torch.zeros_like(x) if g is None else g for g, x in zip(partials, leaves))
+    slope = float(dg_dt + (dg_dy * f_event).sum())
     if slope == 0:
         warnings.warn(f"event_fn's total time derivative is zero at the event t={float(time)!r} (it touches zero "
                       "without crossing): the event time is returned without a gradient", RuntimeWarning,
@@ -80,4 +81,4 @@ def with_event_gradient(func: Callable[[Tensor, Tensor], Tensor], event_fn: Even
         return event_t, y_event
     value = event(time, y_event)
     moved = time - (value - value.detach()) / slope
-    return moved.to(event_t.dtype), y_event + slope_f * (moved - time)
+    return moved.to(event_t.device, event_t.dtype), y_event + f_event * (moved - time)

@@ -219,6 +219,14 @@ def test_event_time_gradient_of_a_tuple_state(mode):
     assert float(dv_dh) == pytest.approx(-1 / t_star, rel=1e-8)
 
 
+def test_event_value_without_a_graph_gives_no_time_gradient_and_says_so():
+    y0 = torch.tensor(2.0, dtype=D, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="total time derivative is zero"):
+        event_t, ys = noderun.odeint_event(decay, y0, 0.0, event_fn=lambda t, y: torch.tensor(y.item() - 0.5))
+    assert not event_t.requires_grad or float(torch.autograd.grad(event_t, y0, retain_graph=True)[0]) == 0.0
+    assert float(torch.autograd.grad(ys[-1], y0)[0]) == pytest.approx(0.25, rel=1e-6)  # y(t) = y0 e^{-t}
+
+
 def test_reverse_time_event_gradient():
     """Backwards from ``y(0) = y0`` under ``y' = -y`` until ``y = 4``: ``t* = ln(y0 / 4)``, ``dt*/dy0 = 1/y0``."""
     y0 = torch.tensor(2.0, dtype=D, requires_grad=True)
