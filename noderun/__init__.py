@@ -1,6 +1,7 @@
 """noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
 from .dense import DenseSolution, odeint_dense
 from .errors import SolverError
+from .event import odeint_event
 from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
 from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS
 from .solvers.options import SettingError
@@ -24,5 +25,6 @@ __all__ = [
     "odeint",
     "odeint_adjoint",
     "odeint_dense",
+    "odeint_event",
     "solve",
 ]

@@ -3,6 +3,8 @@
 flattened here, once, into the one tensor the solver core sees, and its solution unflattened."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -15,11 +17,15 @@ from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
 from .solvers.callbacks import step_callbacks
 from .solvers.control import all_finite
+from .solvers.events import EventFunction
 from .solvers.layout import Layout
+from .solvers.method import SolveMethod
 from .solvers.settings import GRAD_MODES, SolverSettings, parsed
 from .solvers.stats import SolveStats
 
 __all__ = ["GRAD_MODES", "odeint", "odeint_adjoint", "solve"]
+
+EventFn = Callable[[Tensor, Any], Tensor]
 
 
 def odeint(
@@ -38,7 +44,8 @@ def odeint(
     adjoint_options: Mapping[str, Any] | None = None,
     adjoint_method: str | None = None,
     stats: SolveStats | None = None,
-) -> Tensor | tuple[Tensor, ...]:
+    event_fn: EventFn | None = None,
+) -> Tensor | tuple[Tensor, ...] | tuple[Tensor, Tensor | tuple[Tensor, ...]]:
     """Solve ``dy/dt = func(t, y)`` from ``y(t[0]) = y0``; return ``y`` at every ``t``, shape ``(len(t), *y0.shape)``.
     A single time ``t = [t0]`` returns ``y0[None]`` without evaluating ``func``.
 
@@ -55,8 +62,18 @@ def odeint(
     the adjoint's backward solve. ``adjoint_params`` are the tensors to differentiate for ``"adjoint"``/``"checkpoint"``
     (default: the parameters of ``func`` when it is an ``nn.Module``). Pass a ``SolveStats`` as
     ``stats`` to read the number of function evaluations and steps, forward and backward.
+
+    ``event_fn(t, y)`` (a tensor; ``y`` a tuple for a tuple state) turns the solve into one until an event:
+    ``t`` then holds two times, ``t[1]`` giving only the direction of time, and the solve runs from ``t[0]``
+    until an element of ``event_fn``'s value changes sign, returning ``(event_t, solution)`` with
+    ``solution`` ``[y0, y(event_t)]`` of shape ``(2, *y0.shape)``. The state at the event carries
+    gradients in the chosen mode as for the fixed end time ``event_t``; ``event_t`` itself has none
+    (``odeint_event`` adds it).
     """
-    settings = parsed(method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method)
+    settings = parsed(method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method,
+                      events=event_fn is not None)
+    if event_fn is not None:
+        return _solve_until_event(func, y0, t, settings, event_fn, adjoint_params, stats)
     return solve(func, y0, t, settings, adjoint_params=adjoint_params, stats=stats)
 
 
@@ -64,33 +81,95 @@ def solve(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t
           *, adjoint_params: Sequence[Tensor] | None = None,
           stats: SolveStats | None = None) -> Tensor | tuple[Tensor, ...]:
     """``odeint`` with its settings already parsed (``SolverSettings``, made once, e.g. by an ODE block)."""
+    problem, flat_y0, time_tensor = _flat_problem(func, y0, t, settings, stats)
+    ys = _run(problem, flat_y0, time_tensor, settings, func, adjoint_params)
+    return ys if problem.layout is None else problem.layout.unflatten(ys)
+
+
+def _flat_problem(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Any,
+                  settings: SolverSettings, stats: SolveStats | None) -> tuple[ODEProblem, Tensor, Tensor]:
+    """The validated problem, the state as one tensor and the times as a tensor. A tuple state is flattened
+    once (``Layout``) and solved as one tensor: ``(N,)``, or ``(B, N)`` batch first under per-sample step
+    control, where each sample's error is the RMS norm over its whole row."""
     stats = stats if stats is not None else SolveStats()
-    if isinstance(y0, (tuple, list)):
-        return _solve_tuple(func, tuple(y0), t, settings, adjoint_params, stats)
-    _check_state(y0, "y0")
-    times, time_tensor = _check_times(t, y0.dtype)
-    problem = ODEProblem(func=func, times=times, options=settings.forward, stats=stats,
-                         **_callbacks(func, settings, lambda y: y))
-    return _run(problem, y0, time_tensor, settings, func, adjoint_params)
-
-
-def _solve_tuple(func: Callable[[Tensor, Any], Any], y0: tuple[Tensor, ...], t: Tensor, settings: SolverSettings,
-                 adjoint_params: Sequence[Tensor] | None, stats: SolveStats) -> tuple[Tensor, ...]:
-    """A tuple state, flattened once (``Layout``) and solved as one tensor: ``(N,)``, or ``(B, N)`` batch first
-    under per-sample step control, where each sample's error is the RMS norm over its whole row."""
-    per_sample = settings.forward.per_sample
-    _check_tuple(y0, per_sample)
-    layout = Layout(y0, batch_first=per_sample)
+    if not isinstance(y0, (tuple, list)):
+        _check_state(y0, "y0")
+        times, time_tensor = _check_times(t, y0.dtype)
+        problem = ODEProblem(func=func, times=times, options=settings.forward, stats=stats,
+                             **_callbacks(func, settings, lambda y: y))
+        return problem, y0, time_tensor
+    y0 = tuple(y0)
+    _check_tuple(y0, settings.forward.per_sample)
+    layout = Layout(y0, batch_first=settings.forward.per_sample)
     times, time_tensor = _check_times(t, layout.dtype)
 
     def flat_func(t: Tensor, y: Tensor) -> Tensor:
         state = layout.unflatten(y)
         return layout.flatten(layout.check(func(t, state), state, "func"))
 
+    # the adjoint parameters are those of func (an nn.Module's), not of the flattening wrapper
     problem = ODEProblem(func=flat_func, times=times, options=settings.forward, stats=stats, layout=layout,
                          **_callbacks(func, settings, layout.unflatten))
-    # the adjoint parameters are those of func (an nn.Module's), not of the flattening wrapper
-    return layout.unflatten(_run(problem, layout.flatten(y0), time_tensor, settings, func, adjoint_params))
+    return problem, layout.flatten(y0), time_tensor
+
+
+def _solve_until_event(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Any,
+                       settings: SolverSettings, event_fn: EventFn, adjoint_params: Sequence[Tensor] | None,
+                       stats: SolveStats | None) -> tuple[Tensor, Tensor | tuple[Tensor, ...]]:
+    """``odeint`` with ``event_fn``: ``(event_t, [y0, y(event_t)])``, a tuple state flattened as in ``solve``."""
+    _check_event_call(event_fn, t, settings)
+    problem, flat_y0, time_tensor = _flat_problem(func, y0, t, settings, stats)
+    layout = problem.layout
+    flat_event = event_fn if layout is None else (lambda s, y: event_fn(s, layout.unflatten(y)))
+    event = EventFunction(flat_event, problem.times[0], flat_y0)
+    event_t, ys = _run_until_event(problem, flat_y0, time_tensor, settings, func, adjoint_params, event)
+    return event_t, (ys if layout is None else layout.unflatten(ys))
+
+
+def _run_until_event(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, func: Any,
+                     adjoint_params: Sequence[Tensor] | None, event: EventFunction) -> tuple[Tensor, Tensor]:
+    """Locate the event without a graph, then give the state there the gradient mode's gradients as for the
+    fixed end time ``event_t``. Backprop (``t`` without gradient): the locating solve itself runs in the
+    ambient grad mode and its interpolated state is returned. Otherwise, when a gradient is wanted, the
+    ordinary solve from ``t[0]`` to ``event_t`` in the mode (a second solve)."""
+    params = () if settings.grad == "backprop" else _adjoint_params(func, adjoint_params, settings.grad)
+    in_graph = settings.grad == "backprop" and not t.requires_grad
+    with contextlib.nullcontext() if in_graph else torch.no_grad():
+        sol = problem.solve_until_event(y0, event)
+    t0, t_event = problem.times[0], sol.event_t
+    ys = torch.stack(sol.ys)
+    wanted = torch.is_grad_enabled() and (y0.requires_grad or t.requires_grad or any(p.requires_grad for p in params))
+    if not in_graph and wanted:
+        if t_event == t0:
+            ys = torch.stack([y0, y0])
+        else:
+            end = torch.tensor([t_event], dtype=t.dtype, device=t.device)
+            fixed = dataclasses.replace(problem, times=[t0, t_event])
+            ys = _run(fixed, y0, torch.cat([t[:1], end]), settings, func, adjoint_params)
+    time_dtype = t.dtype if t.is_floating_point() else y0.dtype
+    event_t = torch.tensor(t_event, dtype=time_dtype, device=t.device)
+    if ys.requires_grad:  # in the graph with a zero gradient, so that a loss may include it (as torchdiffeq)
+        event_t = event_t + (ys[-1] - ys[-1].detach()).sum().mul(0).to(time_dtype).to(t.device)
+    return event_t, ys
+
+
+def _check_event_call(event_fn: Any, t: Any, settings: SolverSettings) -> None:
+    """What a solve until an event needs besides ``odeint``'s usual checks."""
+    if not callable(event_fn):
+        raise ValueError(f"event_fn must be a callable (t, y) -> tensor, got {type(event_fn).__name__}")
+    times = t.detach() if isinstance(t, Tensor) else torch.as_tensor(t)
+    if times.dim() != 1 or len(times) != 2:
+        raise ValueError("with event_fn, t must hold exactly two times: t[0] the start, t[1] only the direction "
+                         f"of time (the event may lie beyond it); got shape {tuple(times.shape)}")
+    if bool(times[0] == times[1]):
+        raise ValueError(f"with event_fn, t must hold two distinct times (t[1] gives the direction of time), got "
+                         f"{times.tolist()}")
+    if settings.forward.per_sample:
+        raise ValueError("event_fn and options['per_sample'] cannot be combined: an event stops the whole state "
+                         "at one time; drop per_sample")
+    if isinstance(settings.forward.tableau, SolveMethod):
+        raise ValueError(f"method {settings.method!r} solves the whole problem itself and cannot locate an "
+                         "event_fn's event; use an adaptive or fixed-step method")
 
 
 def _callbacks(func: Any, settings: SolverSettings, state: Callable[[Tensor], Any]) -> dict[str, Any]:

@@ -182,7 +182,9 @@ def test_every_refusal_in_the_option_parser_is_reached():
            {"method": "euler", "options": {"perturb": 1}}, {"options": {"step_t": "ab"}},
            {"options": {"step_t": [float("nan")]}}, {"options": {"step_t": [0.5], "jump_t": [0.5]}},
            {"options": {"per_sample": True, "step_t": [0.5]}},
-           {"method": "euler", "options": {"compile": True, "perturb": True}}]
+           {"method": "euler", "options": {"compile": True, "perturb": True}},
+           {"method": "rk4", "options": {"interp": "quadratic"}},
+           {"options": {"jump_t": [0.5]}, "event_fn": lambda t, y: y.sum() - 1.0}]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 
 from ..solvers.callbacks import StepCallbacks
+from ..errors import SolverError
 from ..solvers.control import Norm, channel_norm, rms_norm
+from ..solvers.events import EventFunction, EventSolution
 from ..solvers.integrate import integrate
 from ..solvers.layout import Layout
 from ..solvers.options import SolverOptions
@@ -44,6 +46,19 @@ class ODEProblem:
         if sol.sample_steps is not None:
             self.stats.sample_steps = sol.sample_steps
         return torch.stack(sol.ys)
+
+    def solve_until_event(self, y0: Tensor, event: EventFunction) -> EventSolution:
+        """The solve from ``times[0]`` in the direction of ``times[1]`` until ``event`` (on the flat state),
+        counted in ``stats``; a ``SolverError`` when none is found within the step budget says so."""
+        rhs = self.rhs(y0)
+        try:
+            sol = integrate(rhs, y0, self.times, self.options, self.norm, event=event)
+        except SolverError as error:
+            raise SolverError(f"no event found: event_fn(t, y) kept its sign from t={self.times[0]!r} on, in the "
+                              f"direction of t[1]={self.times[1]!r}, until the solve stopped: {error}",
+                              nonfinite=error.nonfinite) from error
+        self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
+        return sol
 
     @property
     def norm(self) -> Norm:

@@ -10,6 +10,7 @@ from ..errors import SolverError
 from .callbacks import StepCallbacks
 from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord
 from .control import FixedGrid, StepController, all_finite, rms_norm
+from .events import EventClock, EventFunction, EventGrid
 from .fused import FusedStepper
 from .method import SolveMethod, StepMethod
 from .options import SolverOptions
@@ -20,17 +21,22 @@ __all__ = ["Solution", "StepRecord", "integrate"]
 
 
 def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm=rms_norm,
-              record: bool = False, callbacks: StepCallbacks | None = None) -> Solution:
+              record: bool = False, callbacks: StepCallbacks | None = None,
+              event: EventFunction | None = None) -> Solution:
     """Solve from ``times[0]`` to ``times[-1]`` (either direction); return the states at ``times``.
 
     ``norm`` maps scaled errors to a scalar (per-sample control measures each sample by its RMS norm).
     ``record`` keeps each accepted step's start (shared clock). ``callbacks`` are called around each step
-    attempt. Raises ``SolverError`` when the solve cannot finish.
+    attempt. With an ``event``, ``times`` is ``[t0, t1]`` and the solve runs from ``t0`` in the direction of
+    ``t1`` until the event, returning an ``EventSolution`` (``solvers.events``). Raises ``SolverError`` when
+    the solve cannot finish.
     """
     tableau = opts.tableau
     if isinstance(tableau, SolveMethod):
         return tableau.solve(rhs, y0, times, opts)
-    if opts.per_sample:
+    if event is not None:
+        clock = EventClock(y0, times, opts, event)
+    elif opts.per_sample:
         clock = SampleClocks(y0, times, tableau)
     else:
         clock = SharedClock(y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t)
@@ -40,7 +46,7 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
         f0 = _derivative(rhs, clock.t, y0)
         sizer = StepController(rhs, clock, times, y0, f0, opts, norm)
     else:
-        sizer = FixedGrid(times, opts, rhs.func, y0)
+        sizer = FixedGrid(times, opts, rhs.func, y0) if event is None else EventGrid(times, opts)
         if ends is not None:
             ends.step(clock.t, sizer.propose(clock))
         f0 = _derivative(rhs, clock.t, y0)

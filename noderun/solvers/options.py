@@ -14,12 +14,15 @@ from .tableau import ButcherTableau
 
 Method = Union[ButcherTableau, StepMethod, SolveMethod]
 
-FIXED_STEP_KEYS = ("step_size", "grid_constructor", "perturb", "compile")
+FIXED_STEP_KEYS = ("step_size", "grid_constructor", "perturb", "interp", "compile")
+EVENT_FIXED_STEP_KEYS = ("max_num_steps",)  # accepted for fixed-step methods in an event solve only
+INTERP_NAMES = ("linear", "cubic")  # how a fixed-step event solve interpolates inside the event's step
 ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "min_step", "max_step",
                  "step_t", "jump_t", "per_sample", "compile")
 FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile")  # not carried over to the adjoint's backward solve
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 100_000
+EVENT_FIXED_MAX_NUM_STEPS = 20_000  # a fixed-step event solve's default step budget (torchdiffeq's)
 MAX_BETA = 0.1  # the PI controller's integral weight; above it, tiny errors can shrink an accepted step
 TOP_LEVEL_KEYS = ("method", "rtol", "atol", "grad")  # odeint keywords; every other key is an options key
 
@@ -60,7 +63,8 @@ class SolverOptions:
 
     Fixed-step methods: ``grid_constructor(func, y0, t)`` returns the step end points (a 1-D tensor from
     ``t[0]`` to ``t[-1]``, to which the output times are added); ``perturb`` evaluates ``func`` one
-    representable time inside each step at its ends (for dynamics discontinuous at grid points).
+    representable time inside each step at its ends (for dynamics discontinuous at grid points);
+    ``interp`` is the interpolant an event solve locates the event on: ``"linear"`` or ``"cubic"`` (Hermite).
     Adaptive methods: ``min_step``/``max_step`` bound the step size (a step of at most ``min_step`` is
     accepted whatever its error); steps end on every time of ``step_t`` and ``jump_t``, and at a time
     of ``jump_t`` (a discontinuity of ``func``) the derivative is evaluated again on the far side.
@@ -85,16 +89,18 @@ class SolverOptions:
     perturb: bool = False
     per_sample: bool = False
     compile: bool = False
+    interp: str = "linear"
     method_options: Mapping[str, Any] = field(default_factory=dict)  # the method's own keys (``option_keys``)
 
 
-def accepted_keys(method: Method) -> tuple[str, ...]:
-    """The option keys ``method`` accepts."""
+def accepted_keys(method: Method, events: bool = False) -> tuple[str, ...]:
+    """The option keys ``method`` accepts (``events``: in a solve that runs until an event)."""
     if isinstance(method, SolveMethod):
         return method.option_keys
-    if isinstance(method, StepMethod):
-        return FIXED_STEP_KEYS + method.option_keys
-    return ADAPTIVE_KEYS if method.adaptive else FIXED_STEP_KEYS
+    if method.adaptive:
+        return ADAPTIVE_KEYS
+    fixed = FIXED_STEP_KEYS + (EVENT_FIXED_STEP_KEYS if events else ())
+    return fixed + method.option_keys if isinstance(method, StepMethod) else fixed
 
 
 def is_positive(value: Any, integer: bool = False) -> bool:
@@ -109,21 +115,33 @@ def carried_to_backward(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
-                  *, backward: bool = False, names: Names = Names()) -> SolverOptions:
+                  *, backward: bool = False, names: Names = Names(), events: bool = False) -> SolverOptions:
     """Validate the user's settings for ``tableau``; ``SettingError`` naming what is wrong otherwise.
 
     ``backward``: the settings of the adjoint's backward solve (seminorm allowed, per_sample refused).
+    ``events``: for a solve until an event, where fixed-step methods take a step budget ``max_num_steps``
+    (default ``EVENT_FIXED_MAX_NUM_STEPS``).
     """
     rtol, atol = _as_float(rtol), _as_float(atol)
     _positive_number(names, "rtol", rtol)
     _positive_number(names, "atol", atol)
     options = dict(options or {})
-    accepted = accepted_keys(tableau)
+    accepted = accepted_keys(tableau, events)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         kind = ("adaptive " if tableau.adaptive else "fixed-step ") if isinstance(tableau, ButcherTableau) else ""
+        hint = "; max_num_steps applies to a fixed-step method only with event_fn" \
+            if "max_num_steps" in unknown and "max_num_steps" in accepted_keys(tableau, True) else ""
         raise SettingError(f"unknown {names.scope} key(s) {unknown} for the {kind}method {tableau.name!r}; "
-                           f"accepted keys: {', '.join(accepted)}", None)
+                           f"accepted keys: {', '.join(accepted)}{hint}", None)
+    if events and "max_num_steps" in accepted and not tableau.adaptive:
+        options.setdefault("max_num_steps", EVENT_FIXED_MAX_NUM_STEPS)
+    grid_keys = [key for key in ("step_t", "jump_t", "grid_constructor") if options.get(key) is not None]
+    if events and grid_keys:
+        raise SettingError(f"{', '.join(map(names, grid_keys))} place steps in a solve with an end time; a solve "
+                           "until an event (event_fn) takes none of them", grid_keys[0])
+    if options.get("interp", "linear") not in INTERP_NAMES:
+        raise SettingError(f"unknown {names('interp')}={options['interp']!r}; use 'linear' or 'cubic'", "interp")
     for key in ("step_size", "first_step", "safety", "ifactor", "dfactor"):
         if key in options and (options[key] is not None or key not in ("step_size", "first_step")):
             _positive_number(names, key, options[key])

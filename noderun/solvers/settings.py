@@ -21,6 +21,7 @@ class SolverSettings:
     forward ones) and ``adjoint_options`` (default: the forward options but ``norm``, ``per_sample`` and
     ``compile``; with another ``adjoint_method``, only if it accepts every one of them).
     Raises ``SettingError`` (a ``ValueError``) naming the offending key as ``names`` calls it.
+    ``events``: the settings of a solve until an event (``odeint(..., event_fn=...)``).
     """
 
     method: str = "dopri5"
@@ -33,6 +34,7 @@ class SolverSettings:
     adjoint_atol: float | None = None
     adjoint_method: str | None = None
     names: Names = field(default=Names(), repr=False, compare=False)
+    events: bool = False
     forward: SolverOptions = field(init=False, repr=False, compare=False)
     backward: SolverOptions | None = field(init=False, repr=False, compare=False)
 
@@ -41,7 +43,7 @@ class SolverSettings:
             tableau = get_method(self.method)
         except ValueError as error:
             raise SettingError(str(error), "method") from None
-        forward = parse_options(tableau, self.rtol, self.atol, self.options, names=self.names)
+        forward = parse_options(tableau, self.rtol, self.atol, self.options, names=self.names, events=self.events)
         if self.grad not in GRAD_MODES:
             raise SettingError(f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: "
                                f"{', '.join(GRAD_MODES)}", "grad")
@@ -62,7 +64,7 @@ class SolverSettings:
         names = self.names if self.names.config else Names("adjoint_options")
         return parse_options(method, forward.rtol if self.adjoint_rtol is None else self.adjoint_rtol,
                              forward.atol if self.adjoint_atol is None else self.adjoint_atol, options,
-                             backward=True, names=names)
+                             backward=True, names=names, events=self.events)
 
     def _backward_method(self, forward: SolverOptions):
         if self.adjoint_method is None:
@@ -120,19 +122,19 @@ _MAX_PARSED = 256
 
 def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None, grad: str,
            adjoint_options: Mapping[str, Any] | None = None, adjoint_rtol: Any = None,
-           adjoint_atol: Any = None, adjoint_method: str | None = None) -> SolverSettings:
+           adjoint_atol: Any = None, adjoint_method: str | None = None, events: bool = False) -> SolverSettings:
     """``SolverSettings`` of ``odeint``'s keywords, parsed once per distinct setting of plain values (a
     training loop calling ``odeint`` every iteration with the same keywords parses them once). A setting
     with any other kind of value (a tensor tolerance, a callable norm) is parsed on every call."""
     options = {} if options is None else options
-    values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method)
+    values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method, events)
     key = _plain_key(values)
     settings = None if key is None else _PARSED.get(key)
     if settings is None:
         settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=dict(options), grad=grad,
                                   adjoint_options=None if adjoint_options is None else dict(adjoint_options),
                                   adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-                                  adjoint_method=adjoint_method)
+                                  adjoint_method=adjoint_method, events=events)
         if key is not None and len(_PARSED) < _MAX_PARSED:
             _PARSED[key] = settings
     return settings
