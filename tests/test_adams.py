@@ -242,3 +242,18 @@ def test_gradients_match_finite_differences(method, grad):
     for tensor in (y0, func.W, func.b):
         expected = finite_difference(func, y0.detach(), method, options, tensor.data)
         torch.testing.assert_close(tensor.grad, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_the_methods_are_registered_as_a_family():
+    import subprocess
+    import sys
+
+    from noderun.solvers.methods import ADAMS, get_method
+
+    assert list(ADAMS) == ["explicit_adams", "implicit_adams"]
+    assert all(METHODS[name] is ADAMS[name] and get_method(name).multistep for name in ADAMS)
+    with pytest.raises(ValueError, match="multistep explicit_adams, implicit_adams"):
+        get_method("adams")
+    listed = subprocess.run([sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True,
+                            check=True).stdout
+    assert "multistep:  explicit_adams, implicit_adams" in listed
