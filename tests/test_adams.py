@@ -54,8 +54,9 @@ def test_uniform_grid_weights_are_the_classical_coefficients(order):
 
 
 def test_the_published_fourth_order_rows():
-    np.testing.assert_allclose(lagrange_integrals([0.0, -1.0, -2.0, -3.0]), np.array([55, -59, 37, -9]) / 24, rtol=1e-14)
-    np.testing.assert_allclose(lagrange_integrals([1.0, 0.0, -1.0, -2.0]), np.array([9, 19, -5, 1]) / 24, rtol=1e-14)
+    bashforth, moulton = np.array([55, -59, 37, -9]) / 24, np.array([9, 19, -5, 1]) / 24
+    np.testing.assert_allclose(lagrange_integrals([0.0, -1.0, -2.0, -3.0]), bashforth, rtol=1e-14)
+    np.testing.assert_allclose(lagrange_integrals([1.0, 0.0, -1.0, -2.0]), moulton, rtol=1e-14)
 
 
 @pytest.mark.parametrize("count", [1, 2, 5, 9, 13])
