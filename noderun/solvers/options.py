@@ -21,6 +21,7 @@ NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 10_000
 MAX_BETA = 0.1  # the PI controller's integral weight; above it, tiny errors can shrink an accepted step
 TOP_LEVEL_KEYS = ("method", "rtol", "atol", "grad")  # odeint keywords; every other key is an options key
+CONFIG_KEYS = {"solver": "scipy_method"}  # options keys a config names otherwise (solver.solver would be ambiguous)
 
 
 class SettingError(ValueError):
@@ -42,7 +43,7 @@ class Names:
 
     def __call__(self, key: str) -> str:
         if self.config:
-            return "grad.mode" if key == "grad" else f"{self.scope}.{key}"
+            return "grad.mode" if key == "grad" else f"{self.scope}.{CONFIG_KEYS.get(key, key)}"
         if key in TOP_LEVEL_KEYS:
             return f"adjoint_{key}" if self.scope == "adjoint_options" else key
         return f"{self.scope}[{key!r}]"

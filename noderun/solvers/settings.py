@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .methods import get_method
-from .options import Names, SettingError, SolverOptions, carried_to_backward, parse_options
+from .method import SolveMethod
+from .options import CONFIG_KEYS, Names, SettingError, SolverOptions, carried_to_backward, parse_options
 
 GRAD_MODES = ("backprop", "adjoint", "checkpoint")
 
@@ -44,8 +45,11 @@ class SolverSettings:
             raise SettingError(f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: "
                                f"{', '.join(GRAD_MODES)}", "grad")
         if self.grad == "checkpoint" and forward.tableau.multistep:
+            why = ("solves the whole problem at once, leaving no steps: use 'adjoint'"
+                   if isinstance(forward.tableau, SolveMethod) else
+                   "carries a history from step to step: use 'backprop' or 'adjoint'")
             raise SettingError(f"{self.names('grad')}='checkpoint' recomputes steps one by one; {self.method!r} "
-                               "carries a history from step to step: use 'backprop' or 'adjoint'", "grad")
+                               f"{why}", "grad")
         object.__setattr__(self, "forward", forward)
         object.__setattr__(self, "backward", self._backward(forward) if self.grad == "adjoint" else None)
 
@@ -59,8 +63,11 @@ class SolverSettings:
     @classmethod
     def from_config(cls, solver: Mapping[str, Any], grad: Mapping[str, Any], key: str = "solver") -> SolverSettings:
         """From a ``solver`` config node (at ``key``) and the ``grad`` node; unset (null) options are left to
-        the solver's defaults, and ``grad.seminorm`` sets the adjoint's norm (adaptive methods only)."""
-        options = {name: value for name, value in solver.items() if value is not None and name != "method"}
+        the solver's defaults, keys named otherwise in a config (``CONFIG_KEYS``: ``scipy_method``) become
+        their options keys, and ``grad.seminorm`` sets the adjoint's norm (adaptive methods only)."""
+        config_keys = {config: key for key, config in CONFIG_KEYS.items()}
+        options = {config_keys.get(name, name): value for name, value in solver.items()
+                   if value is not None and name != "method"}
         tolerances = {name: options.pop(name) for name in ("rtol", "atol") if name in options}
         seminorm = bool(grad.get("seminorm", False)) and _adaptive(solver.get("method"))
         adjoint_options = {**carried_to_backward(options), "norm": "seminorm"} if seminorm else None
