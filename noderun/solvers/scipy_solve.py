@@ -44,6 +44,8 @@ class ScipySolve(SolveMethod):
     option_keys = ("solver", "min_step", "max_step", "first_step", "norm")
 
     def check_options(self, options: Mapping[str, Any], names: Names) -> None:
+        """``solver``, ``min_step`` and ``max_step`` (``first_step`` and ``norm`` are checked as for every
+        adaptive method); warns when ``min_step`` goes to a solver other than LSODA, which ignores it."""
         solver = options.get("solver", DEFAULT_SOLVER)
         if solver not in SCIPY_SOLVERS:
             raise SettingError(f"unknown {names('solver')} {solver!r}; SciPy's solvers: {', '.join(SCIPY_SOLVERS)}",
@@ -56,11 +58,6 @@ class ScipySolve(SolveMethod):
         if isinstance(max_step, bool) or not isinstance(max_step, (int, float)) or not max_step > 0:
             raise SettingError(f"{names('max_step')} must be a positive number (inf: no bound), got {max_step!r}",
                                "max_step")
-        first_step = options.get("first_step")
-        if first_step is not None and (isinstance(first_step, bool) or not isinstance(first_step, (int, float))
-                                       or not 0 < first_step < math.inf):
-            raise SettingError(f"{names('first_step')} must be a finite positive number or None, got "
-                               f"{first_step!r}", "first_step")
         if min_step > 0 and solver != "LSODA":
             warnings.warn(f"{names('min_step')} applies to LSODA only; SciPy's {solver} ignores it", UserWarning,
                           stacklevel=2)
@@ -83,7 +80,7 @@ class ScipySolve(SolveMethod):
         if not np.isfinite(sol.y).all():
             raise SolverError(f"SciPy's {settings['method']} returned NaN or infinite states between "
                               f"t={times[0]!r} and t={times[-1]!r}: the model has diverged", nonfinite=True)
-        return Solution(ys=[y0, *states(sol.y[:, 1:], y0)])
+        return Solution(ys=[y0.detach(), *states(sol.y[:, 1:], y0)])  # no graph, not even to y0
 
 
 def solver_settings(method_options: Mapping[str, Any]) -> dict[str, Any]:
