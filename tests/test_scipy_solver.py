@@ -3,13 +3,16 @@ gradients (the adjoint only)."""
 import math
 import sys
 import warnings
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import noderun
 from noderun import SettingError, SolverError, SolverSettings, odeint
+from noderun.solvers import scipy_solve
 from noderun.solvers.methods import get_method
 from noderun.solvers.scipy_solve import SCIPY_SOLVERS, solver_settings
 
@@ -190,6 +193,14 @@ def test_a_nan_derivative_raises_solver_error():
     assert info.value.nonfinite
     with pytest.raises(SolverError, match=r"not finite at t=0.0") as info:
         odeint(lambda t, y: y * math.nan, torch.ones(2), torch.linspace(0, 1, 3), method="scipy_solver")
+    assert info.value.nonfinite
+
+
+def test_non_finite_states_from_a_finished_solve_raise_solver_error(monkeypatch):
+    finished = SimpleNamespace(success=True, message="", y=np.array([[1.0, math.inf], [1.0, 0.0]]))
+    monkeypatch.setattr(scipy_solve, "_solve_ivp", lambda: lambda *args, **kwargs: finished)
+    with pytest.raises(SolverError, match=r"returned NaN or infinite states between t=0.0 and t=1.0") as info:
+        odeint(rotation, torch.ones(2), torch.linspace(0, 1, 2), method="scipy_solver")
     assert info.value.nonfinite
 
 

@@ -64,23 +64,28 @@ class ScipySolve(SolveMethod):
 
     def solve(self, rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions) -> Solution:
         if len(times) == 1:
-            return Solution(ys=[y0])
+            return Solution(ys=[y0.detach()])
         settings = solver_settings(opts.method_options)
         func = NumpyRHS(rhs, y0)
-        sol = _solve_ivp()(func, (times[0], times[-1]), y0.detach().reshape(-1).to("cpu", torch.float64, copy=True).numpy(),
-                           t_eval=times, rtol=opts.rtol, atol=opts.atol, **settings)
+        start = y0.detach().reshape(-1).to("cpu", torch.float64, copy=True).numpy()
+        sol = _solve_ivp()(func, (times[0], times[-1]), start, t_eval=times, rtol=opts.rtol, atol=opts.atol,
+                           **settings)
         if func.wants_graph or (torch.is_grad_enabled() and y0.requires_grad):
             warnings.warn(NO_GRAPH_WARNING, UserWarning, stacklevel=2)
-        if not sol.success:
-            cause = " func returned NaN or infinite values." if func.nonfinite else ""
-            raise SolverError(f"SciPy's {settings['method']} could not solve from t={times[0]!r} to "
-                              f"t={times[-1]!r}: {sol.message}{cause} Try a stiff solver (options['solver'] 'Radau', "
-                              "'BDF' or 'LSODA') or looser rtol and atol, and check that func does not blow up",
-                              nonfinite=func.nonfinite)
-        if not np.isfinite(sol.y).all():
-            raise SolverError(f"SciPy's {settings['method']} returned NaN or infinite states between "
-                              f"t={times[0]!r} and t={times[-1]!r}: the model has diverged", nonfinite=True)
+        _check_finished(sol, settings["method"], times, func.nonfinite)
         return Solution(ys=[y0.detach(), *states(sol.y[:, 1:], y0)])  # no graph, not even to y0
+
+
+def _check_finished(sol: Any, solver: str, times: list[float], nonfinite: bool) -> None:
+    """``SolverError`` when SciPy's solve failed (with its message) or returned non-finite states."""
+    if not sol.success:
+        cause = " func returned NaN or infinite values." if nonfinite else ""
+        raise SolverError(f"SciPy's {solver} could not solve from t={times[0]!r} to t={times[-1]!r}: "
+                          f"{sol.message}{cause} Try a stiff solver (options['solver'] 'Radau', 'BDF' or 'LSODA') "
+                          "or looser rtol and atol, and check that func does not blow up", nonfinite=nonfinite)
+    if not np.isfinite(sol.y).all():
+        raise SolverError(f"SciPy's {solver} returned NaN or infinite states between t={times[0]!r} and "
+                          f"t={times[-1]!r}: the model has diverged", nonfinite=True)
 
 
 def solver_settings(method_options: Mapping[str, Any]) -> dict[str, Any]:
