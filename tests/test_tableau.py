@@ -5,7 +5,7 @@ from noderun.solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS, get_
 from noderun.solvers.tableau import ButcherTableau
 
 
-@pytest.mark.parametrize("name", {**FIXED_STEP, **ADAPTIVE})  # the explicit tableaus
+@pytest.mark.parametrize("name", [*FIXED_STEP, *ADAPTIVE])  # the tableaus
 def test_tableau_invariants(name):
     tableau = METHODS[name]
     for row, c_i in zip(tableau.a, tableau.c):

@@ -1,4 +1,5 @@
-"""Every solver method: a Butcher tableau, its order and (where it has one) its continuous extension.
+"""Every solver method: a Butcher tableau, its order and (where it has one) its continuous extension; and
+``scipy_solver``, which hands the whole problem to SciPy (``scipy_solve.py``).
 
 Coefficients are the published ones: Dormand & Prince (1980) with Shampine's (1986) dense
 output for ``dopri5``; Bogacki & Shampine (1989) for ``bosh3``; Tsitouras (2011) for
@@ -7,6 +8,8 @@ output for ``dopri5``; Bogacki & Shampine (1989) for ``bosh3``; Tsitouras (2011)
 from __future__ import annotations
 
 from .adams import AdamsBashforth, AdamsBashforthMoulton, AdamsMethod
+from .options import Method
+from .scipy_solve import SCIPY_SOLVER
 from .tableau import ButcherTableau
 
 
@@ -337,14 +340,15 @@ FIXED_STEP = {t.name: t for t in (EULER, MIDPOINT, HEUN, HEUN3, RK4)}
 ADAPTIVE = {t.name: t for t in (ADAPTIVE_HEUN, FEHLBERG2, BOSH3, DOPRI5, TSIT5, DOPRI8)}
 # Multistep: Adams methods on the fixed grid, started by RK4 (or by DOP853's eighth order for max_order > 5).
 ADAMS = {m.name: m for m in (AdamsBashforth(starters=(RK4, DOPRI8)), AdamsBashforthMoulton(starters=(RK4, DOPRI8)))}
-METHODS: dict[str, ButcherTableau | AdamsMethod] = {**FIXED_STEP, **ADAPTIVE, **ADAMS}
+SCIPY = {SCIPY_SOLVER.name: SCIPY_SOLVER}  # the whole problem solved by scipy.integrate.solve_ivp
+METHODS: dict[str, Method] = {**FIXED_STEP, **ADAPTIVE, **ADAMS, **SCIPY}
 
 # Other names accepted for a method (torchdiffeq's, where they differ): alias -> the method's name.
 # Accepted wherever a method is named (odeint's ``method``, ``solver.method``); not listed in METHODS.
 ALIASES = {"heun2": "heun"}
 
 
-def get_method(name: str) -> ButcherTableau | AdamsMethod:
+def get_method(name: str) -> Method:
     """The method called ``name`` (or one of its ``ALIASES``); ``ValueError`` listing the valid names otherwise."""
     try:
         return METHODS[ALIASES.get(name, name)]
@@ -352,5 +356,6 @@ def get_method(name: str) -> ButcherTableau | AdamsMethod:
         aliases = ", ".join(f"{alias} (= {name})" for alias, name in ALIASES.items())
         raise ValueError(
             f"unknown method {name!r}; valid methods: fixed step {', '.join(FIXED_STEP)}; "
-            f"adaptive {', '.join(ADAPTIVE)}; multistep {', '.join(ADAMS)}; aliases {aliases}"
+            f"adaptive {', '.join(ADAPTIVE)}; multistep {', '.join(ADAMS)}; SciPy {', '.join(SCIPY)}; "
+            f"aliases {aliases}"
         ) from None

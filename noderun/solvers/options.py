@@ -25,6 +25,7 @@ DEFAULT_MAX_NUM_STEPS = 100_000
 EVENT_FIXED_MAX_NUM_STEPS = 20_000  # a fixed-step event solve's default step budget (torchdiffeq's)
 MAX_BETA = 0.1  # the PI controller's integral weight; above it, tiny errors can shrink an accepted step
 TOP_LEVEL_KEYS = ("method", "rtol", "atol", "grad")  # odeint keywords; every other key is an options key
+CONFIG_KEYS = {"solver": "scipy_method"}  # options keys a config names otherwise (solver.solver would be ambiguous)
 
 
 class SettingError(ValueError):
@@ -46,7 +47,7 @@ class Names:
 
     def __call__(self, key: str) -> str:
         if self.config:
-            return "grad.mode" if key == "grad" else f"{self.scope}.{key}"
+            return "grad.mode" if key == "grad" else f"{self.scope}.{CONFIG_KEYS.get(key, key)}"
         if key in TOP_LEVEL_KEYS:
             return f"adjoint_{key}" if self.scope == "adjoint_options" else key
         return f"{self.scope}[{key!r}]"
@@ -176,14 +177,16 @@ def _positive_number(names: Names, key: str, value: Any, integer: bool = False) 
 
 
 def _check_step_bounds(names: Names, options: dict) -> None:
-    """``min_step`` (default 0) and ``max_step`` (default inf): numbers with ``0 <= min_step <= max_step``."""
+    """``min_step`` (default 0) and ``max_step`` (default inf): ``0 <= min_step <= max_step``, ``min_step``
+    finite and ``max_step`` positive."""
     low, high = options.get("min_step", 0.0), options.get("max_step", math.inf)
-    for key, value in (("min_step", low), ("max_step", high)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-            raise SettingError(f"{names(key)} must be a number >= 0, got {value!r}", key)
-    if high == 0 or low > high or math.isinf(low):
-        raise SettingError(f"{names('min_step')}={low!r} and {names('max_step')}={high!r}: need "
-                           "0 <= min_step <= max_step, max_step > 0 and min_step finite", "min_step")
+    for key, value, rule in (("min_step", low, "a finite number of at least 0"),
+                             ("max_step", high, "a positive number (inf: no bound)")):
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+        if not number or (key == "min_step" and not 0 <= value < math.inf) or (key == "max_step" and value <= 0):
+            raise SettingError(f"{names(key)} must be {rule}, got {value!r}", key)
+    if low > high:
+        raise SettingError(f"{names('min_step')}={low!r} is above {names('max_step')}={high!r}", "min_step")
 
 
 def _check_grid(names: Names, options: dict) -> None:

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .methods import get_method
-from .options import Names, SettingError, SolverOptions, accepted_keys, carried_to_backward, parse_options
+from .method import SolveMethod
+from .options import (CONFIG_KEYS, Names, SettingError, SolverOptions, accepted_keys, carried_to_backward,
+                      parse_options)
 
 GRAD_MODES = ("backprop", "adjoint", "checkpoint")
 
@@ -48,8 +50,11 @@ class SolverSettings:
             raise SettingError(f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: "
                                f"{', '.join(GRAD_MODES)}", "grad")
         if self.grad == "checkpoint" and forward.tableau.multistep:
+            why = ("solves the whole problem at once, leaving no steps: use 'adjoint'"
+                   if isinstance(forward.tableau, SolveMethod) else
+                   "carries a history from step to step: use 'backprop' or 'adjoint'")
             raise SettingError(f"{self.names('grad')}='checkpoint' recomputes steps one by one; {self.method!r} "
-                               "carries a history from step to step: use 'backprop' or 'adjoint'", "grad")
+                               f"{why}", "grad")
         object.__setattr__(self, "forward", forward)
         object.__setattr__(self, "backward", self._backward(forward) if self.grad == "adjoint" else None)
 
@@ -77,10 +82,13 @@ class SolverSettings:
     @classmethod
     def from_config(cls, solver: Mapping[str, Any], grad: Mapping[str, Any], key: str = "solver") -> SolverSettings:
         """From a ``solver`` config node (at ``key``) and the ``grad`` node; unset (null) options are left to
-        the solver's defaults, ``grad.seminorm`` sets the adjoint's norm (adaptive methods only) and
+        the solver's defaults, keys named otherwise in a config (``CONFIG_KEYS``: ``scipy_method``) become
+        their options keys, ``grad.seminorm`` sets the adjoint's norm (adaptive methods only) and
         ``grad.method`` its backward method (default: the forward one), with ``grad.step_size`` for a fixed-step
         one."""
-        options = {name: value for name, value in solver.items() if value is not None and name != "method"}
+        config_keys = {config: key for key, config in CONFIG_KEYS.items()}
+        options = {config_keys.get(name, name): value for name, value in solver.items()
+                   if value is not None and name != "method"}
         tolerances = {name: options.pop(name) for name in ("rtol", "atol") if name in options}
         adjoint_method, backward_step = grad.get("method"), grad.get("step_size")
         seminorm = bool(grad.get("seminorm", False)) and _adaptive(adjoint_method or solver.get("method"))
