@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from .odeint import GRAD_MODES, odeint
-from .solvers.methods import ADAPTIVE, FIXED_STEP, METHODS
+from .solvers.method import SolveMethod
+from .solvers.methods import METHODS
 from .solvers.stats import SolveStats
 
 
@@ -30,9 +31,10 @@ def run_demo(rtol: float = 1e-6) -> int:
         reference = odeint(func, y0, t, method="dopri8", rtol=1e-12, atol=1e-12, options={"max_num_steps": 100_000})
     print(f"Lotka–Volterra, t in [0, 10], 2 trajectories, rtol=atol={rtol:g} (fixed-step methods: step 0.01)")
     print(f"{'method':<14}{'NFE':>8}{'steps':>8}{'max error':>12}")
-    for name in METHODS:
+    for name, method in METHODS.items():
         stats = SolveStats()
-        options = {"max_num_steps": 100_000} if name in ADAPTIVE else {"step_size": 0.01} if name in FIXED_STEP else {}
+        options = {} if isinstance(method, SolveMethod) else {"max_num_steps": 100_000} if method.adaptive else \
+            {"step_size": 0.01}
         with torch.no_grad():
             ys = odeint(func, y0, t, method=name, rtol=rtol, atol=rtol, options=options, stats=stats)
         error = (ys - reference).abs().max().item()
