@@ -175,7 +175,8 @@ def test_every_refusal_in_the_option_parser_is_reached():
            {"options": {"per_sample": True, "norm": "rms"}},
            {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}},
            {"options": {"compile": 1}}, {"options": {"compile": True, "per_sample": True}},
-           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"compile": True}}]
+           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"compile": True}},
+           {"method": "implicit_euler", "options": {"compile": True}}]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

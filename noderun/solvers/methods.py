@@ -6,6 +6,8 @@ output for ``dopri5``; Bogacki & Shampine (1989) for ``bosh3``; Tsitouras (2011)
 """
 from __future__ import annotations
 
+from .implicit_methods import IMPLICIT_TABLEAUS
+from .options import Method
 from .tableau import ButcherTableau
 
 
@@ -334,20 +336,21 @@ DOPRI8 = ButcherTableau(
 
 FIXED_STEP = {t.name: t for t in (EULER, MIDPOINT, HEUN, HEUN3, RK4)}
 ADAPTIVE = {t.name: t for t in (ADAPTIVE_HEUN, FEHLBERG2, BOSH3, DOPRI5, TSIT5, DOPRI8)}
-METHODS: dict[str, ButcherTableau] = {**FIXED_STEP, **ADAPTIVE}
+IMPLICIT = {t.name: t for t in IMPLICIT_TABLEAUS}  # fixed step, solved by Newton's method (solvers.implicit)
+METHODS: dict[str, Method] = {**FIXED_STEP, **ADAPTIVE, **IMPLICIT}
 
 # Other names accepted for a method (torchdiffeq's, where they differ): alias -> the method's name.
 # Accepted wherever a method is named (odeint's ``method``, ``solver.method``); not listed in METHODS.
 ALIASES = {"heun2": "heun"}
 
 
-def get_method(name: str) -> ButcherTableau:
-    """The tableau called ``name`` (or one of its ``ALIASES``); ``ValueError`` listing the valid names otherwise."""
+def get_method(name: str) -> Method:
+    """The method called ``name`` (or one of its ``ALIASES``); ``ValueError`` listing the valid names otherwise."""
     try:
         return METHODS[ALIASES.get(name, name)]
     except (KeyError, TypeError):
         aliases = ", ".join(f"{alias} (= {name})" for alias, name in ALIASES.items())
         raise ValueError(
             f"unknown method {name!r}; valid methods: fixed step {', '.join(FIXED_STEP)}; "
-            f"adaptive {', '.join(ADAPTIVE)}; aliases {aliases}"
+            f"adaptive {', '.join(ADAPTIVE)}; implicit {', '.join(IMPLICIT)}; aliases {aliases}"
         ) from None
