@@ -1,7 +1,7 @@
 """noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
 from .errors import SolverError
 from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
-from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS
+from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, IMPLICIT, METHODS
 from .solvers.options import SettingError
 from .solvers.settings import SolverSettings
 from .solvers.stats import SolveStats
@@ -13,6 +13,7 @@ __all__ = [
     "ALIASES",
     "FIXED_STEP",
     "GRAD_MODES",
+    "IMPLICIT",
     "METHODS",
     "SettingError",
     "SolveStats",

@@ -130,10 +130,11 @@ def bench(args) -> int:
 
 
 def methods(args) -> int:
-    from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP
+    from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, IMPLICIT
 
     print("fixed step:", ", ".join(FIXED_STEP))
     print("adaptive:  ", ", ".join(ADAPTIVE))
+    print("implicit:  ", ", ".join(IMPLICIT))
     print("aliases:   ", ", ".join(f"{alias} (= {name})" for alias, name in ALIASES.items()))
     return 0
 

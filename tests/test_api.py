@@ -100,6 +100,7 @@ def test_custom_norm_and_list_times():
 def test_console_script_lists_methods():
     result = subprocess.run([sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True, check=True)
     assert "dopri5" in result.stdout and "heun3" in result.stdout and "heun2 (= heun)" in result.stdout
+    assert "radauIIA5" in result.stdout
 
 
 def test_an_alias_solves_as_its_method():
