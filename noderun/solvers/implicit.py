@@ -110,8 +110,9 @@ class ImplicitStepper:
         self.floor = ROUNDING_UNITS * torch.finfo(like.dtype).eps
         self.jacobian = Jacobian(rhs)
         self.linalg_dtype = torch.promote_types(like.dtype, torch.float32)  # LU needs float32 at least
-        self.blocks = {group: like.new_tensor([[tableau.a[i][j] for j in group] for i in group])
-                       for group in tableau.groups}
+        self.coefficients = {group: tuple(tuple(tableau.a[i][j] for j in group) for i in group)
+                             for group in tableau.groups}  # also the key of a group's factorised matrix
+        self.blocks = {group: like.new_tensor(rows) for group, rows in self.coefficients.items()}
 
     def __call__(self, t: float, y0: Tensor, h: float, f0: Tensor | None) -> Step:
         tableau = self.tableau
@@ -127,7 +128,7 @@ class ImplicitStepper:
             if jacobian is None:
                 jacobian = self.jacobian(t, y0, f0)
             block = self.blocks[group]
-            key = tuple(block.flatten().tolist())
+            key = self.coefficients[group]
             if key not in factors:
                 factors[key] = self._factorise(block, jacobian.unsqueeze(0), h, t)
             with torch.no_grad():
