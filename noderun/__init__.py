@@ -3,7 +3,7 @@ from .dense import DenseSolution, odeint_dense
 from .errors import SolverError
 from .event import odeint_event
 from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
-from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS
+from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, IMPLICIT, METHODS
 from .solvers.options import SettingError
 from .solvers.settings import SolverSettings
 from .solvers.stats import SolveStats
@@ -16,6 +16,7 @@ __all__ = [
     "DenseSolution",
     "FIXED_STEP",
     "GRAD_MODES",
+    "IMPLICIT",
     "METHODS",
     "SettingError",
     "SolveStats",

@@ -34,7 +34,7 @@ def steps_for(order):
     return [32, 48, 64, 96] if order >= 5 else [32, 64, 128, 256]
 
 
-@pytest.mark.parametrize("name", [*FIXED_STEP, *ADAPTIVE])  # the tableaus
+@pytest.mark.parametrize("name", [*FIXED_STEP, *ADAPTIVE])  # the explicit tableaus (implicit: test_implicit.py)
 def test_global_order(name):
     tableau, T = METHODS[name], 2.0
     hs, errors = [], []

@@ -60,7 +60,7 @@ def split(ys, z_dtype=D):
 
 
 def settings(method):
-    if method in noderun.FIXED_STEP:
+    if not noderun.METHODS[method].adaptive:
         return {"method": method, "options": {"step_size": 0.1}}
     return {"method": method, "rtol": 1e-6, "atol": 1e-8}
 

@@ -188,7 +188,8 @@ def test_every_refusal_in_the_option_parser_is_reached():
            {"options": {"per_sample": True, "step_t": [0.5]}},
            {"method": "euler", "options": {"compile": True, "perturb": True}},
            {"method": "rk4", "options": {"interp": "quadratic"}},
-           {"options": {"jump_t": [0.5]}, "event_fn": lambda t, y: y.sum() - 1.0}]
+           {"options": {"jump_t": [0.5]}, "event_fn": lambda t, y: y.sum() - 1.0},
+           {"method": "implicit_euler", "options": {"compile": True}}]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

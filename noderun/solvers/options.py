@@ -163,6 +163,9 @@ def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, A
                            "(a time of jump_t is also stepped on)", "jump_t")
     _check_norm(names, options.get("norm"), backward)
     _check_flags(names, options, backward)
+    if options.get("compile") and not isinstance(tableau, ButcherTableau):
+        raise SettingError(f"{names('compile')} compiles explicit Runge–Kutta steps; {tableau.name!r} takes its "
+                           f"own steps: drop {names('compile')}", "compile")
     own = getattr(tableau, "option_keys", ())
     method_options = {key: options.pop(key) for key in own if key in options}
     if own:
