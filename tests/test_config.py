@@ -11,6 +11,7 @@ from noderun.models.ode_block import SolverSettings
 from noderun.data.mnist import MNIST_INFO
 from noderun.data.spirals import Spirals
 from noderun.data.toy2d import Toy2D
+from noderun.solvers.methods import IMPLICIT
 from noderun.train.build import build_model, build_task
 
 from conftest import compose_config
@@ -34,7 +35,9 @@ COMPANIONS = {("model", "latent_ode"): ["dataset=spirals", "task=timeseries"],
               ("model", "planar_nf"): ["dataset=toy2d", "task=density"],
               ("dataset", "toy2d"): ["model=cnf", "task=density"],
               ("task", "density"): ["dataset=toy2d", "model=planar_nf"],
-              ("task", "density_matching"): ["dataset=toy2d", "model=planar_nf", "model.direction=generative"]}
+              ("task", "density_matching"): ["dataset=toy2d", "model=planar_nf", "model.direction=generative"],
+              # implicit methods form dense Jacobians: a small ODE-Net state (2 channels) keeps them quick
+              **{("solver", name): ["model.channels=2"] for name in IMPLICIT}}
 
 
 def runtime_info(dataset):
@@ -58,7 +61,13 @@ def smoke_loss(cfg, model, task):
     return task.loss(model, batch)[0]
 
 
-@pytest.mark.parametrize("group, option", OPTIONS)
+# each implicit method builds and backpropagates like implicit_euler, at some seconds each: those run with -m slow
+BUILDS = [pytest.param(group, option, marks=pytest.mark.slow)
+          if group == "solver" and option in IMPLICIT and option != "implicit_euler" else (group, option)
+          for group, option in OPTIONS]
+
+
+@pytest.mark.parametrize("group, option", BUILDS)
 def test_every_option_composes_and_builds(group, option):
     cfg = compose_config(f"{group}={option}", *COMPANIONS.get((group, option), []))
     solver = SolverSettings.from_config(cfg.solver, cfg.grad)

@@ -31,6 +31,7 @@ from .options import Names, SettingError, SolverOptions, is_positive
 from .step import RHS, StageList, Step
 
 _TOLERANCE = 1e-12
+MAX_DENSE_STATE = 16_384  # elements: a dense Jacobian of 2 GiB in float64, one evaluation per column by differences
 DEFAULT_MAX_ITERS = 50  # Newton iterations per group of stages and step
 ROUNDING_UNITS = 16  # no Newton update is asked to be finer than this many units of rounding of the stage state
 
@@ -104,6 +105,11 @@ class ImplicitStepper:
     """
 
     def __init__(self, tableau: ImplicitTableau, rhs: RHS, like: Tensor, opts: SolverOptions):
+        if like.numel() > MAX_DENSE_STATE:
+            raise ValueError(f"method {tableau.name!r} forms the dense Jacobian of the state, which here has "
+                             f"{like.numel():,} elements (an adjoint's backward state counts the parameters too); "
+                             f"implicit methods take states of at most {MAX_DENSE_STATE:,}: use an explicit method "
+                             "or a smaller state")
         self.tableau, self.rhs = tableau, rhs
         self.max_iters = opts.method_options.get("max_iters", DEFAULT_MAX_ITERS)
         self.rtol, self.atol = opts.rtol, opts.atol
