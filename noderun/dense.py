@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 
 from .solvers.clocks import StepRecord
-from .solvers.integrate import integrate
-from .solvers.interpolate import dense_output, dense_stages
+from .solvers.integrate import integrate, retake
+from .solvers.interpolate import dense_output
+from .solvers.options import SolverOptions
 from .solvers.rhs import CountingRHS
 from .solvers.settings import parsed
-from .solvers.step import Step, rk_step
+from .solvers.step import Step
 from .solvers.stats import SolveStats
 from .solvers.tableau import ButcherTableau
 
@@ -23,10 +24,10 @@ class DenseSolution:
     (either order), shape ``(*t.shape, *y0.shape)``. Only each accepted step's start is kept; the first
     evaluation inside a step recomputes its stages (``stats.nfe_forward`` counts them), which are then kept."""
 
-    def __init__(self, rhs: CountingRHS, tableau: ButcherTableau, steps: list[StepRecord], y1: Tensor,
+    def __init__(self, rhs: CountingRHS, opts: SolverOptions, steps: list[StepRecord], y1: Tensor,
                  stats: SolveStats):
-        self.rhs, self.tableau, self.steps, self.y1, self.stats = rhs, tableau, steps, y1, stats
-        self.t0, self.t1 = steps[0].t, steps[-1].t + steps[-1].h
+        self.rhs, self.opts, self.tableau, self.steps, self.y1, self.stats = rhs, opts, opts.tableau, steps, y1, stats
+        self.t0, self.t1 = steps[0].t, steps[-1].t_end
         self.starts = [record.t for record in steps] if self.t1 > self.t0 else [-record.t for record in steps]
         self.computed: dict[int, Step] = {}
 
@@ -48,13 +49,10 @@ class DenseSolution:
 
     def _step(self, index: int) -> Step:
         if index not in self.computed:
-            record, calls = self.steps[index], self.rhs.calls
-            step = rk_step(self.rhs, self.tableau, record.t, record.y0, record.h, None)
-            dense_stages(self.rhs, self.tableau, step)
+            calls = self.rhs.calls
+            self.computed[index] = retake(self.rhs, self.opts, self.steps[index], dense=True)
             self.stats.add_forward(self.rhs.calls - calls)
-            self.computed[index] = step
         return self.computed[index]
-
 
 def odeint_dense(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t0: float | Tensor, t1: float | Tensor, *,
                  rtol: float = 1e-7, atol: float = 1e-9, method: str = "dopri5",
@@ -75,4 +73,4 @@ def odeint_dense(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t0: float
     rhs = CountingRHS(func, y0.dtype, y0.device)
     sol = integrate(rhs, y0, times, opts, record=True)
     stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
-    return DenseSolution(rhs, tableau, sol.steps, sol.ys[-1], stats)
+    return DenseSolution(rhs, opts, sol.steps, sol.ys[-1], stats)

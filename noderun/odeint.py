@@ -144,13 +144,37 @@ def _run_until_event(problem: ODEProblem, y0: Tensor, t: Tensor, settings: Solve
             ys = torch.stack([y0, y0])
         else:
             end = torch.tensor([t_event], dtype=t.dtype, device=t.device)
-            fixed = dataclasses.replace(problem, times=[t0, t_event])
-            ys = _run(fixed, y0, torch.cat([t[:1], end]), settings, func, adjoint_params)
+            to_event = _settings_to_event(settings, problem.times, t_event)
+            fixed = dataclasses.replace(problem, times=[t0, t_event], options=to_event.forward)
+            ys = _run(fixed, y0, torch.cat([t[:1], end]), to_event, func, adjoint_params)
     time_dtype = t.dtype if t.is_floating_point() else y0.dtype
     event_t = torch.tensor(t_event, dtype=time_dtype, device=t.device)
     if ys.requires_grad:  # in the graph with a zero gradient, so that a loss may include it (as torchdiffeq)
         event_t = event_t + (ys[-1] - ys[-1].detach()).sum().mul(0).to(time_dtype).to(t.device)
     return event_t, ys
+
+
+def _settings_to_event(settings: SolverSettings, times: list[float], t_event: float) -> SolverSettings:
+    """The settings of the solve from ``t0`` to the located event time: the event solve's, with a fixed-step
+    method's steps where the locating solve took them (``t0 + k * size``, then the event time) and, unless
+    ``adjoint_options`` say otherwise, the adjoint's backward steps on the same grid."""
+    if settings.forward.tableau.adaptive:
+        return dataclasses.replace(settings, events=False)
+    t0, span = times[0], times[1] - times[0]
+    size = math.copysign(abs(span) if settings.forward.step_size is None else settings.forward.step_size, span)
+    inside, k = [], 1
+    while (t_event - (t0 + k * size)) * size > 0:
+        inside.append(t0 + k * size)
+        k += 1
+
+    def grid(func: Any, y0: Tensor, t: Tensor) -> Tensor:
+        start, end = float(t[0]), float(t[-1])
+        points = inside if (end - start) * size > 0 else inside[::-1]
+        return torch.tensor([start, *points, end], dtype=torch.float64)
+
+    options = {key: value for key, value in settings.options.items()
+               if key not in ("step_size", "max_num_steps", "interp")}
+    return dataclasses.replace(settings, options={**options, "grid_constructor": grid}, events=False)
 
 
 def _check_event_call(event_fn: Any, t: Any, settings: SolverSettings) -> None:

@@ -296,3 +296,31 @@ def test_event_options_are_checked():
         noderun.odeint(decay, torch.ones(1), torch.tensor([0.0, 1.0]), method="rk4", options={"max_num_steps": 10})
     with pytest.raises(ValueError, match="t0 must be one time"):
         noderun.odeint_event(decay, torch.ones(1), torch.zeros(2), event_fn=lambda t, y: y - 0.5)
+
+
+@pytest.mark.parametrize("grad", noderun.GRAD_MODES)
+def test_a_fixed_step_event_state_comes_from_the_locating_grid_in_every_mode(grad):
+    """The adjoint and checkpoint solve again to the event time: on the grid that located it (steps of
+    |t[1] - t[0]| here), not in one step, so every mode agrees to the method's error at that step."""
+    rate = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    y0 = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    _, ys = noderun.odeint(lambda t, y: rate * y, y0, torch.tensor([0.0, 0.25], dtype=torch.float64),
+                           method="rk4", event_fn=lambda t, y: (y - math.e**2).sum(), grad=grad,
+                           adjoint_params=(rate,))
+    assert float(ys[-1].detach()) == pytest.approx(math.e**2, rel=1e-4)
+
+
+def test_step_callbacks_run_in_the_solve_that_locates_the_event():
+    class Counted(nn.Module):
+        steps = 0
+
+        def forward(self, t, y):
+            return -y
+
+        def callback_step(self, t0, y0, dt):
+            self.steps += 1
+
+    func, stats = Counted(), noderun.SolveStats()
+    noderun.odeint(func, torch.ones(1), torch.tensor([0.0, 1.0]), event_fn=lambda t, y: (y - 0.5).sum(),
+                   stats=stats)
+    assert func.steps == stats.steps_accepted + stats.steps_rejected > 0

@@ -223,3 +223,33 @@ def test_a_tuple_state_reaches_the_callbacks_as_a_tuple():
 
     odeint(F(), (torch.ones(3), torch.ones(2, 2)), torch.tensor([0.0, 1.0]))
     assert seen and all(shapes == ((3,), (2, 2)) for shapes in seen)
+
+
+def test_a_step_of_min_step_is_accepted_though_t_end_minus_t_rounds_above_it():
+    """0.1 + 0.1 - 0.1 is 0.10000000000000003: the step is still one of min_step, accepted whatever its error."""
+    ys = odeint(lambda t, y: torch.cos(50 * t) * torch.ones_like(y), torch.zeros(1, dtype=torch.float64),
+                torch.tensor([0.0, 3.0], dtype=torch.float64), rtol=1e-10, atol=1e-12,
+                options={"min_step": 0.1, "max_num_steps": 2000})
+    assert torch.isfinite(ys).all()
+
+
+class TwoRates(nn.Module):
+    """``y' = a`` before ``t = 0.5`` and ``y' = b`` after: ``y(1) = y0 + (a + b) / 2``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+    def forward(self, t, y):
+        return torch.where(t < 0.5, self.a, self.b) * torch.ones_like(y)
+
+
+@pytest.mark.parametrize("grad", ["backprop", "adjoint", "checkpoint"])
+@pytest.mark.parametrize("method, options", [("rk4", {"step_size": 0.25, "perturb": True}),
+                                             ("dopri5", {"jump_t": [0.5]})])
+def test_every_gradient_mode_sees_the_shifted_ends(method, options, grad):
+    func = TwoRates()
+    ys = odeint(func, torch.ones(1, dtype=torch.float64), T01, method=method, options=options, grad=grad)
+    grads = torch.autograd.grad(ys[-1].sum(), (func.a, func.b))
+    assert [float(g) for g in grads] == pytest.approx([0.5, 0.5], abs=1e-3)

@@ -7,11 +7,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..solvers.integrate import integrate
-from ..solvers.interpolate import dense_output, dense_stages
-from ..solvers.method import StepMethod
-from ..solvers.options import SolverOptions
-from ..solvers.step import Step, rk_step
+from ..solvers.clocks import StepRecord
+from ..solvers.integrate import integrate, retake
+from ..solvers.interpolate import dense_output
 from .problem import ODEProblem
 
 
@@ -26,7 +24,7 @@ class CheckpointODE(torch.autograd.Function):
                         callbacks=problem.callbacks)
         problem.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
         ctx.problem = problem
-        ctx.step_sizes = [(record.t, record.h) for record in sol.steps]
+        ctx.step_times = [(record.t, record.h, record.t_end) for record in sol.steps]
         ctx.output_steps = sol.output_steps
         ctx.save_for_backward(*[record.y0 for record in sol.steps], *params)
         return torch.stack(sol.ys)
@@ -35,7 +33,7 @@ class CheckpointODE(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_ys: Tensor):
         saved = ctx.saved_tensors
-        n_steps = len(ctx.step_sizes)
+        n_steps = len(ctx.step_times)
         starts, params = saved[:n_steps], saved[n_steps:]
         problem, tableau = ctx.problem, ctx.problem.options.tableau
         rhs = problem.rhs(grad_ys)
@@ -47,13 +45,11 @@ class CheckpointODE(torch.autograd.Function):
         for s in range(n_steps - 1, -1, -1):
             for i, _ in at_end[s]:
                 adjoint = adjoint + grad_ys[i]
-            t, h = ctx.step_sizes[s]
+            t, h, t_end = ctx.step_times[s]
             with torch.enable_grad():
                 y = starts[s].detach().requires_grad_(True)
-                step = recompute(rhs, problem.options, t, y, h)
+                step = retake(rhs, problem.options, StepRecord(t=t, h=h, y0=y, t_end=t_end), dense=bool(inside[s]))
                 outputs, grads = [step.y1], [adjoint]
-                if inside[s]:
-                    dense_stages(rhs, tableau, step)
                 for i, theta in inside[s]:
                     outputs.append(dense_output(tableau, step, theta))
                     grads.append(grad_ys[i])
@@ -63,9 +59,3 @@ class CheckpointODE(torch.autograd.Function):
         problem.stats.add_backward(rhs.calls)
         return (None, adjoint + grad_ys[0], *param_grads)
 
-
-def recompute(rhs, opts: SolverOptions, t: float, y: Tensor, h: float) -> Step:
-    """The step from ``(t, y)`` of size ``h`` again, with a graph."""
-    if isinstance(opts.tableau, StepMethod):
-        return opts.tableau.step(rhs, t, y, h, opts)
-    return rk_step(rhs, opts.tableau, t, y, h, None)

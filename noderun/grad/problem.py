@@ -52,7 +52,7 @@ class ODEProblem:
         counted in ``stats``; a ``SolverError`` when none is found within the step budget says so."""
         rhs = self.rhs(y0)
         try:
-            sol = integrate(rhs, y0, self.times, self.options, self.norm, event=event)
+            sol = integrate(rhs, y0, self.times, self.options, self.norm, callbacks=self.callbacks, event=event)
         except SolverError as error:
             raise SolverError(f"no event found: event_fn(t, y) kept its sign from t={self.times[0]!r} on, in the "
                               f"direction of t[1]={self.times[1]!r}, until the solve stopped: {error}",

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .method import StepMethod
-from .options import Names, SettingError, SolverOptions, is_positive
+from .options import Names, SettingError, SolverOptions, check_count
 from .step import RHS, StageList, Step, rk_step, weighted_sum
 from .tableau import ButcherTableau
 
@@ -120,9 +120,7 @@ class AdamsBashforthMoulton(AdamsMethod):
 
     def check_options(self, options: Mapping[str, Any], names: Names) -> None:
         _check_max_order(options, names)
-        if "max_iters" in options and not is_positive(options["max_iters"], integer=True):
-            raise SettingError(f"{names('max_iters')} must be a positive integer (the most corrector evaluations "
-                               f"per step; default {DEFAULT_MAX_ITERS}), got {options['max_iters']!r}", "max_iters")
+        check_count(names, options, "max_iters", "the most corrector evaluations per step", DEFAULT_MAX_ITERS)
 
     def history_length(self, max_order: int) -> int:
         return max(1, max_order - 1)

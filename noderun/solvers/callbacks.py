@@ -1,7 +1,8 @@
 """Step callbacks, as torchdiffeq calls them: methods of ``func`` named ``callback_step`` (before every step
 attempt), ``callback_accept_step`` and ``callback_reject_step`` (after an adaptive method's decision), and
 the same names ending in ``_adjoint`` for the adjoint's backward solve. Each is called as
-``callback(t0, y0, dt)``: the step's start time and state and its size (``t0`` and ``dt`` as tensors)."""
+``callback(t0, y0, dt)``: the step's start time and state and its size (``t0`` and ``dt`` as float64 tensors
+on the state's device)."""
 from __future__ import annotations
 
 import warnings
@@ -37,7 +38,8 @@ class StepCallbacks:
             callback(*self._arguments(t, y, h))
 
     def _arguments(self, t, y: Tensor, h) -> tuple:
-        as_tensor = lambda x: x if isinstance(x, Tensor) else torch.scalar_tensor(x, dtype=torch.float64)
+        as_tensor = lambda x: x if isinstance(x, Tensor) else torch.scalar_tensor(x, dtype=torch.float64,
+                                                                                  device=y.device)
         return as_tensor(t), self.state(y), as_tensor(h)
 
 

@@ -25,11 +25,13 @@ from .tableau import ButcherTableau
 
 @dataclass
 class StepRecord:
-    """An accepted step's start: enough to recompute it (``grad="checkpoint"``)."""
+    """An accepted step's start: enough to take it again (``grad="checkpoint"``, ``odeint_dense``). ``t_end``
+    is the end the loop gave it (``t + h`` up to rounding)."""
 
     t: float
     h: float
     y0: Tensor
+    t_end: float
 
 
 @dataclass
@@ -93,7 +95,7 @@ class SharedClock:
             return step.y0, step.k[0]  # the retry starts from the same point
         self._outputs(rhs, step, t_end)
         if self.record:
-            sol.steps.append(StepRecord(t=step.t, h=step.h, y0=step.y0))
+            sol.steps.append(StepRecord(t=step.t, h=step.h, y0=step.y0, t_end=t_end))
         sol.accepted += 1
         self.t = t_end
         if t_end == self.stops[0] and len(self.stops) > 1:

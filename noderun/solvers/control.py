@@ -269,6 +269,7 @@ class StepController:
         # the smallest step that moves the clock's time (func may see times rounded to the state's dtype)
         self.min_step = 10 * torch.finfo(clock.time_dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
         self.bounded = opts.min_step > 0 or opts.max_step < math.inf
+        self.accept_below = opts.min_step * (1 + 1e-9)  # t_end - t of a step of min_step may round a little above
         self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta,
                                        ops=clock.ops)
         self.attempts = 0
@@ -293,7 +294,7 @@ class StepController:
                 f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
                 "the dynamics")
         ratio, ops = self._ratio(step), clock.ops
-        accepted = clock.moving & ((ratio <= 1.0) | (abs(step.h) <= self.opts.min_step))
+        accepted = clock.moving & ((ratio <= 1.0) | (abs(step.h) <= self.accept_below))
         self.h = ops.where(clock.moving, self._bounded(self.controller.next_step(step.h, ratio, accepted), ops), self.h)
         small = abs(self.h) < self.min_step
         if ops.any(small):

@@ -27,7 +27,7 @@ from torch import Tensor
 from ..errors import SolverError
 from .jacobian import Jacobian
 from .method import StepMethod
-from .options import Names, SettingError, SolverOptions, is_positive
+from .options import Names, SolverOptions, check_count
 from .step import RHS, StageList, Step
 
 _TOLERANCE = 1e-12
@@ -88,9 +88,7 @@ class ImplicitTableau(StepMethod):
         return len(group) == 1 and self.diagonally_implicit and self.a[group[0]][group[0]] == 0.0
 
     def check_options(self, options: Mapping[str, Any], names: Names) -> None:
-        if "max_iters" in options and not is_positive(options["max_iters"], integer=True):
-            raise SettingError(f"{names('max_iters')} must be a positive integer (Newton iterations per step; "
-                               f"default {DEFAULT_MAX_ITERS}), got {options['max_iters']!r}", "max_iters")
+        check_count(names, options, "max_iters", "Newton iterations per step", DEFAULT_MAX_ITERS)
 
     def stepper(self, rhs: RHS, y0: Tensor, opts: SolverOptions) -> ImplicitStepper:
         return ImplicitStepper(self, rhs, y0, opts)

@@ -6,18 +6,18 @@ from typing import Callable
 
 from torch import Tensor
 
-from ..errors import SolverError
 from .callbacks import StepCallbacks
 from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord
-from .control import FixedGrid, StepController, all_finite, rms_norm
+from .control import FixedGrid, StepController, rms_norm
 from .events import EventClock, EventFunction, EventGrid
 from .fused import FusedStepper
+from .interpolate import dense_stages
 from .method import SolveMethod, StepMethod
 from .options import SolverOptions
-from .rhs import ShiftedEnds
+from .rhs import ShiftedEnds, check_derivative
 from .step import RHS, Step, rk_step, stage_store
 
-__all__ = ["Solution", "StepRecord", "integrate"]
+__all__ = ["Solution", "StepRecord", "integrate", "retake"]
 
 
 def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm=rms_norm,
@@ -40,7 +40,7 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
         clock = SampleClocks(y0, times, tableau)
     else:
         clock = SharedClock(y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t)
-    ends = ShiftedEnds(rhs, opts.perturb, opts.jump_t) if opts.perturb or opts.jump_t else None
+    ends = _shifted_ends(rhs, opts)
     rhs = ends or rhs
     if tableau.adaptive:
         f0 = _derivative(rhs, clock.t, y0)
@@ -66,6 +66,28 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
     return clock.finish()
 
 
+def retake(rhs: RHS, opts: SolverOptions, record: StepRecord, dense: bool = False) -> Step:
+    """An accepted step taken again from its record, as the loop took it: by the method's own step, with the
+    evaluations at its ends shifted where ``perturb`` or ``jump_t`` shifted them, and with ``dense`` the extra
+    stages of its continuous extension."""
+    ends = _shifted_ends(rhs, opts)
+    if ends is not None:
+        ends.step(record.t, record.t_end)
+        rhs = ends
+    if isinstance(opts.tableau, StepMethod):
+        step = opts.tableau.step(rhs, record.t, record.y0, record.h, opts)
+    else:
+        step = rk_step(rhs, opts.tableau, record.t, record.y0, record.h, None)
+    if dense:
+        dense_stages(rhs, opts.tableau, step)
+    return step
+
+
+def _shifted_ends(rhs: RHS, opts: SolverOptions) -> ShiftedEnds | None:
+    """``rhs`` with the step ends shifted (``ShiftedEnds``) when ``perturb`` or ``jump_t`` asks for it."""
+    return ShiftedEnds(rhs, opts.perturb, opts.jump_t) if opts.perturb or opts.jump_t else None
+
+
 def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | FixedGrid
              ) -> Callable[[float, Tensor, float, Tensor | None], Step]:
     """``(t, y, h, f0) -> Step``: eager ``rk_step`` into one reused stage store, with one step size per
@@ -83,15 +105,5 @@ def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | 
 def _derivative(rhs: RHS, t0: float, y0: Tensor) -> Tensor:
     """``rhs(t0, y0)``, checked: a finite tensor of ``y0``'s shape and dtype."""
     f0 = rhs(t0, y0)
-    _check_derivative(f0, y0, t0)
+    check_derivative(f0, y0, t0)
     return f0
-
-
-def _check_derivative(f0: Tensor, y0: Tensor, t0: float) -> None:
-    if not isinstance(f0, Tensor) or f0.shape != y0.shape or f0.dtype != y0.dtype:
-        got = f"{tuple(f0.shape)} {f0.dtype}" if isinstance(f0, Tensor) else type(f0).__name__
-        raise ValueError(
-            f"func(t, y) must return a tensor of y's shape and dtype {tuple(y0.shape)} {y0.dtype}; got {got}"
-        )
-    if not all_finite(f0):
-        raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={t0!r}", nonfinite=True)

@@ -110,6 +110,13 @@ def is_positive(value: Any, integer: bool = False) -> bool:
     return not isinstance(value, bool) and isinstance(value, kinds) and math.isfinite(value) and value > 0
 
 
+def check_count(names: Names, options: Mapping[str, Any], key: str, meaning: str, default: int) -> None:
+    """A method's own count option (``max_iters``): a positive integer when given."""
+    if key in options and not is_positive(options[key], integer=True):
+        raise SettingError(f"{names(key)} must be a positive integer ({meaning}; default {default}), got "
+                           f"{options[key]!r}", key)
+
+
 def carried_to_backward(options: Mapping[str, Any]) -> dict[str, Any]:
     """The forward options the adjoint's backward solve inherits when it is given none of its own."""
     return {key: value for key, value in options.items() if key not in FORWARD_ONLY_KEYS}

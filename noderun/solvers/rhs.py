@@ -1,10 +1,13 @@
 """The right-hand side as the solvers call it: ``rhs(t: float, y) -> dy/dt``, with a call counter."""
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
+
+from ..errors import SolverError
 
 
 class CountingRHS:
@@ -60,3 +63,14 @@ class ShiftedEnds:
         if type(t) is float and t in self.shifted:
             return self.rhs(self.shifted[t], y)
         return self.rhs(t, y)
+
+
+def check_derivative(f: Any, y: Tensor, t: float) -> None:
+    """``func``'s value ``f`` at the initial ``(t, y)``, refused unless it is a finite tensor of ``y``'s shape
+    and dtype."""
+    if not isinstance(f, Tensor) or f.shape != y.shape or f.dtype != y.dtype:
+        got = f"{tuple(f.shape)} {f.dtype}" if isinstance(f, Tensor) else type(f).__name__
+        raise ValueError(f"func(t, y) must return a tensor of y's shape and dtype {tuple(y.shape)} {y.dtype}; "
+                         f"got {got}")
+    if not math.isfinite(float(f.detach().abs().amax())):
+        raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={t!r}", nonfinite=True)

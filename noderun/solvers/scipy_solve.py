@@ -18,6 +18,7 @@ from ..errors import SolverError
 from .clocks import Solution
 from .method import SolveMethod
 from .options import SettingError
+from .rhs import check_derivative
 
 if TYPE_CHECKING:
     from .options import Names, SolverOptions
@@ -118,13 +119,7 @@ class NumpyRHS:
         return derivative
 
     def _check(self, f: Any, t: float) -> None:
-        like = self.like
-        if not isinstance(f, Tensor) or f.shape != like.shape or f.dtype != like.dtype:
-            got = f"{tuple(f.shape)} {f.dtype}" if isinstance(f, Tensor) else type(f).__name__
-            raise ValueError(f"func(t, y) must return a tensor of y's shape and dtype {tuple(like.shape)} "
-                             f"{like.dtype}; got {got}")
-        if not bool(torch.isfinite(f).all()):
-            raise SolverError(f"the derivative func(t, y) is not finite at t={t!r}", nonfinite=True)
+        check_derivative(f, self.like, t)
         self.wants_graph = f.requires_grad
 
 

@@ -62,7 +62,7 @@ class SolverSettings:
         method = self._backward_method(forward)
         options = carried_to_backward(self.options) if self.adjoint_options is None else self.adjoint_options
         if self.adjoint_options is None and method is not forward.tableau:
-            left = sorted(set(options) - set(accepted_keys(method)))
+            left = sorted(set(options) - set(accepted_keys(method, self.events)))
             if left:
                 raise SettingError(f"adjoint_method={self.adjoint_method!r} does not take the forward options {left}"
                                    f" of {self.method!r}: pass adjoint_options for it", "adjoint_options")
