@@ -49,7 +49,7 @@ def step_callbacks(func: Any, method: Any, state: Callable[[Tensor], Any], adjoi
     ``None`` when it defines none. Warns about those ``method`` never calls: a fixed-step method calls only
     ``callback_step``, a method that solves the problem at once (``scipy_solver``) none."""
     suffix = "_adjoint" if adjoint else ""
-    found = {name: getattr(func, name + suffix, None) for name in NAMES}
+    found = {name: _attribute(func, name + suffix) for name in NAMES}
     found = {name: callback for name, callback in found.items() if callable(callback)}
     if not found:
         return None
@@ -60,3 +60,12 @@ def step_callbacks(func: Any, method: Any, state: Callable[[Tensor], Any], adjoi
                       f"({'none' if not called else ', '.join(name + suffix for name in called)} supported)",
                       RuntimeWarning, stacklevel=4)
     return StepCallbacks(*(found.get(name) if name in called else None for name in NAMES), state=state)
+
+
+def _attribute(func: Any, name: str) -> Any:
+    """``func``'s attribute ``name`` or ``None``, looked up in its own ``__dict__`` and its class only (an
+    ``nn.Module``'s ``__getattr__`` makes a plain ``getattr`` of a missing name cost microseconds per solve)."""
+    own = getattr(func, "__dict__", {})
+    if name in own:
+        return own[name]
+    return getattr(func, name) if hasattr(type(func), name) else None
