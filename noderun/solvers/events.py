@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from ..errors import SolverError
-from .control import FixedGrid, FloatOps
-from .clocks import Solution
+from .clocks import SharedClock, Solution
+from .control import FixedGrid
 from .interpolate import dense_output, dense_stages
 from .options import SolverOptions
 from .step import RHS, Step
@@ -78,14 +78,9 @@ class EventSolution(Solution):
     event_t: float = 0.0
 
 
-class EventClock:
-    """One float time for the whole state, running on past ``times[1]`` (which gives only the direction of
-    time) until the event."""
-
-    per_sample = False
-    ops = FloatOps
-    time_dtype = torch.float64
-    moving = True
+class EventClock(SharedClock):
+    """One float time for the whole state (a ``SharedClock`` without output times), running on past
+    ``times[1]`` (which gives only the direction of time) until the event."""
 
     def __init__(self, y0: Tensor, times: list[float], opts: SolverOptions, event: EventFunction):
         self.opts, self.event, self.t = opts, event, times[0]
@@ -99,16 +94,9 @@ class EventClock:
     def unfinished(self) -> bool:
         return not self.found
 
-    def uniform(self, h: float) -> float:
-        return h
-
     def end_of_step(self, h: float) -> float:
         """``t + h``: the solve has no final time."""
         return self.t + h
-
-    def where(self, step: Step, at: bool) -> str:
-        """Where ``step`` stands, for a failure message."""
-        return f"t={step.t!r} (last step size {step.h!r}"
 
     def advance(self, rhs: RHS, step: Step, t_end: float, accepted: bool) -> tuple[Tensor, Tensor | None]:
         """After an attempt: the next step's ``y0`` and ``f0``; on a sign change, the event ends the solve."""
