@@ -32,7 +32,13 @@ def test_shape_and_dtype_are_kept(shape, dtype):
     assert torch.allclose(ys, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", list(noderun.METHODS))
+# 4,000 Newton steps each: two implicit methods by default, the others with -m slow (test_implicit checks them all)
+BACK_AND_FORTH = [pytest.param(name, marks=pytest.mark.slow)
+                  if name in noderun.IMPLICIT and name not in ("implicit_euler", "gl4") else name
+                  for name in noderun.METHODS]
+
+
+@pytest.mark.parametrize("method", BACK_AND_FORTH)
 def test_integrating_backwards_returns_to_the_start(method):
     func = lambda t, y: torch.stack([y[1], -torch.sin(y[0])])  # noqa: E731  (pendulum)
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
