@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.spirals import SPIRAL_KINDS
 from ..solvers.methods import get_method
 from ..solvers.options import SettingError, is_positive
 from ..solvers.settings import GRAD_MODES, SolverSettings
@@ -23,6 +24,7 @@ class ConfigError(ValueError):
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value a run cannot use."""
     _check_training(cfg)
+    _check_dataset(cfg)
     _check_solver(cfg)
     _check_device(cfg)
     _check_data_dir(cfg)
@@ -64,6 +66,12 @@ def _check_training(cfg: DictConfig) -> None:
     if policy not in FAILURE_POLICIES:
         raise ConfigError(f"train.on_solver_error={policy!r}: accepted values: {', '.join(FAILURE_POLICIES)}")
     _check_processes(cfg, policy)
+
+
+def _check_dataset(cfg: DictConfig) -> None:
+    kind = _value(cfg, "dataset.kind")
+    if str(_value(cfg, "dataset._target_")).endswith(".Spirals") and kind is not None and kind not in SPIRAL_KINDS:
+        raise ConfigError(f"dataset.kind={kind!r}: accepted values: {', '.join(SPIRAL_KINDS)}")
 
 
 def _check_processes(cfg: DictConfig, policy: str) -> None:
