@@ -45,6 +45,8 @@ BAD_CONFIGS = {
     "not_a_solver": (["train.on_solver_error=fallback", "train.fallback=null"], r"train.fallback: accepted"),
     "grad_mode": (["grad.mode=reverse"], r"grad.mode='reverse': accepted values: backprop, adjoint, checkpoint"),
     "seminorm_backprop": (["grad=backprop", "+grad.seminorm=true"], r"grad.seminorm=true applies to the adjoint"),
+    "spiral_kind": (["dataset=spirals", "model=latent_ode", "task=timeseries", "dataset.kind=fermat"],
+                    r"dataset.kind='fermat': accepted values: logarithmic, archimedean"),
     "device": (["device=tpu"], r"device='tpu': unknown device"),
     "cuda": (["device=cuda:7"], r"device='cuda:7'"),
     "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"], r"data_dir='/nonexistent/mnist' does not exist"),
