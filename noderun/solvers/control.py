@@ -294,7 +294,10 @@ class StepController:
                 f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
                 "the dynamics")
         ratio, ops = self._ratio(step), clock.ops
-        accepted = clock.moving & ((ratio <= 1.0) | (abs(step.h) <= self.accept_below))
+        acceptable = ratio <= 1.0
+        if self.bounded:  # a step of at most min_step is accepted whatever its error
+            acceptable = acceptable | (abs(step.h) <= self.accept_below)
+        accepted = clock.moving & acceptable
         self.h = ops.where(clock.moving, self._bounded(self.controller.next_step(step.h, ratio, accepted), ops), self.h)
         small = abs(self.h) < self.min_step
         if ops.any(small):
