@@ -17,6 +17,28 @@ def seasonal_logistic(t, y):
     return (1 + 0.5 * torch.sin(2 * t)) * y * (1 - y)
 
 
+# y' = A y with a known exact solution: a damped rotation, time-dependent through nothing but y (the orders
+# of convergence of tests/test_order.py, test_implicit.py and test_adams.py).
+ROTATION = torch.tensor([[-0.3, 2.0], [-2.0, -0.3]], dtype=torch.float64)
+ROTATION_Y0 = torch.tensor([1.0, 0.5], dtype=torch.float64)
+
+
+def rotation(t, y):
+    return ROTATION @ y
+
+
+def rotation_exact(t):
+    return torch.linalg.matrix_exp(ROTATION * t) @ ROTATION_Y0
+
+
+def observed_order(hs, errors, floor=1e-13):
+    """The slope of log(error) against log(h), over the errors above ``floor`` (clear of round-off)."""
+    hs, errors = np.asarray(hs), np.asarray(errors)
+    keep = errors > floor
+    assert keep.sum() >= 3, errors
+    return np.polyfit(np.log(hs[keep]), np.log(errors[keep]), 1)[0]
+
+
 PROBLEMS = {
     "van_der_pol": (van_der_pol, [2.0, 0.0], 10.0),
     "lotka_volterra": (lotka_volterra, [1.0, 1.0], 10.0),

@@ -8,30 +8,20 @@ import pytest
 import torch
 from torch import nn
 
+from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
+
 from noderun import SettingError, SolveStats, SolverSettings, odeint
 from noderun.solvers.adams import MAX_ORDER, lagrange_integrals
 from noderun.solvers.methods import METHODS
 from noderun.solvers.options import parse_options
 
 D = torch.float64
-A = torch.tensor([[-0.3, 2.0], [-2.0, -0.3]], dtype=D)
-Y0 = torch.tensor([1.0, 0.5], dtype=D)
+A, Y0, rhs, exact = ROTATION, ROTATION_Y0, rotation, rotation_exact
 TIGHT = {"rtol": 1e-13, "atol": 1e-15}  # the corrector iterates to rounding
 
 
-def rhs(t, y):
-    return A @ y
-
-
-def exact(t):
-    return torch.linalg.matrix_exp(A * t) @ Y0
-
-
 def slope(hs, errors):
-    hs, errors = np.asarray(hs), np.asarray(errors)
-    keep = errors > 1e-12  # stay clear of round-off
-    assert keep.sum() >= 3, errors
-    return np.polyfit(np.log(hs[keep]), np.log(errors[keep]), 1)[0]
+    return observed_order(hs, errors, floor=1e-12)
 
 
 def classical(order, implicit):

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
+
 import noderun
 from noderun.solvers.implicit import ImplicitTableau
 from noderun.solvers.jacobian import Jacobian
@@ -87,25 +89,13 @@ def test_malformed_tableaux_are_refused():
         ImplicitTableau(name="bad", a=((1.0,),), b=(0.9,), c=(1.0,), order=1)
 
 
-# y' = A y with a known solution (as tests/test_order.py).
-A = torch.tensor([[-0.3, 2.0], [-2.0, -0.3]], dtype=D)
-Y0 = torch.tensor([1.0, 0.5], dtype=D)
-
-
-def linear(t, y):
-    return A @ y
-
-
-def slope(hs, errors):
-    hs, errors = np.asarray(hs), np.asarray(errors)
-    keep = errors > 1e-13
-    return np.polyfit(np.log(hs[keep]), np.log(errors[keep]), 1)[0]
+A, Y0, linear, slope = ROTATION, ROTATION_Y0, rotation, observed_order
 
 
 @pytest.mark.parametrize("name", IMPLICIT)
 def test_global_order(name):
     order, T = IMPLICIT[name].order, 2.0
-    exact = torch.linalg.matrix_exp(A * T) @ Y0
+    exact = rotation_exact(T)
     hs, errors = [], []
     for n in ([12, 16, 24, 32] if order >= 5 else [32, 64, 128, 256]):
         ys = noderun.odeint(linear, Y0, torch.tensor([0.0, T], dtype=D), method=name, rtol=1e-12, atol=1e-12,

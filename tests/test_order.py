@@ -1,30 +1,15 @@
 """Observed orders of convergence: of each method's solution, its error estimate and its dense output."""
-import numpy as np
 import pytest
 import torch
+
+from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
 
 from noderun import SolveStats, odeint
 from noderun.solvers.interpolate import dense_output, dense_stages
 from noderun.solvers.methods import ADAPTIVE, FIXED_STEP, METHODS
 from noderun.solvers.step import StageBuffer, error_estimate, rk_step
 
-# y' = A y with a known exact solution: a damped rotation, time-dependent through nothing but y.
-A = torch.tensor([[-0.3, 2.0], [-2.0, -0.3]], dtype=torch.float64)
-Y0 = torch.tensor([1.0, 0.5], dtype=torch.float64)
-
-
-def rhs(t, y):
-    return A @ y
-
-
-def exact(t):
-    return torch.linalg.matrix_exp(A * t) @ Y0
-
-
-def slope(hs, errors):
-    hs, errors = np.asarray(hs), np.asarray(errors)
-    keep = errors > 1e-13  # stay clear of round-off
-    return np.polyfit(np.log(hs[keep]), np.log(errors[keep]), 1)[0]
+A, Y0, rhs, exact, slope = ROTATION, ROTATION_Y0, rotation, rotation_exact, observed_order
 
 
 def steps_for(order):
