@@ -17,7 +17,7 @@ from .grad.checkpoint import CheckpointODE
 from .grad.problem import ODEProblem
 from .solvers.callbacks import step_callbacks
 from .solvers.control import all_finite
-from .solvers.events import EventFunction
+from .solvers.events import EventFunction, EventGrid
 from .solvers.layout import Layout
 from .solvers.method import SolveMethod
 from .solvers.settings import GRAD_MODES, SolverSettings, parsed
@@ -160,16 +160,11 @@ def _settings_to_event(settings: SolverSettings, times: list[float], t_event: fl
     ``adjoint_options`` say otherwise, the adjoint's backward steps on the same grid."""
     if settings.forward.tableau.adaptive:
         return dataclasses.replace(settings, events=False)
-    t0, span = times[0], times[1] - times[0]
-    size = math.copysign(abs(span) if settings.forward.step_size is None else settings.forward.step_size, span)
-    inside, k = [], 1
-    while (t_event - (t0 + k * size)) * size > 0:
-        inside.append(t0 + k * size)
-        k += 1
+    inside, direction = EventGrid(times, settings.forward).ends_before(t_event), t_event - times[0]
 
     def grid(func: Any, y0: Tensor, t: Tensor) -> Tensor:
         start, end = float(t[0]), float(t[-1])
-        points = inside if (end - start) * size > 0 else inside[::-1]
+        points = inside if (end - start) * direction > 0 else inside[::-1]
         return torch.tensor([start, *points, end], dtype=torch.float64)
 
     options = {key: value for key, value in settings.options.items()

@@ -206,3 +206,11 @@ class EventGrid(FixedGrid):
             raise SolverError(f"max_num_steps={self.budget} steps of size {self.size!r} taken, reaching "
                               f"t={clock.t!r}; increase options['max_num_steps'] or options['step_size']")
         return self.t0 + (self.position + 1) * self.size
+
+    def ends_before(self, t: float) -> list[float]:
+        """The step ends this grid puts strictly between ``t[0]`` and ``t`` (the steps that located an event at ``t``)."""
+        ends, k = [], 1
+        while (t - (self.t0 + k * self.size)) * self.size > 0:
+            ends.append(self.t0 + k * self.size)
+            k += 1
+        return ends

@@ -37,8 +37,7 @@ class ShiftedEnds:
     def __init__(self, rhs: CountingRHS, every_step: bool, jumps: tuple[float, ...]):
         self.rhs, self.every_step, self.jumps = rhs, every_step, frozenset(jumps)
         self.func, self.dtype, self.device = rhs.func, rhs.dtype, rhs.device
-        self.start = self.end = None
-        self.shifted: dict[float, Tensor] = {}
+        self.shifted: dict[float, Tensor] = {}  # the current step's shifted ends: asked-for time -> time used
 
     @property
     def calls(self) -> int:
@@ -47,12 +46,10 @@ class ShiftedEnds:
     def step(self, t0: float, t_end: float) -> None:
         """The next step runs from ``t0`` to ``t_end``; its stages are evaluated at ``t0 + c * (t_end - t0)``."""
         t1 = t0 + (t_end - t0)  # the time a stage with c = 1 asks for
-        self.start = t0 if self.every_step or t0 in self.jumps else None
-        self.end = t1 if self.every_step or t_end in self.jumps else None
         self.shifted = {}
-        if self.start is not None:
+        if self.every_step or t0 in self.jumps:
             self.shifted[t0] = self._inside(t0, t1)
-        if self.end is not None:
+        if self.every_step or t_end in self.jumps:
             self.shifted[t1] = self._inside(t1, t0)
 
     def _inside(self, t: float, toward: float) -> Tensor:
