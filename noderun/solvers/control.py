@@ -279,7 +279,8 @@ class StepController:
             with torch.no_grad():
                 self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span,
                                       clock.ops)
-        self.h = self._bounded(self.h, clock.ops)
+        if self.bounded:
+            self.h = self._bounded(self.h, clock.ops)
 
     def propose(self, clock: Clock):
         """The end of the next step to try (per sample: a tensor of ends)."""
@@ -298,7 +299,8 @@ class StepController:
         if self.bounded:  # a step of at most min_step is accepted whatever its error
             acceptable = acceptable | (abs(step.h) <= self.accept_below)
         accepted = clock.moving & acceptable
-        self.h = ops.where(clock.moving, self._bounded(self.controller.next_step(step.h, ratio, accepted), ops), self.h)
+        h_next = self.controller.next_step(step.h, ratio, accepted)
+        self.h = ops.where(clock.moving, self._bounded(h_next, ops) if self.bounded else h_next, self.h)
         small = abs(self.h) < self.min_step
         if ops.any(small):
             stalled = small & clock.moving & (ratio > 1.0)
@@ -309,8 +311,6 @@ class StepController:
 
     def _bounded(self, h, ops):
         """``h`` with its size within ``[min_step, max_step]``."""
-        if not self.bounded:
-            return h
         return ops.signed(ops.clip(abs(h), self.opts.min_step, self.opts.max_step), h)
 
     def _underflow(self, step: Step, clock: Clock, ratio, stalled) -> None:
