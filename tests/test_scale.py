@@ -43,7 +43,7 @@ def test_two_job_sweep_through_a_launcher(tmp_path, launcher, threads):
     runs = summaries(sweep)
     assert [run["status"] for run in runs] == ["completed", "completed"]
     assert [run["threads"] for run in runs] == [threads, threads]  # the jobs share the cores
-    assert runs[0]["test_rmse"] != runs[1]["test_rmse"]
+    assert runs[0]["test_rmse_extrap"] != runs[1]["test_rmse_extrap"]
     assert report_command(str(sweep)) == 0
     report = (sweep / "report.md").read_text()
     assert "optimizer.lr" in report.splitlines()[0] and "0.01" in report and "0.001" in report
@@ -53,7 +53,7 @@ def test_optuna_search_minimises_the_headline(tmp_path):
     sweep = tmp_path / "search"
     noderun("train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *SPIRALS,
             f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    values = [json.loads((sweep / str(job) / "summary.json").read_text())["test_rmse"] for job in range(3)]
+    values = [json.loads((sweep / str(job) / "summary.json").read_text())["test_rmse_extrap"] for job in range(3)]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(min(values))
     assert set(results["best_params"]) == {"optimizer.lr", "solver.rtol"}
@@ -68,7 +68,7 @@ def test_a_requeued_job_resumes_from_its_own_checkpoint(tmp_path):
     requeued = json.loads((job / "summary.json").read_text())
     straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert requeued["resumed_from"] == str(job) and requeued["steps"] == straight["steps"] == 8
-    assert requeued["test_rmse"] == pytest.approx(straight["test_rmse"], rel=1e-6)
+    assert requeued["test_rmse_extrap"] == pytest.approx(straight["test_rmse_extrap"], rel=1e-6)
 
 
 @pytest.mark.parametrize("grad", ["adjoint", "checkpoint"])
