@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("train", help="train a model: noderun train [key=value ...] (Hydra overrides, -m for sweeps)")
     report = commands.add_parser("report", help="tabulate every summary.json under a directory")
     report.add_argument("directory")
-    report.add_argument("--group-by", default=None, help="config key to aggregate runs by (mean ± std)")
+    report.add_argument("--group-by", default=None, help="config keys, comma-separated, to aggregate runs by (mean ± std over each combination)")
     report.add_argument("--metrics", default=None, help="comma-separated summary keys to show")
     figure3 = commands.add_parser("figure3", help="the paper's Figure 3 (NFE statistics) from a trained ODE-Net run")
     figure3.add_argument("run", help="a run directory or its checkpoint.pt")

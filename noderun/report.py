@@ -110,25 +110,25 @@ def run_rows(runs: list[RunRecord], directory: Path, columns: list[str], metrics
             for run in runs]
 
 
-def grouped_rows(runs: list[RunRecord], group_by: str, metrics: list[str]) -> list[dict[str, Any]]:
-    """One row per value of ``group_by``: numeric metrics as mean ± std, statuses counted."""
-    groups: dict[str, list[RunRecord]] = {}
+def grouped_rows(runs: list[RunRecord], group_by: list[str], metrics: list[str]) -> list[dict[str, Any]]:
+    """One row per combination of the ``group_by`` keys' values, in order of first appearance: numeric
+    metrics as mean ± std over the group's runs, other values counted."""
+    groups: dict[tuple[str, ...], list[RunRecord]] = {}
     for run in runs:
-        groups.setdefault(str(run.get(group_by)), []).append(run)
-    rows = []
-    for value, members in groups.items():
-        row: dict[str, Any] = {group_by: value, "runs": len(members)}
-        for key in metrics:
-            values = [run.get(key) for run in members]
-            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            if numbers and len(numbers) == len(values):
-                spread = f" ± {statistics.stdev(numbers):.3g}" if len(numbers) > 1 else ""
-                row[key] = f"{statistics.mean(numbers):.4g}{spread}"
-            else:
-                counts = {str(v): values.count(v) for v in values}
-                row[key] = ", ".join(f"{n} {v}" for v, n in counts.items())
-        rows.append(row)
-    return rows
+        groups.setdefault(tuple(str(run.get(key)) for key in group_by), []).append(run)
+    return [{**dict(zip(group_by, values)), "runs": len(members), **{key: aggregate([run.get(key) for run in members])
+                                                                      for key in metrics}}
+            for values, members in groups.items()]
+
+
+def aggregate(values: list[Any]) -> str:
+    """``mean ± std`` when every value is a number (the sample std; none for one value), else the values counted."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if numbers and len(numbers) == len(values):
+        spread = f" ± {statistics.stdev(numbers):.3g}" if len(numbers) > 1 else ""
+        return f"{statistics.mean(numbers):.4g}{spread}"
+    counts = {str(v): values.count(v) for v in values}
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
 
 
 def format_cell(value: Any) -> str:
@@ -152,7 +152,7 @@ def report_command(directory: str, group_by: str | None = None, metrics: str | N
         return 1
     metric_names = metric_keys(runs, metrics)
     if group_by:
-        rows = grouped_rows(runs, group_by, metric_names)
+        rows = grouped_rows(runs, [key.strip() for key in group_by.split(",") if key.strip()], metric_names)
     else:
         rows = run_rows(runs, root, [key for key in varying_keys(runs) if key not in metric_names], metric_names)
     table = Table(title=f"{len(runs)} runs under {root}")

@@ -1,0 +1,42 @@
+"""`noderun report --group-by`: runs aggregated over one or several keys (mean ± sample std)."""
+import json
+
+import pytest
+
+from noderun.report import report_command
+
+
+def fake_run(directory, overrides: dict, summary: dict):
+    (directory / ".hydra").mkdir(parents=True)
+    (directory / ".hydra" / "overrides.yaml").write_text("".join(f"- {k}={v}\n" for k, v in overrides.items()))
+    (directory / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    values = {("a", 30): [1.0, 2.0, 3.0], ("a", 50): [4.0, 4.0, 4.0], ("b", 30): [10.0, 20.0, 30.0]}
+    job = 0
+    for (experiment, n_obs), rmses in values.items():
+        for seed, rmse in enumerate(rmses):
+            fake_run(tmp_path / str(job), {"experiment": experiment, "dataset.n_obs": n_obs, "seed": seed},
+                     {"status": "completed", "test_rmse_extrap": rmse})
+            job += 1
+    return tmp_path
+
+
+def grouped_lines(sweep, keys):
+    assert report_command(str(sweep), keys, "status,test_rmse_extrap") == 0
+    markdown = sorted(sweep.glob("report*.md"), key=lambda p: p.stat().st_mtime)[-1].read_text()
+    return markdown.splitlines()
+
+
+def test_group_by_two_keys_gives_mean_and_std_per_combination(sweep):
+    lines = grouped_lines(sweep, "experiment,dataset.n_obs")
+    assert lines[0] == "| experiment | dataset.n_obs | runs | status | test_rmse_extrap |"
+    assert lines[2:] == ["| a | 30 | 3 | 3 completed | 2 ± 1 |", "| a | 50 | 3 | 3 completed | 4 ± 0 |",
+                         "| b | 30 | 3 | 3 completed | 20 ± 10 |"]
+
+
+def test_group_by_one_key_pools_the_others(sweep):
+    lines = grouped_lines(sweep, "experiment")
+    assert lines[2] == "| a | 6 | 6 completed | 3 ± 1.26 |"  # 1, 2, 3, 4, 4, 4: mean 3, sample std sqrt(8 / 5)
