@@ -52,6 +52,7 @@ BAD_CONFIGS = {
     "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"], r"data_dir='/nonexistent/mnist' does not exist"),
     "resume": (["resume=/nonexistent/run"], r"resume='/nonexistent/run': no checkpoint there"),
     "threads": (["threads=0"], r"threads=0: accepted values: a positive integer or null"),
+    "every_steps": (["log.every_steps=0"], r"log.every_steps=0: accepted values: a positive integer or null"),
 }
 
 BAD_WITH_TWO_PROCESSES = {  # as under `torchrun --nproc-per-node 2`
