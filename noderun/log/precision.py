@@ -8,7 +8,7 @@ from typing import Any
 
 PERCENT_SUFFIXES = ("_error", "_accuracy")
 TIME_SUFFIX = "_s"
-SETTINGS = ("rtol", "atol", "step_size", "lr")  # echoed from the config, not measured
+SETTINGS = ("rtol", "atol", "step_size")  # echoed from the config, not measured
 
 
 def significant(value: float, digits: int) -> float:
