@@ -50,10 +50,10 @@ def component_name(cfg: DictConfig, group: str) -> str:
 
 
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train as ``cfg`` says, writing metrics, checkpoints and summary.json into ``output_dir``
-    (default: Hydra's output directory). Returns the summary of a completed run; otherwise writes the
-    summary with its status (``failed``, ``diverged``, ``interrupted``) and raises: ``ConfigError`` before
-    anything is built, ``StopTraining`` for a batch the failure policy could not save, ``Interrupted``
+    """Train as ``cfg`` says, writing metrics, checkpoints and summary.json (its numbers rounded for people)
+    into ``output_dir`` (default: Hydra's output directory). Returns the summary of a completed run, at full
+    precision; otherwise writes the summary with its status (``failed``, ``diverged``, ``interrupted``) and
+    raises: ``ConfigError`` before anything is built, ``StopTraining`` for a batch the failure policy could not save, ``Interrupted``
     after a stop signal, or the error itself."""
     validate_config(cfg)
     device = resolve_device(cfg.device)
