@@ -53,8 +53,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     """Train as ``cfg`` says, writing metrics, checkpoints and summary.json (its numbers rounded for people)
     into ``output_dir`` (default: Hydra's output directory). Returns the summary of a completed run, at full
     precision; otherwise writes the summary with its status (``failed``, ``diverged``, ``interrupted``) and
-    raises: ``ConfigError`` before anything is built, ``StopTraining`` for a batch the failure policy could not save, ``Interrupted``
-    after a stop signal, or the error itself."""
+    raises: ``ConfigError`` before anything is built, ``StopTraining`` for a batch the failure policy could
+    not save, ``Interrupted`` after a stop signal, or the error itself."""
     validate_config(cfg)
     device = resolve_device(cfg.device)
     processes = distributed.start(cfg.train.distributed, device)
