@@ -105,9 +105,11 @@ def test_a_grouped_report_leaves_the_plain_report_alone(tmp_path, capsys):
     assert (tmp_path / "report_by_solver.csv").exists() and "report_by_solver.md" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("override, module", [("hydra/launcher=joblib", "joblib"),
-                                              ("hydra/launcher=submitit_slurm", "hydra_plugins.hydra_submitit_launcher"),
-                                              ("hparams_search=optuna", "optuna")])
+@pytest.mark.parametrize("override, module", [
+    ("hydra/launcher=joblib", "joblib"),
+    ("hydra/launcher=submitit_slurm", "hydra_plugins.hydra_submitit_launcher"),
+    ("hparams_search=optuna", "optuna"),
+])
 def test_a_missing_plugin_says_how_to_install_it(monkeypatch, capsys, override, module):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed
     assert main(["train", "-m", override]) == 2
