@@ -68,5 +68,5 @@ class EpochProgress:
         seconds_per_step = (time.perf_counter() - self.started) / self.done
         epoch_left = (position.epoch_steps - position.epoch_done - self.done) * seconds_per_step
         run_left = (position.run_steps - step) * seconds_per_step
-        return (f"{position.title} step {step}/{position.run_steps}: {status}; "
-                f"{clock(epoch_left)} left in the epoch, {clock(run_left)} in the run")
+        time_left = f"{clock(epoch_left)} left in the epoch, {clock(run_left)} in the run"
+        return f"{position.title} step {step}/{position.run_steps}: " + "; ".join(filter(None, (status, time_left)))

@@ -244,8 +244,9 @@ class Trainer:
     def _live_status(self, iterations: list[dict[str, float]]) -> str:
         recent = iterations[-20:]
         loss = sum(i["loss"] for i in recent) / len(recent)
-        return (f"loss {loss:.3f}  {self.task.live_status(recent)}  "
-                f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}")
+        parts = (f"loss {loss:.3f}", self.task.live_status(recent),
+                 f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}")
+        return "  ".join(part for part in parts if part)
 
     def evaluate(self) -> dict[str, float]:
         """The task's test metrics and the mean forward evaluations per test batch (failures propagate)."""
