@@ -11,7 +11,14 @@ from . import __version__
 def train(overrides: list[str]) -> int:
     """``noderun train [Hydra overrides]``: Hydra reads the arguments after ``train``. Exit status: 0 when
     every run completed, 2 for a config value no run can use, 128 + the signal for a stopped run, else 1.
-    In a sweep, a run that fails does not stop the others; a stop signal stops the sweep."""
+    In a sweep, a run that fails does not stop the others; a stop signal stops the sweep. A launcher or sweeper
+    whose plugin is not installed is refused first (2)."""
+    from .train.plugins import missing_plugin
+
+    refusal = missing_plugin(overrides)
+    if refusal:
+        print(f"config: {refusal}", file=sys.stderr)
+        return 2
     import hydra
 
     from .train.launch import LaunchStarted, objective, run_status
@@ -43,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("train", help="train a model: noderun train [key=value ...] (Hydra overrides, -m for sweeps)")
     report = commands.add_parser("report", help="tabulate every summary.json under a directory")
     report.add_argument("directory")
-    report.add_argument("--group-by", default=None, help="config keys, comma-separated, to aggregate runs by (mean ± std over each combination)")
+    report.add_argument("--group-by", default=None, help="config keys, comma-separated, to aggregate runs by "
+                        "(mean ± std over each combination), written to report_by_KEY.md and .csv")
     report.add_argument("--metrics", default=None, help="comma-separated summary keys to show")
     figure3 = commands.add_parser("figure3", help="the paper's Figure 3 (NFE statistics) from a trained ODE-Net run")
     figure3.add_argument("run", help="a run directory or its checkpoint.pt")

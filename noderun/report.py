@@ -1,7 +1,9 @@
-"""``noderun report DIR``: every run under DIR as a table (rich on the console, report.md, report.csv)."""
+"""``noderun report DIR``: every run under DIR as a table (rich on the console, report.md, report.csv); with
+``--group-by KEY[,KEY...]``, one row per combination of their values in report_by_KEY.md and .csv beside them."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -65,7 +67,8 @@ def read_summary(path: Path) -> dict[str, Any]:
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        print(f"noderun report: {path.parent}: unreadable summary.json ({error}); listed without its numbers")
+        print(f"noderun report: {path.parent}: unreadable summary.json ({error}); listed without its numbers",
+              file=sys.stderr)
         return {"status": "unreadable summary"}
     return summary if isinstance(summary, dict) else {"status": "unreadable summary"}
 
@@ -77,7 +80,8 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         return flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     except Exception as error:  # a torn or hand-edited file: list the run without its config
-        print(f"noderun report: {path}: unreadable config ({type(error).__name__}); listed without it")
+        print(f"noderun report: {path}: unreadable config ({type(error).__name__}); listed without it",
+              file=sys.stderr)
         return {}
 
 
@@ -144,11 +148,16 @@ def write_markdown(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def report_name(group_by: str | None) -> str:
+    """``report``, or ``report_by_<key>`` for a grouped report (characters unfit for a file name as ``_``)."""
+    return "report" if not group_by else "report_by_" + re.sub(r"[^\w.-]", "_", group_by)
+
+
 def report_command(directory: str, group_by: str | None = None, metrics: str | None = None) -> int:
     root = Path(directory)
     runs = load_runs(root) if root.is_dir() else []
     if not runs:
-        print(f"noderun report: no runs (summary.json or .hydra/config.yaml) under {root.resolve()}")
+        print(f"noderun report: no runs (summary.json or .hydra/config.yaml) under {root.resolve()}", file=sys.stderr)
         return 1
     metric_names = metric_keys(runs, metrics)
     if group_by:
@@ -161,7 +170,8 @@ def report_command(directory: str, group_by: str | None = None, metrics: str | N
     for row in rows:
         table.add_row(*(format_cell(value) for value in row.values()))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
-    write_markdown(root / "report.md", rows)
-    write_csv(root / "report.csv", rows)
-    print(f"wrote {root / 'report.md'} and {root / 'report.csv'}")
+    name = report_name(group_by)
+    write_markdown(root / f"{name}.md", rows)
+    write_csv(root / f"{name}.csv", rows)
+    print(f"wrote {root / name}.md and {root / name}.csv")
     return 0

@@ -37,7 +37,8 @@ def test_train_subprocess_writes_everything(tmp_path):
     records = read_metrics(run_dir)
     assert records and records[-1]["nfe_forward_max"] >= records[-1]["nfe_forward_mean"] > 0
     assert records[-1]["forward_s_mean"] > 0 and records[-1]["backward_s_mean"] > 0
-    assert summary["forward_s"] == records[-1]["forward_s_mean"] and summary["backward_s"] > 0
+    assert summary["forward_s"] == pytest.approx(records[-1]["forward_s_mean"], rel=5e-3)  # 3 significant digits
+    assert summary["backward_s"] > 0
     assert (run_dir / "checkpoint.pt").exists() and (run_dir / ".hydra" / "config.yaml").exists()
     assert any((run_dir / "tensorboard").iterdir())
     assert "test_error" in result.stdout
@@ -57,7 +58,8 @@ def test_multirun_then_report(tmp_path):
     assert "| solver |" in header and "euler" in markdown and "rk4" in markdown and "completed" in markdown
     assert len((sweep / "report.csv").read_text().splitlines()) == 3
     grouped = noderun_cli("report", str(sweep), "--group-by", "solver", "--metrics", "status,nfe_forward", cwd=tmp_path)
-    assert grouped.returncode == 0 and "1 completed" in (sweep / "report.md").read_text()
+    assert grouped.returncode == 0 and "1 completed" in (sweep / "report_by_solver.md").read_text()
+    assert (sweep / "report.md").read_text() == markdown  # the plain report stays
 
 
 def test_resume_continues_to_the_same_result(tmp_path):

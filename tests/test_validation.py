@@ -52,6 +52,7 @@ BAD_CONFIGS = {
     "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"], r"data_dir='/nonexistent/mnist' does not exist"),
     "resume": (["resume=/nonexistent/run"], r"resume='/nonexistent/run': no checkpoint there"),
     "threads": (["threads=0"], r"threads=0: accepted values: a positive integer or null"),
+    "every_steps": (["log.every_steps=0"], r"log.every_steps=0: accepted values: a positive integer or null"),
 }
 
 BAD_WITH_TWO_PROCESSES = {  # as under `torchrun --nproc-per-node 2`
@@ -118,7 +119,8 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
                             capture_output=True, text=True, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
-    assert "train.epochs=0: accepted values: a positive integer" in output and "Traceback" not in output
+    assert "train.epochs=0: accepted values: a positive integer" in result.stderr and "Traceback" not in output
+    assert "accepted values" not in result.stdout  # errors on stderr
     assert not list(tmp_path.rglob("checkpoint.pt"))
 
 

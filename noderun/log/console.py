@@ -1,32 +1,22 @@
-"""The console: a rich progress bar per epoch with live loss, accuracy and NFE, and a summary table."""
+"""The console (rich, on stdout) and the run's summary table."""
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from .precision import rounded
 
 console = Console()
 
 
-def epoch_progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-        disable=not (enabled and console.is_terminal),
-        transient=False,
-    )
-
-
 def summary_table(summary: dict[str, Any], keys: list[str]) -> Table:
+    """``keys`` of the summary, numbers rounded as summary.json has them (precision.py)."""
     table = Table(title="run summary", show_header=False)
+    shown = rounded(summary)
     for key in keys:
-        if key in summary:
-            value = summary[key]
-            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        if key in shown:
+            value = shown[key]
+            table.add_row(key, f"{value:g}" if isinstance(value, float) else str(value))
     return table

@@ -41,7 +41,8 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 class MetricsWriter:
-    """Appends one JSON object per record to metrics.jsonl and mirrors numbers to TensorBoard."""
+    """Appends one JSON object per epoch record to metrics.jsonl and mirrors its numbers to TensorBoard;
+    per-step numbers go to TensorBoard alone."""
 
     def __init__(self, output_dir: Path, tensorboard: bool = True, enabled: bool = True):
         self.path = output_dir / METRICS_NAME
@@ -60,6 +61,12 @@ class MetricsWriter:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("epoch", "step"):
                     self.tensorboard.add_scalar(key, value, step)
+
+    def write_step(self, scalars: dict[str, float], step: int) -> None:
+        """Per-step numbers (loss, NFE) to TensorBoard alone, as ``step/<key>``."""
+        if self.enabled and self.tensorboard is not None:
+            for key, value in scalars.items():
+                self.tensorboard.add_scalar(f"step/{key}", value, step)
 
     def close(self) -> None:
         if self.tensorboard is not None:

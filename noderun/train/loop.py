@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.splits import DataSplits
-from ..log.console import epoch_progress
 from ..log.files import MetricsWriter
+from ..log.progress import EpochProgress, Position
 from ..tasks import Task
 from .checkpoint import CHECKPOINT_NAME, random_states, restore_random_states, save_checkpoint
 from .distributed import Processes, loss_module
@@ -51,6 +51,7 @@ class TrainSettings:
     max_iters: int | None
     seed: int
     progress: bool = True
+    log_every: int | None = None  # steps between per-step TensorBoard scalars and plain progress lines
     policy: FailurePolicy = FailurePolicy()
 
 
@@ -61,6 +62,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return [part.to(device) for part in batch]
 
 
+STEP_SCALARS = ("loss", "nfe_forward", "nfe_backward")  # to TensorBoard every ``log_every`` steps
 STEP_STATS = ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s")
 MEMORY_STATS = ["saved_tensors_mb", "cuda_peak_mb", "peak_rss_mb"]  # the largest over the processes
 
@@ -103,6 +105,7 @@ class Trainer:
         with self.stop.listening():
             while self.state.epoch < self.settings.epochs and not self._budget_spent():
                 started = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with; the schedule steps after
                 self._train_epoch()
                 partial = self._budget_spent() and self.state.batch_in_epoch < self._batches_per_epoch()
                 if not partial:
@@ -112,7 +115,7 @@ class Trainer:
                 seconds = time.perf_counter() - started
                 train_metrics = self._aggregate(self.epoch_iterations)
                 test_metrics = self._evaluate_with_policy()
-                self.last_record = self._epoch_record(train_metrics, test_metrics, seconds, partial)
+                self.last_record = self._epoch_record(train_metrics, test_metrics, seconds, partial, lr)
                 self.writer.write(self.last_record, self.state.step)
                 log.info(self._epoch_line(self.last_record))
                 if not partial:
@@ -138,6 +141,11 @@ class Trainer:
         samples, size = len(self.data.train), self.settings.batch_size
         return samples // size + (samples % size >= self.processes.world_size)
 
+    def _run_steps(self) -> int:
+        """The optimiser steps of the whole run: every epoch's batches, or the step budget if smaller."""
+        steps = self.settings.epochs * self._batches_per_epoch()
+        return steps if self.settings.max_iters is None else min(steps, self.settings.max_iters)
+
     def _train_epoch(self) -> None:
         order = epoch_order(len(self.data.train), self.settings.seed, self.state.epoch)
         size = self.settings.batch_size
@@ -150,18 +158,28 @@ class Trainer:
         loader = DataLoader(self.data.train, batch_sampler=batches,
                             generator=torch.Generator())  # leaves the global random state to the augmentation
         iterations = self.epoch_iterations
-        with epoch_progress(self.settings.progress and self.processes.main) as progress:
-            bar = progress.add_task(f"epoch {self.state.epoch + 1}/{self.settings.epochs}", total=len(loader),
-                                    status="")
+        position = Position(f"epoch {self.state.epoch + 1}/{self.settings.epochs}", self.state.batch_in_epoch,
+                            self.state.batch_in_epoch + len(batches), self.state.step, self._run_steps())
+        with EpochProgress(position, self.settings.progress and self.processes.main,
+                           self.settings.log_every) as progress:
             for number, (batch, indices) in enumerate(zip(loader, batches), start=1):
                 record = self._train_step(batch, indices)
                 if record is not None:
                     iterations.append(record)
                 self.state.step += 1
                 self.state.batch_in_epoch += 1
-                progress.update(bar, advance=1, status=self._live_status(iterations) if iterations else "")
+                progress.advance(self._live_status(iterations) if iterations else "")
+                self._write_step_scalars(iterations)
                 if number < len(batches):  # after the last batch, fit() stops once the epoch is recorded
                     self._stop_if_asked()
+
+    def _write_step_scalars(self, iterations: list[dict[str, float]]) -> None:
+        """Every ``log_every`` steps, the mean loss and NFE of the steps since to TensorBoard (``step/``)."""
+        every = self.settings.log_every
+        if every and iterations and self.state.step % every == 0:
+            recent = iterations[-every:]
+            self.writer.write_step({key: sum(i[key] for i in recent) / len(recent) for key in STEP_SCALARS},
+                                   self.state.step)
 
     def _train_step(self, batch, indices: list[int]) -> dict[str, float] | None:
         """One optimiser step; a failing batch goes to the failure policy (``None``: skipped)."""
@@ -226,8 +244,9 @@ class Trainer:
     def _live_status(self, iterations: list[dict[str, float]]) -> str:
         recent = iterations[-20:]
         loss = sum(i["loss"] for i in recent) / len(recent)
-        return (f"loss {loss:.3f}  {self.task.live_status(recent)}  "
-                f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}")
+        parts = (f"loss {loss:.3f}", self.task.live_status(recent),
+                 f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}")
+        return "  ".join(part for part in parts if part)
 
     def evaluate(self) -> dict[str, float]:
         """The task's test metrics and the mean forward evaluations per test batch (failures propagate)."""
@@ -261,9 +280,9 @@ class Trainer:
                                      max_keys=[f"{key}_max" for key in STEP_STATS] + MEMORY_STATS)
 
     def _epoch_record(self, train_metrics: dict[str, Any], test_metrics: dict[str, Any], seconds: float,
-                      partial: bool) -> dict[str, Any]:
+                      partial: bool, lr: float) -> dict[str, Any]:
         """One line of metrics.jsonl: where training stands, the epoch's training and test metrics, its
-        training time and the learning rate."""
+        training time and the learning rate its steps trained with."""
         return {
             "epoch": self.state.epoch if not partial else self.state.epoch + 1,
             "step": self.state.step,
@@ -271,7 +290,7 @@ class Trainer:
             **train_metrics,
             **test_metrics,
             "epoch_time_s": seconds,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": lr,
         }
 
     def _epoch_line(self, record: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
+from ..log.precision import rounded
 from ..models.ode_block import ode_blocks
 from ..solvers.settings import SolverSettings
 from .build import build_model, build_task
@@ -38,19 +39,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def component_name(node: DictConfig) -> str:
-    """A config group's choice named by its class: ``noderun.models.odenet.ODENet`` → ``odenet``."""
-    return str(node["_target_"]).rsplit(".", 1)[-1].lower()
+def component_name(cfg: DictConfig, group: str) -> str:
+    """A config group's choice as the config names it (``model=latent_ode``: ``latent_ode``), read from Hydra;
+    without Hydra (``run(cfg)`` called directly), named by its class: ``noderun.models.odenet.ODENet`` →
+    ``odenet``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choice = HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+    return choice or str(cfg[group]["_target_"]).rsplit(".", 1)[-1].lower()
 
 
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train as ``cfg`` says, writing metrics, checkpoints and summary.json into ``output_dir``
-    (default: Hydra's output directory). Returns the summary of a completed run; otherwise writes the
-    summary with its status (``failed``, ``diverged``, ``interrupted``) and raises: ``ConfigError`` before
-    anything is built, ``StopTraining`` for a batch the failure policy could not save, ``Interrupted``
-    after a stop signal, or the error itself."""
+    """Train as ``cfg`` says, writing metrics, checkpoints and summary.json (its numbers rounded for people)
+    into ``output_dir`` (default: Hydra's output directory). Returns the summary of a completed run, at full
+    precision; otherwise writes the summary with its status (``failed``, ``diverged``, ``interrupted``) and
+    raises: ``ConfigError`` before anything is built, ``StopTraining`` for a batch the failure policy could
+    not save, ``Interrupted`` after a stop signal, or the error itself."""
     validate_config(cfg)
-    processes = distributed.start(cfg.train.distributed, resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    processes = distributed.start(cfg.train.distributed, device)
     if output_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
@@ -59,13 +66,14 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     source = resume_source(cfg.resume, output_dir)
-    summary = describe(cfg, output_dir, source)
+    summary = describe(cfg, output_dir, source, device)
     threads = torch_threads(cfg.threads, hydra_launcher())
     if threads is not None:
         torch.set_num_threads(threads)
     summary.update(threads=torch.get_num_threads(), processes=processes.world_size)
     if not processes.main:
         log.setLevel(logging.WARNING)  # one process reports
+    log.info(f"run folder {output_dir}")
     writer = MetricsWriter(output_dir, enabled=processes.main)
     trainer = None
     try:
@@ -86,7 +94,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         writer.close()
         distributed.stop()
         if processes.main:
-            write_json_atomic(output_dir / SUMMARY_NAME, summary)
+            write_json_atomic(output_dir / SUMMARY_NAME, rounded(summary))
     if processes.main:
         headline = summary.get("headline")
         console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
@@ -99,19 +107,20 @@ def stop_status(error: BaseException) -> str:
     return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
 
 
-def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None) -> dict[str, Any]:
+def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None,
+             device: torch.device) -> dict[str, Any]:
     return {
         "status": "running",
-        "task": component_name(cfg.task),
-        "dataset": component_name(cfg.dataset),
-        "model": component_name(cfg.model),
+        "task": component_name(cfg, "task"),
+        "dataset": component_name(cfg, "dataset"),
+        "model": component_name(cfg, "model"),
         "solver": cfg.solver.method,
         "grad": cfg.grad.mode,
         "rtol": cfg.solver.get("rtol"),
         "atol": cfg.solver.get("atol"),
         "step_size": cfg.solver.get("step_size"),
         "seed": cfg.seed,
-        "device": cfg.device,
+        "device": str(device),  # the one used (device=auto names none)
         "output_dir": str(output_dir),
         "resumed_from": None if resumed_from is None else str(resumed_from),
     }
@@ -135,7 +144,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
                                                      gamma=cfg.train.lr_gamma)
     settings = TrainSettings(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
                              test_batch_size=cfg.train.test_batch_size, max_iters=cfg.train.max_iters,
-                             seed=cfg.seed, progress=cfg.train.progress, policy=failure_policy(cfg))
+                             seed=cfg.seed, progress=cfg.train.progress, log_every=cfg.log.every_steps,
+                             policy=failure_policy(cfg))
     trainer = Trainer(model, build_task(cfg, data.info), optimizer, scheduler, data, device, settings, writer,
                       output_dir, OmegaConf.to_container(cfg, resolve=True), processes)
     if resume_from is not None:

@@ -54,6 +54,7 @@ def _check_training(cfg: DictConfig) -> None:
     _positive_int(cfg, "train.max_iters", optional=True)
     _positive_int(cfg, "train.max_bad_batches", optional=True)
     _positive_int(cfg, "threads", optional=True)
+    _positive_int(cfg, "log.every_steps", optional=True)
     for key in ("train.lr", "train.lr_gamma"):
         if _value(cfg, key) is not None:
             _positive_number(cfg, key)
