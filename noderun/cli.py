@@ -14,10 +14,12 @@ def train(overrides: list[str]) -> int:
     In a sweep, a run that fails does not stop the others; a stop signal stops the sweep."""
     import hydra
 
+    from .train import folders
     from .train.launch import LaunchStarted, objective, run_status
 
     codes: list[int] = []
     LaunchStarted.started = False  # a previous train() in this process must not count
+    folders.forget()  # nor the folders it took
 
     @hydra.main(version_base="1.3", config_path="pkg://noderun.conf", config_name="config")
     def task(cfg) -> float:
@@ -160,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in COMMANDS:
         parser.print_help()
         return 0
-    return COMMANDS[args.command](args)
+    from .errors import ConfigError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as error:  # e.g. a checkpoint that is not plain data: one line, no traceback
+        print(f"noderun {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def test_raise_stops_cleanly_and_keeps_what_reproduces_the_step(tmp_path):
     failure = json.loads((tmp_path / "failure.json").read_text())
     assert failure["seed"] == 0 and failure["step"] == 0 and len(failure["batch_indices"]) == 16
     assert failure["config"]["solver"]["max_num_steps"] == 1
-    state = torch.load(tmp_path / "failure.pt", weights_only=False)
+    state = torch.load(tmp_path / "failure.pt", weights_only=True)
     assert set(state) == {"model", "batch"}
     assert not (tmp_path / "checkpoint.pt").exists()  # nothing good to keep yet
 
@@ -56,7 +56,7 @@ def test_skip_drops_every_failing_batch_and_counts_it(tmp_path):
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed"
     assert [r["skipped_batches"] for r in read_metrics(tmp_path)] == [2, 2]
-    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["optimizer"]["state"] == {}  # no optimiser step was taken
     events = [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
     assert [e["action"] for e in events] == ["skip", "skip", "skip, in evaluation"] * 2
@@ -148,7 +148,7 @@ def test_corrupt_truncated_or_mismatched_checkpoints_are_refused(tmp_path):
             run(config("train.max_iters=2", f"resume={tmp_path / name}"), tmp_path / f"resume_{name}")
     with pytest.raises(ValueError, match="trained with model"):
         run(config("train.max_iters=2", "model.latent_dim=6", f"resume={tmp_path / 'good'}"), tmp_path / "other")
-    incomplete = torch.load(tmp_path / "good" / "checkpoint.pt", weights_only=False)
+    incomplete = torch.load(tmp_path / "good" / "checkpoint.pt", weights_only=True)
     del incomplete["optimizer"]
     torch.save(incomplete, tmp_path / "incomplete.pt")
     with pytest.raises(ValueError, match="missing optimizer"):
@@ -194,7 +194,7 @@ def test_a_cluster_warning_signal_checkpoints_then_goes_to_the_handler_that_had_
     seen = []
 
     def requeue(signum, frame):
-        seen.append(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["state"]["step"])
+        seen.append(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state"]["step"])
         raise SystemExit(0)
 
     def warn_when_training():
