@@ -16,6 +16,7 @@ def train(overrides: list[str]) -> int:
 
     from .train import folders
     from .train.launch import LaunchStarted, objective, run_status
+    from .train.resumed import with_run_overrides
 
     codes: list[int] = []
     LaunchStarted.started = False  # a previous train() in this process must not count
@@ -27,7 +28,7 @@ def train(overrides: list[str]) -> int:
         codes.append(code)
         return objective(cfg, summary)
 
-    sys.argv = ["noderun train", *overrides]
+    sys.argv = ["noderun train", *with_run_overrides(overrides)]
     try:
         task()
     except KeyboardInterrupt:  # a second stop signal

@@ -42,6 +42,26 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return resumed
 
 
+def with_run_overrides(overrides: list[str]) -> list[str]:
+    """The command line of ``noderun train`` with, before it, the overrides the run named by ``resume=`` was
+    started with (its ``.hydra/overrides.yaml``) that the command line does not set again: Hydra then composes
+    the run's own config groups, so that an override of one of their keys is understood (and, for the model,
+    refused by ``resumed_config`` in one line)."""
+    resume = [override.split("=", 1)[1] for override in overrides if override.startswith("resume=")]
+    if not resume or resume[-1] in ("auto", "null") or any(arg.startswith("-") for arg in overrides):
+        return overrides
+    try:
+        saved_file = find_checkpoint(resume[-1]).parent / ".hydra" / "overrides.yaml"
+        given = {override.key_or_group for override in OverridesParser.create().parse_overrides(overrides)}
+    except Exception:  # no checkpoint or an override Hydra will refuse: Hydra and the config check say so
+        return overrides
+    saved = [str(line) for line in OmegaConf.load(saved_file)] if saved_file.is_file() else []
+    kept = [line for line, override in zip(saved, OverridesParser.create().parse_overrides(saved))
+            if override.key_or_group not in given and not override.is_hydra_override()
+            and override.key_or_group != "resume"]
+    return kept + overrides
+
+
 def saved_config(source: str) -> DictConfig | None:
     """The config of the run at ``source`` (a run folder or a checkpoint file): the ``.hydra/config.yaml``
     beside its checkpoint, else the checkpoint's own; ``None`` when there is no checkpoint (refused later)."""
