@@ -68,9 +68,10 @@ def load_checkpoint(path_or_dir: str | Path, key: str = "resume") -> dict[str, A
         if unsafe is None:
             raise ConfigError(f"{key}={path_or_dir}: {path} is not a readable noderun checkpoint "
                               f"({first_line(error)})") from None
-        raise ConfigError(f"{key}={path_or_dir}: {path} holds a pickled object ({unsafe[1]}), not only tensors and "
-                          "plain data; noderun loads checkpoints as data and refuses it unloaded (checkpoints "
-                          "written by noderun 0.1.0 before this check pickled numpy's random state)") from None
+        raise ConfigError(f"{key}={path_or_dir}: {path.name} holds a pickled object ({unsafe[1]}), not only "
+                          "tensors and plain data; noderun loads checkpoints as data and refuses it unloaded "
+                          "(checkpoints written by noderun 0.1.0 before this check pickled numpy's random state)"
+                          ) from None
     except Exception as error:  # a truncated or foreign file: refuse it whole
         raise ConfigError(f"{key}={path_or_dir}: {path} is not a readable noderun checkpoint "
                           f"({first_line(error)})") from None
