@@ -132,3 +132,9 @@ def test_the_random_states_round_trip_as_plain_data(tmp_path):
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     checkpoints.restore_random_states(torch.load(tmp_path / "states.pt", weights_only=True)["random"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_resuming_a_finished_run_reports_its_final_metrics(tmp_path):
+    first = run(compose_config(*SMALL, "train.epochs=1"), tmp_path / "first")
+    again = run(compose_config(*SMALL, "train.epochs=1", f"resume={tmp_path / 'first'}"), tmp_path / "again")
+    assert again["status"] == "completed" and again["steps"] == 2 and again["test_rmse"] == first["test_rmse"]

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from ..log.console import console, summary_table
-from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
+from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, read_metrics, write_json_atomic
 from ..models.ode_block import ode_blocks
 from ..solvers.settings import SolverSettings
 from .build import build_model, build_task
@@ -81,7 +81,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         summary["params"] = sum(p.numel() for p in trainer.model.parameters())
         if not ode_blocks(trainer.model):  # no ODE is solved: the solver settings do not apply
             summary.update(solver=None, grad=None, rtol=None, atol=None, step_size=None)
-        record = trainer.fit()
+        record = trainer.fit() or last_record(output_dir)  # a finished run resumed: nothing left to train
         summary.update(final_metrics(record, trainer))
         check_outcome(record, trainer)
         summary["status"] = "completed"
@@ -111,9 +111,17 @@ def check_outcome(record: dict[str, Any], trainer: Trainer) -> None:
         raise StopTraining("failed", f"no batch trained: all {trainer.state.step} were skipped "
                                      "(train.on_solver_error=skip)")
     if value is None:
-        raise StopTraining("failed", f"no {headline}: the last evaluation was skipped ({record.get('test_skipped')})")
-    if not math.isfinite(value):
+        skipped = record.get("test_skipped")
+        raise StopTraining("failed", f"no {headline} from the last evaluation"
+                                     + (f" (skipped: {skipped})" if skipped else ""))
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):  # metrics.jsonl writes NaN as "nan"
         raise StopTraining("diverged", f"the final {headline} is {value}")
+
+
+def last_record(output_dir: Path) -> dict[str, Any]:
+    """The last line of the run's metrics.jsonl (carried over from the run it resumed), or ``{}``."""
+    records = read_metrics(output_dir)
+    return records[-1] if records else {}
 
 
 def stop_status(error: BaseException) -> str:
