@@ -21,10 +21,13 @@ def train(overrides: list[str]) -> int:
         return 2
     import hydra
 
+    from .train import folders
     from .train.launch import LaunchStarted, objective, run_status
+    from .train.resumed import with_run_overrides
 
     codes: list[int] = []
     LaunchStarted.started = False  # a previous train() in this process must not count
+    folders.forget()  # nor the folders it took
 
     @hydra.main(version_base="1.3", config_path="pkg://noderun.conf", config_name="config")
     def task(cfg) -> float:
@@ -32,7 +35,7 @@ def train(overrides: list[str]) -> int:
         codes.append(code)
         return objective(cfg, summary)
 
-    sys.argv = ["noderun train", *overrides]
+    sys.argv = ["noderun train", *with_run_overrides(overrides)]
     try:
         task()
     except KeyboardInterrupt:  # a second stop signal
@@ -168,7 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in COMMANDS:
         parser.print_help()
         return 0
-    return COMMANDS[args.command](args)
+    from .errors import ConfigError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as error:  # e.g. a checkpoint that is not plain data: one line, no traceback
+        print(f"noderun {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,3 +10,8 @@ class SolverError(RuntimeError):
     def __init__(self, message: str, nonfinite: bool = False):
         super().__init__(message)
         self.nonfinite = nonfinite
+
+
+class ConfigError(ValueError):
+    """A config value or an input noderun cannot run with; the message names the key and the accepted values
+    (``noderun train`` exits 2 with it)."""

@@ -13,7 +13,9 @@ import torch
 from noderun.log.files import read_metrics, write_json_atomic
 from noderun.report import report_command
 from noderun.train import checkpoint as checkpoints
+from noderun.errors import SolverError
 from noderun.train.failures import StopTraining
+from noderun.train.loop import Trainer
 from noderun.train.run import run
 
 from conftest import compose_config
@@ -46,17 +48,19 @@ def test_raise_stops_cleanly_and_keeps_what_reproduces_the_step(tmp_path):
     failure = json.loads((tmp_path / "failure.json").read_text())
     assert failure["seed"] == 0 and failure["step"] == 0 and len(failure["batch_indices"]) == 16
     assert failure["config"]["solver"]["max_num_steps"] == 1
-    state = torch.load(tmp_path / "failure.pt", weights_only=False)
+    state = torch.load(tmp_path / "failure.pt", weights_only=True)
     assert set(state) == {"model", "batch"}
     assert not (tmp_path / "checkpoint.pt").exists()  # nothing good to keep yet
 
 
-def test_skip_drops_every_failing_batch_and_counts_it(tmp_path):
+def test_skip_drops_every_failing_batch_and_counts_it_and_a_run_that_trained_none_fails(tmp_path):
     cfg = config(NO_SOLVE, "train.epochs=2", "train.on_solver_error=skip", "train.max_bad_batches=null")
-    summary = run(cfg, tmp_path)
-    assert summary["status"] == "completed"
+    with pytest.raises(StopTraining, match="no batch trained: all 4 were skipped"):
+        run(cfg, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["skipped_batches"] == 4 and "test_rmse_extrap" not in summary
     assert [r["skipped_batches"] for r in read_metrics(tmp_path)] == [2, 2]
-    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["optimizer"]["state"] == {}  # no optimiser step was taken
     events = [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
     assert [e["action"] for e in events] == ["skip", "skip", "skip, in evaluation"] * 2
@@ -69,8 +73,26 @@ def test_fallback_retries_with_the_stated_solver(tmp_path):
     summary = run(cfg, tmp_path)
     record = read_metrics(tmp_path)[-1]
     assert summary["status"] == "completed" and record["fallback_batches"] == 2 and record["skipped_batches"] == 0
+    assert summary["fallback_batches"] == 2 and summary["fallback_solver"] == "method=rk4 step_size=0.1"
     assert record["test_fallback"] and record["test_rmse_extrap"] > 0
     assert record["nfe_forward_mean"] == 4 * record["steps_accepted_mean"] > 0  # rk4: 4 evaluations a step
+
+
+@pytest.mark.parametrize("outcome", ["nan", "skipped"])
+def test_a_run_without_a_finite_test_metric_is_not_completed(tmp_path, monkeypatch, outcome):
+    def evaluate(trainer):
+        if outcome == "skipped":
+            raise SolverError("max_num_steps=1 reached")
+        return {"test_rmse_extrap": float("nan")}
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    message = ("the final test_rmse_extrap is nan" if outcome == "nan"
+               else r"no test_rmse_extrap from the last evaluation \(skipped: SolverError")
+    with pytest.raises(StopTraining, match=message):
+        run(config("train.max_iters=1", "train.on_solver_error=skip"), tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == ("diverged" if outcome == "nan" else "failed") and summary["steps"] == 1
+    assert (tmp_path / "checkpoint.pt").exists()  # what was trained is kept
 
 
 def test_too_many_bad_batches_stop_the_run(tmp_path):
@@ -149,7 +171,7 @@ def test_corrupt_truncated_or_mismatched_checkpoints_are_refused(tmp_path):
             run(config("train.max_iters=2", f"resume={tmp_path / name}"), tmp_path / f"resume_{name}")
     with pytest.raises(ValueError, match="trained with model"):
         run(config("train.max_iters=2", "model.latent_dim=6", f"resume={tmp_path / 'good'}"), tmp_path / "other")
-    incomplete = torch.load(tmp_path / "good" / "checkpoint.pt", weights_only=False)
+    incomplete = torch.load(tmp_path / "good" / "checkpoint.pt", weights_only=True)
     del incomplete["optimizer"]
     torch.save(incomplete, tmp_path / "incomplete.pt")
     with pytest.raises(ValueError, match="missing optimizer"):
@@ -195,7 +217,7 @@ def test_a_cluster_warning_signal_checkpoints_then_goes_to_the_handler_that_had_
     seen = []
 
     def requeue(signum, frame):
-        seen.append(torch.load(tmp_path / "checkpoint.pt", weights_only=False)["state"]["step"])
+        seen.append(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state"]["step"])
         raise SystemExit(0)
 
     def warn_when_training():

@@ -33,7 +33,7 @@ def as_on_disk(state):
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
+    return torch.load(buffer, weights_only=True)
 
 
 def assert_same_tensors(a, b):

@@ -34,7 +34,7 @@ class TrainedRun:
 def load_trained_model(path_or_dir: str | Path) -> TrainedModel:
     """The model of the checkpoint at ``path_or_dir`` (in eval mode) and the data it was trained on."""
     checkpoint_path = find_checkpoint(path_or_dir)
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path, key="run")
     config = OmegaConf.create(checkpoint["config"])
     data = instantiate(config.dataset).load()
     model = build_model(config, data.info)

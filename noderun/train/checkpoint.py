@@ -1,19 +1,30 @@
-"""Checkpoints: model, optimiser, schedule, position in training and random states, written atomically."""
+"""Checkpoints: model, optimiser, schedule, position in training and random states, written atomically.
+
+A checkpoint is data, not code: only tensors and plain containers are written, and files are read with
+``torch.load(weights_only=True)``, so a checkpoint from elsewhere cannot run anything when it is loaded."""
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def random_states() -> dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's random states as plain data: python's is a tuple of ints, numpy's keys become a tensor."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -21,7 +32,9 @@ def random_states() -> dict[str, Any]:
 
 def restore_random_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -44,12 +57,29 @@ def find_checkpoint(path_or_dir: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path_or_dir: str | Path) -> dict[str, Any]:
+def load_checkpoint(path_or_dir: str | Path, key: str = "resume") -> dict[str, Any]:
+    """The checkpoint's tensors and plain data; ``ConfigError`` (naming ``key``, the setting that gave the path)
+    for a file that is not readable or that holds any other object, which is refused without being built."""
     path = find_checkpoint(path_or_dir)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe is None:
+            raise ConfigError(f"{key}={path_or_dir}: {path} is not a readable noderun checkpoint "
+                              f"({first_line(error)})") from None
+        raise ConfigError(f"{key}={path_or_dir}: {path.name} holds a pickled object ({unsafe[1]}), not only "
+                          "tensors and plain data; noderun loads checkpoints as data and refuses it unloaded "
+                          "(checkpoints written by noderun 0.1.0 before this check pickled numpy's random state)"
+                          ) from None
     except Exception as error:  # a truncated or foreign file: refuse it whole
-        raise ValueError(f"resume={path_or_dir}: {path} is not a readable noderun checkpoint ({error})") from error
+        raise ConfigError(f"{key}={path_or_dir}: {path} is not a readable noderun checkpoint "
+                          f"({first_line(error)})") from None
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def check_matches(checkpoint: Any, model: torch.nn.Module, config: dict[str, Any], source: str | Path,

@@ -67,7 +67,7 @@ class Recovery(Protocol):
         """One more batch skipped or retried in this run; the run's total so far."""
 
     def tally(self, counter: str) -> None:
-        """One more for the current epoch's ``counter`` (one of ``EPOCH_COUNTERS``)."""
+        """One more for the current epoch's ``counter`` (one of ``EPOCH_COUNTERS``) and for the run's total."""
 
     def retry(self, fallback: SolverSettings) -> Any:
         """The attempt once more with the ``fallback`` solver; when that fails too, the run stops."""

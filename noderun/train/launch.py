@@ -1,16 +1,21 @@
-"""Hydra's side of `noderun train`: a run's exit status, the value a sweeper optimises, and a callback
-that marks the launch as started."""
+"""Hydra's side of `noderun train`: a run's config (a resumed run's own), its exit status, the value a
+sweeper optimises, and a callback that marks the launch as started."""
 from __future__ import annotations
 
 import logging
 import math
 
+from pathlib import Path
+
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ConfigError
 from .failures import Interrupted, StopTraining
+from .folders import undo_launch
+from .resumed import resumed_config
 from .run import run
-from .validate import ConfigError
 
 log = logging.getLogger("noderun")
 
@@ -29,12 +34,15 @@ class LaunchStarted(Callback):
 
 
 def run_status(cfg) -> tuple[int, dict | None]:
-    """Run once; the exit status it earns and its summary (``None`` unless it completed). Stop signals
-    are re-raised so that a sweep stops too."""
+    """Run once; the exit status it earns and its summary (``None`` unless it completed). A refused run
+    leaves its folder as it found it. Stop signals are re-raised so that a sweep stops too."""
+    folder = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
     try:
-        return 0, run(cfg)
+        return 0, run(launch_config(cfg))
     except ConfigError as error:
         log.error(f"config: {error}")
+        if folder is not None:
+            undo_launch(folder)
         return 2, None
     except Interrupted as error:
         log.warning(str(error))
@@ -45,6 +53,18 @@ def run_status(cfg) -> tuple[int, dict | None]:
     except Exception:
         log.exception("the run failed")
         return 1, None
+
+
+def launch_config(cfg: DictConfig) -> DictConfig:
+    """The config to run: with ``resume=RUN_DIR``, that run's own config with the command line's overrides on
+    top, recorded as this run's ``.hydra/config.yaml`` (what a later resume from this run composes)."""
+    if not HydraConfig.initialized():
+        return cfg
+    hydra = HydraConfig.get()
+    resumed = resumed_config(cfg, list(hydra.overrides.task))
+    if resumed is not cfg and hydra.output_subdir is not None:
+        OmegaConf.save(resumed, Path(hydra.runtime.output_dir) / hydra.output_subdir / "config.yaml")
+    return resumed
 
 
 def objective(cfg, summary: dict | None) -> float:

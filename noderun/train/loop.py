@@ -41,6 +41,8 @@ class TrainState:
     batch_in_epoch: int = 0
     step: int = 0
     bad_batches: int = 0  # skipped or retried by the failure policy, over the whole run
+    skipped_batches: int = 0  # of those, dropped (train.on_solver_error=skip)
+    fallback_batches: int = 0  # of those, trained with the fallback solver (train.on_solver_error=fallback)
 
 
 @dataclass
@@ -357,6 +359,7 @@ class FailedAttempt:
 
     def tally(self, counter: str) -> None:
         self.trainer.epoch_failures[counter] += 1
+        setattr(self.trainer.state, counter, getattr(self.trainer.state, counter) + 1)  # the run's total
 
     def retry(self, fallback: SolverSettings) -> Any:
         """``attempt()`` once more with the ``fallback`` solver; when that fails too, the run stops."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import shutil
 import time
@@ -13,8 +14,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ConfigError
 from ..log.console import console, summary_table
-from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, write_json_atomic
+from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, read_metrics, write_json_atomic
 from ..log.precision import rounded
 from ..models.ode_block import ode_blocks
 from ..solvers.settings import SolverSettings
@@ -23,6 +25,7 @@ from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_ch
 from . import distributed
 from .device import hydra_launcher, resolve_device, torch_threads
 from .failures import FailurePolicy, StopTraining, describe as describe_failure
+from .folders import claim
 from .loop import REQUIRED_STATE_KEYS, Trainer, TrainSettings
 from .validate import validate_config
 
@@ -53,8 +56,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     """Train as ``cfg`` says, writing metrics, checkpoints and summary.json (its numbers rounded for people)
     into ``output_dir`` (default: Hydra's output directory). Returns the summary of a completed run, at full
     precision; otherwise writes the summary with its status (``failed``, ``diverged``, ``interrupted``) and
-    raises: ``ConfigError`` before anything is built, ``StopTraining`` for a batch the failure policy could
-    not save, ``Interrupted`` after a stop signal, or the error itself."""
+    raises: ``ConfigError`` before anything is built or written (a bad value, an unreadable checkpoint, a
+    folder holding another run), ``StopTraining`` for a batch the failure policy could not save or a run that
+    ends without a trained batch or a finite test metric, ``Interrupted`` after a stop signal, or the error
+    itself."""
     validate_config(cfg)
     device = resolve_device(cfg.device)
     processes = distributed.start(cfg.train.distributed, device)
@@ -66,6 +71,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     source = resume_source(cfg.resume, output_dir)
+    checkpoint = load_checkpoint(source) if source is not None else None
+    refusal = processes.broadcast(claim(output_dir, cfg.resume) if processes.main else None)
+    if refusal is not None:
+        raise ConfigError(refusal)
     summary = describe(cfg, output_dir, source, device)
     threads = torch_threads(cfg.threads, hydra_launcher())
     if threads is not None:
@@ -77,12 +86,14 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     writer = MetricsWriter(output_dir, enabled=processes.main)
     trainer = None
     try:
-        trainer = build_trainer(cfg, output_dir, writer, processes, source)
+        trainer = build_trainer(cfg, output_dir, writer, processes, source, checkpoint)
         summary["params"] = sum(p.numel() for p in trainer.model.parameters())
         if not ode_blocks(trainer.model):  # no ODE is solved: the solver settings do not apply
             summary.update(solver=None, grad=None, rtol=None, atol=None, step_size=None)
-        record = trainer.fit()
-        summary.update(final_metrics(record, trainer), status="completed")
+        record = trainer.fit() or last_record(output_dir)  # a finished run resumed: nothing left to train
+        summary.update(final_metrics(record, trainer))
+        check_outcome(record, trainer)
+        summary["status"] = "completed"
     except BaseException as error:
         if trainer is not None and trainer.last_record:  # what the finished epochs measured is kept
             summary.update(final_metrics(trainer.last_record, trainer))
@@ -99,6 +110,27 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         headline = summary.get("headline")
         console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
     return summary
+
+
+def check_outcome(record: dict[str, Any], trainer: Trainer) -> None:
+    """``StopTraining`` unless the run trained a batch and ends with a finite headline metric: ``failed`` when
+    every batch or the last evaluation was skipped, ``diverged`` when the metric is NaN or infinite."""
+    headline, value = trainer.task.headline, record.get(trainer.task.headline)
+    if trainer.state.step == trainer.state.skipped_batches:
+        raise StopTraining("failed", f"no batch trained: all {trainer.state.step} were skipped "
+                                     "(train.on_solver_error=skip)")
+    if value is None:
+        skipped = record.get("test_skipped")
+        raise StopTraining("failed", f"no {headline} from the last evaluation"
+                                     + (f" (skipped: {skipped})" if skipped else ""))
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):  # metrics.jsonl writes NaN as "nan"
+        raise StopTraining("diverged", f"the final {headline} is {value}")
+
+
+def last_record(output_dir: Path) -> dict[str, Any]:
+    """The last line of the run's metrics.jsonl (carried over from the run it resumed), or ``{}``."""
+    records = read_metrics(output_dir)
+    return records[-1] if records else {}
 
 
 def stop_status(error: BaseException) -> str:
@@ -128,9 +160,9 @@ def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None,
 
 def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
                   processes: distributed.Processes = distributed.Processes(),
-                  resume_from: str | Path | None = None) -> Trainer:
+                  resume_from: str | Path | None = None, checkpoint: dict[str, Any] | None = None) -> Trainer:
     """The trainer ``cfg`` describes (data, model, task, optimiser, schedule, failure policy), continuing from
-    the checkpoint at ``resume_from`` when given."""
+    the checkpoint at ``resume_from`` when given (``checkpoint``: that checkpoint, when already loaded)."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and processes.active:
@@ -149,7 +181,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
     trainer = Trainer(model, build_task(cfg, data.info), optimizer, scheduler, data, device, settings, writer,
                       output_dir, OmegaConf.to_container(cfg, resolve=True), processes)
     if resume_from is not None:
-        resume(trainer, resume_from, output_dir)
+        resume(trainer, resume_from, output_dir, checkpoint)
     return trainer
 
 
@@ -167,10 +199,11 @@ def resume_source(setting: str | None, output_dir: Path) -> str | Path | None:
     return setting or None
 
 
-def resume(trainer: Trainer, path_or_dir: str | Path, output_dir: Path) -> None:
+def resume(trainer: Trainer, path_or_dir: str | Path, output_dir: Path,
+           checkpoint: dict[str, Any] | None = None) -> None:
     """Restore model, optimiser, schedule, position and random states; carry the earlier metrics over.
     A checkpoint that does not match this run is refused before anything is loaded."""
-    checkpoint = load_checkpoint(path_or_dir)
+    checkpoint = load_checkpoint(path_or_dir) if checkpoint is None else checkpoint
     check_matches(checkpoint, trainer.model, trainer.config, path_or_dir, REQUIRED_STATE_KEYS)
     try:
         trainer.load_state_dict(checkpoint)
@@ -188,6 +221,10 @@ def final_metrics(record: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
     """The summary's numbers: the last evaluation and the last epoch's per-iteration means."""
     headline = trainer.task.headline
     metrics = {key: value for key, value in record.items() if key.startswith("test_")}
+    metrics.update(skipped_batches=trainer.state.skipped_batches, fallback_batches=trainer.state.fallback_batches)
+    if trainer.state.fallback_batches or record.get("test_fallback"):
+        fallback = trainer.config["train"]["fallback"]
+        metrics["fallback_solver"] = " ".join(f"{key}={value}" for key, value in fallback.items())
     cuda = "cuda_peak_mb" in record
     metrics.update(
         headline=headline,

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.spirals import SPIRAL_KINDS
+from ..errors import ConfigError
 from ..solvers.methods import get_method
 from ..solvers.options import SettingError, is_positive
 from ..solvers.settings import GRAD_MODES, SolverSettings
@@ -15,10 +16,6 @@ from .checkpoint import find_checkpoint
 from .device import resolve_device
 from .distributed import environment_processes
 from .failures import FAILURE_POLICIES
-
-
-class ConfigError(ValueError):
-    """A config value noderun cannot run with; the message names the key and the accepted values."""
 
 
 def validate_config(cfg: DictConfig) -> None:
