@@ -73,7 +73,7 @@ def test_resume_from_a_run_folder_continues_with_its_own_config(two_runs, monkey
     assert main(["train", f"resume={first}", "train.max_iters=3", f"hydra.run.dir={resumed}"]) == 0
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 3 and summary["seed"] == seed
-    assert summary["model"] == "latentode" and len(read_metrics(resumed)) == 2  # the first run's record carried over
+    assert summary["model"] == "latent_ode" and len(read_metrics(resumed)) == 2  # the first run's record carried over
     saved = (resumed / ".hydra" / "config.yaml").read_text()
     assert "n_spirals: 40" in saved and "max_iters: 3" in saved  # what a resume from this run composes
 
