@@ -170,9 +170,9 @@ def _check_data_dir(cfg: DictConfig) -> None:
                               "to go; accepted values: a writable folder")
     elif missing_files(path):
         raise ConfigError(f"data_dir={str(path)!r}: {path.absolute() / 'MNIST' / 'raw'} lacks "
-                          f"{', '.join(missing_files(path))}; accepted values: a folder holding MNIST/raw with the "
-                          "four gunzipped MNIST files (or dataset.download=true to fetch them there; dataset=mnist5k "
-                          "needs no files)")
+                          f"{', '.join(missing_files(path))}; accepted values: a data_dir holding MNIST/raw with the four "
+                          "gunzipped MNIST files, or dataset.download=true to fetch them there (dataset=mnist5k needs "
+                          "no files)")
 
 
 def _check_resume(cfg: DictConfig) -> None:
