@@ -64,8 +64,8 @@ def _omegaconf_refusal(error: OmegaConfBaseException) -> str:
             return unknown_key(error.full_key, [field.name for field in dataclasses.fields(schema)])
         return f"{error.full_key}: unknown key; this node takes keys added with +{error.full_key}=VALUE"
     if isinstance(error, ValidationError):
-        hint = typing.get_type_hints(schema).get(key) if dataclasses.is_dataclass(schema) else \
-            typing.get_args(error.ref_type)[0] if typing.get_args(error.ref_type) else None
+        items = typing.get_args(error.ref_type)  # a list's item: List[int] → int
+        hint = typing.get_type_hints(schema).get(key) if dataclasses.is_dataclass(schema) else next(iter(items), None)
         if hint is not None:
             shown = "null" if error.value is None else repr(error.value)
             return f"{error.full_key}={shown}: accepted values: {accepted_type(hint)}"
