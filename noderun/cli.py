@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import signal
 import sys
 
@@ -17,11 +19,15 @@ def train(overrides: list[str]) -> int:
 
     refusal = missing_plugin(overrides)
     if refusal:
-        print(f"config: {refusal}", file=sys.stderr)
-        return 2
+        return refuse(refusal)
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    import noderun.conf  # noqa: F401  the config schemas
 
     from .train import folders
+    from .train.config_errors import composition_refusal, output_dir_refusal
     from .train.launch import LaunchStarted, objective, run_status
     from .train.resumed import with_run_overrides
 
@@ -36,13 +42,45 @@ def train(overrides: list[str]) -> int:
         return objective(cfg, summary)
 
     sys.argv = ["noderun train", *with_run_overrides(overrides)]
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them: one line each below
     try:
         task()
     except KeyboardInterrupt:  # a second stop signal
         codes.append(128 + signal.SIGINT)
     except SystemExit as exit_:  # a stopped run, or Hydra exiting 1 (before composing: a config it cannot compose)
         codes.append(2 if exit_.code == 1 and not LaunchStarted.started else int(exit_.code or 0))
+    except (HydraException, OmegaConfBaseException) as error:  # a config Hydra cannot compose
+        return refuse(composition_refusal(error))
+    except OSError as error:  # Hydra could not create or write the run folder
+        return refuse(output_dir_refusal(error, multirun=bool({"-m", "--multirun"} & set(overrides))))
+    finally:
+        _restore_env("HYDRA_FULL_ERROR", full_error)
     return max(codes, default=0)
+
+
+def refuse(message: str) -> int:
+    """A config no run can use: one line, exit status 2."""
+    print(f"config: {message}", file=sys.stderr)
+    return 2
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def positive_number(text: str) -> float:
+    """An argument that must be a finite positive number (argparse refuses it in one line otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted values: a finite positive number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="outputs/bench")
     commands.add_parser("methods", help="list the ODE solver methods")
     demo = commands.add_parser("demo", help="solve a small ODE with every method and every gradient mode")
-    demo.add_argument("--rtol", type=float, default=1e-6)
+    demo.add_argument("--rtol", type=positive_number, default=1e-6, help="rtol = atol of every solve")
     return parser
 
 

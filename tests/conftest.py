@@ -2,6 +2,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+import noderun.conf  # noqa: F401  the config schemas
+
 
 def compose_config(*overrides):
     """The config `noderun train *overrides` runs with, composed by Hydra's compose API (`from conftest import

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from noderun.data.mnist import DatasetNotFoundError
+from noderun.data.mnist import MNIST, DatasetNotFoundError
 from noderun.log.files import read_metrics
 from noderun.train.run import run
+from noderun.train.validate import ConfigError
 
 import conftest
 
@@ -80,11 +81,13 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_missing_mnist_files_say_where_and_how(tmp_path):
+    """Refused before anything is built (no run folder); MNIST itself says the same when loaded."""
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetNotFoundError, match=r"looked in .*MNIST/raw.*dataset.download=true"):
+    with pytest.raises(ConfigError, match=r"empty/MNIST/raw lacks train-images.*data_dir.*dataset.download=true"):
         run(compose_config("dataset=mnist", f"data_dir={tmp_path / 'empty'}", fast=False), tmp_path / "run")
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["status"] == "failed" and "DatasetNotFoundError" in summary["error"]
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(DatasetNotFoundError, match=r"looked in .*MNIST/raw.*dataset.download=true"):
+        MNIST(str(tmp_path / "empty")).load()
 
 
 def test_unknown_solver_fails_with_the_choices(tmp_path):

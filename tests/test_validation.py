@@ -5,6 +5,7 @@ import ast
 import copy
 import math
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -15,10 +16,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
 
 import noderun
+from noderun.cli import main
 from noderun.solvers import options as solver_options
 from noderun.train import validate
+from noderun.train.config_errors import composition_refusal
 from noderun.train.validate import ConfigError, validate_config
 
 from conftest import compose_config as config
@@ -28,31 +32,56 @@ BAD_CONFIGS = {
     "batch_size": (["train.batch_size=-4"], r"train.batch_size=-4"),
     "test_batch_size": (["train.test_batch_size=0"], r"train.test_batch_size"),
     "max_iters": (["train.max_iters=0"], r"train.max_iters=0: accepted values: a positive integer or null"),
-    "lr": (["train.lr=0"], r"train.lr=0: accepted values: a finite positive number"),
+    "lr": (["train.lr=0"], r"train.lr=0.0: accepted values: a finite positive number"),
     "milestones": (["train.lr_milestones=[0,3]"], r"train.lr_milestones"),
-    "seed": (["seed=1.5"], r"seed=1.5: accepted values: an integer"),
+    "seed": (["seed=-1"], r"seed=-1: accepted values: an integer from 0 to 4294967295"),
+    "seed_too_large": (["seed=4294967296"], r"seed=4294967296: accepted values: an integer from 0 to 4294967295"),
+    "optimizer_lr": (["optimizer.lr=-1"], r"optimizer.lr=-1.0: accepted values: a finite positive number"),
+    "model_size": (["model.channels=0"], r"model.channels=0: accepted values: a positive integer"),
+    "dataset_size": (["experiment=spiral_latent_ode", "dataset.n_obs=0"], r"dataset.n_obs=0: accepted values"),
+    "fraction": (["dataset.test_fraction=1"], r"dataset.test_fraction=1.0: accepted values: a number between 0 and 1"),
+    "dataset_name": (["experiment=cnf_moons", "dataset.name=foo"], r"dataset.name='foo': accepted values: circles, "),
+    "model_trace": (["experiment=cnf_moons", "model.trace=foo"], r"model.trace='foo': accepted values: exact, hutch"),
+    "added_key": (["+train.epoch=3"], r"train.epoch: unknown key \(did you mean train.epochs\?\); accepted keys: "),
     "policy": (["train.on_solver_error=retry"], r"train.on_solver_error='retry'.*raise, skip, fallback"),
     "fallback_method": (["train.on_solver_error=fallback", "train.fallback.method=rk45"], r"train.fallback.method"),
     "rtol": (["solver.rtol=0"], r"solver.rtol must be a finite positive number"),
     "step_size": (["solver=rk4", "solver.step_size=-0.1"], r"solver.step_size must be a finite positive number"),
-    "solver_key": (["+solver.order=3"], r"unknown solver key\(s\) \['order'\]"),
+    "solver_key": (["+solver.order=3"], r"solver.order: unknown key; accepted keys: method, rtol, atol"),
     "scipy_method": (["solver=scipy_solver", "solver.scipy_method=rk45"],
                      r"unknown solver.scipy_method 'rk45'; SciPy's solvers: RK45, RK23, DOP853, Radau, BDF, LSODA"),
     "scipy_checkpoint": (["solver=scipy_solver", "grad=checkpoint"],
                          r"grad.mode='checkpoint'.*'scipy_solver' solves the whole problem at once.*'adjoint'"),
-    "tolerances_only": (["solver=rk4", "solver.step_size=null", "+solver.rtol=1e-3"],
+    "tolerances_only": (["solver.method=rk4"],
                         r"solver.rtol without solver.step_size: the fixed-step method 'rk4' has no error control"),
     "not_a_solver": (["train.on_solver_error=fallback", "train.fallback=null"], r"train.fallback: accepted"),
     "grad_mode": (["grad.mode=reverse"], r"grad.mode='reverse': accepted values: backprop, adjoint, checkpoint"),
-    "seminorm_backprop": (["grad=backprop", "+grad.seminorm=true"], r"grad.seminorm=true applies to the adjoint"),
+    "seminorm_backprop": (["grad.mode=backprop", "grad.seminorm=true"], r"grad.seminorm=true applies to the adjoint"),
     "spiral_kind": (["dataset=spirals", "model=latent_ode", "task=timeseries", "dataset.kind=fermat"],
                     r"dataset.kind='fermat': accepted values: logarithmic, archimedean"),
     "device": (["device=tpu"], r"device='tpu': unknown device"),
     "cuda": (["device=cuda:7"], r"device='cuda:7'"),
-    "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"], r"data_dir='/nonexistent/mnist' does not exist"),
+    "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"],
+                 r"data_dir='/nonexistent/mnist': /nonexistent/mnist/MNIST/raw lacks train-images-idx3-ubyte, .*; "
+                 r"accepted values: a data_dir holding MNIST/raw .*, or dataset.download=true"),
     "resume": (["resume=/nonexistent/run"], r"resume='/nonexistent/run': no checkpoint there"),
     "threads": (["threads=0"], r"threads=0: accepted values: a positive integer or null"),
     "every_steps": (["log.every_steps=0"], r"log.every_steps=0: accepted values: a positive integer or null"),
+}
+
+BAD_COMPOSITIONS = {  # refused by the schemas (conf/schema.py) while Hydra composes; the CLI prints this line
+    "wrong_type": (["seed=1.5"], r"^seed=1.5: accepted values: an integer$"),
+    "not_optional": (["train.lr=null"], r"^train.lr=null: accepted values: a number$"),
+    "list_item": (["train.lr_milestones=[a]"], r"^train.lr_milestones\[0\]='a': accepted values: an integer$"),
+    "list": (["train.lr_milestones=a"], r"^train.lr_milestones='a': accepted values: a list, each an integer$"),
+    "unknown_key": (["train.epoch=3"], r"^train.epoch: unknown key \(did you mean train.epochs\?\); accepted keys: "
+                                       r"epochs, batch_size, .*distributed$"),
+    "key_of_another_option": (["solver=rk4", "solver.rtol=1e-3"],
+                              r"^solver.rtol: unknown key; accepted keys: method, step_size, compile$"),
+    "open_node": (["train.fallback.rtol=1e-3"], r"^train.fallback.rtol: unknown key; this node takes keys added "
+                                                r"with \+train.fallback.rtol=VALUE$"),
+    "unknown_option": (["model=foo"], r"^model=foo: accepted values: cnf, latent_ode, mlp, odenet, planar_nf, "),
+    "other": (["+experiment=dm_nf"], r"^Multiple values for experiment"),
 }
 
 BAD_WITH_TWO_PROCESSES = {  # as under `torchrun --nproc-per-node 2`
@@ -73,6 +102,15 @@ def test_bad_config_is_refused_naming_the_key(name):
         pytest.skip("this machine has a cuda:7")
     with pytest.raises(ConfigError, match=message):
         validate_config(config(*overrides))
+
+
+@pytest.mark.parametrize("name", BAD_COMPOSITIONS)
+def test_what_the_schemas_refuse_is_one_line_naming_the_key(name):
+    overrides, message = BAD_COMPOSITIONS[name]
+    with pytest.raises(Exception) as caught:
+        config(*overrides)
+    line = composition_refusal(caught.value)
+    assert "\n" not in line and re.search(message, line), line
 
 
 @pytest.mark.parametrize("name", BAD_WITH_TWO_PROCESSES)
@@ -114,14 +152,34 @@ def test_the_default_config_and_every_preset_pass(tmp_path):
         validate_config(config(f"experiment={preset.stem}", f"data_dir={tmp_path}"))
 
 
-def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "noderun.cli", "train", "train.epochs=0"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+def noderun_cli(*args, cwd):
+    """``noderun *args`` in a subprocess, importing this checkout's noderun."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.run([sys.executable, "-m", "noderun.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["train.epochs=0"], "config: train.epochs=0: accepted values: a positive integer"),  # validate_config
+    (["seed=1.5"], "config: seed=1.5: accepted values: an integer"),  # the schema, while composing
+    (["hydra.run.dir=/proc/x"], "config: hydra.run.dir: cannot create or write /proc/x (No such file or "
+                                "directory); accepted values: a folder that can be created and written"),
+])
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, overrides, line):
+    result = noderun_cli("train", *overrides, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
-    assert "train.epochs=0: accepted values: a positive integer" in result.stderr and "Traceback" not in output
-    assert "accepted values" not in result.stdout  # errors on stderr
+    assert line in result.stderr and "accepted values" not in result.stdout, output  # errors on stderr
+    assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output, output
     assert not list(tmp_path.rglob("checkpoint.pt"))
+
+
+@pytest.mark.parametrize("rtol", ["-1", "0", "nan", "abc"])
+def test_demo_refuses_a_bad_rtol_in_one_line(rtol, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["demo", "--rtol", rtol])
+    assert caught.value.code == 2
+    assert f"argument --rtol: {rtol!r}: accepted values: a finite positive number" in capsys.readouterr().err
 
 
 @settings(max_examples=40, deadline=None)
@@ -129,10 +187,17 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path):
        value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.booleans(),
                        st.text(alphabet="ab1-", max_size=3)))
 def test_sizes_are_accepted_exactly_when_positive_integers(default_config, key, value):
+    """The schema refuses what is not an integer (converting integer strings, as OmegaConf does), validation
+    what is not positive."""
     cfg = copy.deepcopy(default_config)
+    integer = value if type(value) is int else int(value) if isinstance(value, str) and re.fullmatch(r"-?\d+", value) \
+        else None
+    if integer is None:
+        with pytest.raises(ValidationError):
+            OmegaConf.update(cfg, key, value)
+        return
     OmegaConf.update(cfg, key, value)
-    valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    if valid:
+    if integer > 0:
         validate_config(cfg)
     else:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

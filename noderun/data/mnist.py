@@ -21,6 +21,12 @@ MNIST_FILES = (
 MNIST_INFO = {"input_shape": (1, 28, 28), "num_classes": 10}
 
 
+def missing_files(root: str | Path) -> list[str]:
+    """The MNIST files that ``root/MNIST/raw`` lacks."""
+    raw = Path(root) / "MNIST" / "raw"
+    return [name for name in MNIST_FILES if not (raw / name).exists()]
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where the config says; the message says where and how to get them."""
 
@@ -97,8 +103,7 @@ class MNIST:
         )
 
     def _check_files(self) -> None:
-        raw = self.root / "MNIST" / "raw"
-        missing = [name for name in MNIST_FILES if not (raw / name).exists()]
+        raw, missing = self.root / "MNIST" / "raw", missing_files(self.root)
         if missing and not self.download:
             raise DatasetNotFoundError(
                 f"MNIST files not found: looked in {raw.resolve()} for {', '.join(missing)}. "

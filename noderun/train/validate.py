@@ -1,4 +1,6 @@
-"""Checking a composed config before anything is built: one line naming the key and what it accepts."""
+"""Checking a composed config before anything is built: one line naming the key and what it accepts.
+The schemas (conf/schema.py) have refused unknown keys and values of the wrong type while composing; what is
+checked here is what they cannot say: keys added beyond them (``+key=``), ranges, known names, files."""
 from __future__ import annotations
 
 import os
@@ -7,21 +9,43 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.mnist import missing_files
 from ..data.spirals import SPIRAL_KINDS
+from ..data.toy2d import SHAPES
 from ..errors import ConfigError
+from ..models.cnf import TRACES
+from ..models.planar_nf import DIRECTIONS
+from ..models.trace import NOISES
 from ..solvers.methods import get_method
 from ..solvers.options import SettingError, is_positive
 from ..solvers.settings import GRAD_MODES, SolverSettings
 from .checkpoint import find_checkpoint
+from .config_errors import undeclared_keys, unknown_key
 from .device import resolve_device
 from .distributed import environment_processes
 from .failures import FAILURE_POLICIES
 
 
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed accepts
+POSITIVE_INTEGERS = ("train.epochs", "train.batch_size", "train.test_batch_size", "dataset.n_spirals",
+                     "dataset.n_points", "dataset.n_obs", "dataset.n_train", "dataset.n_test", "dataset.n_reference",
+                     "model.channels", "model.blocks", "model.hidden", "model.width", "model.hyper_hidden",
+                     "model.layers", "model.latent_dim", "model.rnn_hidden", "model.dynamics_hidden",
+                     "model.decoder_hidden", "task.eval_samples")
+OPTIONAL_POSITIVE_INTEGERS = ("train.max_iters", "train.max_bad_batches", "threads", "log.every_steps")
+POSITIVE_NUMBERS = ("train.lr", "train.lr_gamma", "optimizer.lr", "dataset.t_window", "model.integration_time",
+                    "model.t_end", "model.base_variance", "model.obs_noise_std")
+FRACTIONS = ("dataset.test_fraction",)  # strictly between 0 and 1
+NAMES = {"train.on_solver_error": FAILURE_POLICIES, "grad.mode": GRAD_MODES, "dataset.kind": SPIRAL_KINDS,
+         "dataset.name": tuple(SHAPES), "model.trace": TRACES, "model.noise": NOISES, "model.direction": DIRECTIONS}
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first value a run cannot use."""
-    _check_training(cfg)
-    _check_dataset(cfg)
+    _check_keys(cfg)
+    _check_ranges(cfg)
+    _check_names(cfg)
+    _check_processes(cfg, _value(cfg, "train.on_solver_error"))
     _check_solver(cfg)
     _check_device(cfg)
     _check_data_dir(cfg)
@@ -30,6 +54,19 @@ def validate_config(cfg: DictConfig) -> None:
 
 def _value(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.select(cfg, key, default=None)
+
+
+_ABSENT = object()
+
+
+def _present(cfg: DictConfig, keys: tuple[str, ...]) -> list[str]:
+    """Those of ``keys`` that the composed config has (a model's keys only with that model)."""
+    return [key for key in keys if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT]
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    for key, accepted in undeclared_keys(cfg):
+        raise ConfigError(unknown_key(key, accepted))
 
 
 def _positive_int(cfg: DictConfig, key: str, optional: bool = False) -> None:
@@ -45,31 +82,28 @@ def _positive_number(cfg: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}={value!r}: accepted values: a finite positive number")
 
 
-def _check_training(cfg: DictConfig) -> None:
-    for key in ("train.epochs", "train.batch_size", "train.test_batch_size"):
+def _check_ranges(cfg: DictConfig) -> None:
+    for key in _present(cfg, POSITIVE_INTEGERS):
         _positive_int(cfg, key)
-    _positive_int(cfg, "train.max_iters", optional=True)
-    _positive_int(cfg, "train.max_bad_batches", optional=True)
-    _positive_int(cfg, "threads", optional=True)
-    _positive_int(cfg, "log.every_steps", optional=True)
-    for key in ("train.lr", "train.lr_gamma"):
-        if _value(cfg, key) is not None:
-            _positive_number(cfg, key)
-    milestones = _value(cfg, "train.lr_milestones") or []
-    if any(isinstance(m, bool) or not isinstance(m, int) or m <= 0 for m in milestones):
-        raise ConfigError(f"train.lr_milestones={list(milestones)!r}: accepted values: a list of positive epochs")
-    if not isinstance(_value(cfg, "seed"), int):
-        raise ConfigError(f"seed={_value(cfg, 'seed')!r}: accepted values: an integer")
-    policy = _value(cfg, "train.on_solver_error")
-    if policy not in FAILURE_POLICIES:
-        raise ConfigError(f"train.on_solver_error={policy!r}: accepted values: {', '.join(FAILURE_POLICIES)}")
-    _check_processes(cfg, policy)
+    for key in _present(cfg, OPTIONAL_POSITIVE_INTEGERS):
+        _positive_int(cfg, key, optional=True)
+    for key in _present(cfg, POSITIVE_NUMBERS):
+        _positive_number(cfg, key)
+    for key in _present(cfg, FRACTIONS):
+        if not 0 < _value(cfg, key) < 1:
+            raise ConfigError(f"{key}={_value(cfg, key)!r}: accepted values: a number between 0 and 1 (exclusive)")
+    if any(m <= 0 for m in _value(cfg, "train.lr_milestones")):
+        raise ConfigError(f"train.lr_milestones={list(cfg.train.lr_milestones)!r}: accepted values: a list of "
+                          "positive epochs")
+    low, high = SEED_RANGE
+    if not low <= cfg.seed <= high:
+        raise ConfigError(f"seed={cfg.seed}: accepted values: an integer from {low} to {high}")
 
 
-def _check_dataset(cfg: DictConfig) -> None:
-    kind = _value(cfg, "dataset.kind")
-    if str(_value(cfg, "dataset._target_")).endswith(".Spirals") and kind is not None and kind not in SPIRAL_KINDS:
-        raise ConfigError(f"dataset.kind={kind!r}: accepted values: {', '.join(SPIRAL_KINDS)}")
+def _check_names(cfg: DictConfig) -> None:
+    for key in _present(cfg, tuple(NAMES)):
+        if _value(cfg, key) not in NAMES[key]:
+            raise ConfigError(f"{key}={_value(cfg, key)!r}: accepted values: {', '.join(NAMES[key])}")
 
 
 def _check_processes(cfg: DictConfig, policy: str) -> None:
@@ -86,8 +120,6 @@ def _check_processes(cfg: DictConfig, policy: str) -> None:
 
 def _check_solver(cfg: DictConfig) -> None:
     mode, seminorm = _value(cfg, "grad.mode"), _value(cfg, "grad.seminorm")
-    if mode not in GRAD_MODES:
-        raise ConfigError(f"grad.mode={mode!r}: accepted values: {', '.join(GRAD_MODES)}")
     if seminorm and mode != "adjoint":
         raise ConfigError(f"grad.seminorm=true applies to the adjoint's backward solve, not grad.mode={mode}: "
                           "use grad=adjoint or drop grad.seminorm")
@@ -123,8 +155,8 @@ def _check_device(cfg: DictConfig) -> None:
 
 
 def _check_data_dir(cfg: DictConfig) -> None:
-    """Only datasets read from disk (a ``root`` key) use ``data_dir``: it must exist, or be creatable when the
-    dataset may download."""
+    """Only datasets read from disk (a ``root`` key) use ``data_dir``: it must hold the files, or be creatable
+    when the dataset may download."""
     if _value(cfg, "dataset.root") is None:
         return
     path = Path(str(cfg.dataset.root))
@@ -133,9 +165,11 @@ def _check_data_dir(cfg: DictConfig) -> None:
         if not os.access(existing, os.W_OK):
             raise ConfigError(f"data_dir={str(path)!r}: {existing} cannot be written, so the download has nowhere "
                               "to go; accepted values: a writable folder")
-    elif not path.is_dir():
-        raise ConfigError(f"data_dir={str(path)!r} does not exist; accepted values: a folder holding MNIST/raw "
-                          "(or dataset.download=true to fetch it there)")
+    elif missing_files(path):
+        raise ConfigError(f"data_dir={str(path)!r}: {path.absolute() / 'MNIST' / 'raw'} lacks "
+                          f"{', '.join(missing_files(path))}; accepted values: a data_dir holding MNIST/raw with the four "
+                          "gunzipped MNIST files, or dataset.download=true to fetch them there (dataset=mnist5k needs "
+                          "no files)")
 
 
 def _check_resume(cfg: DictConfig) -> None:
