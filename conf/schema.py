@@ -166,6 +166,8 @@ class FixedStepSolver:
     method: str = MISSING
     step_size: Optional[float] = MISSING
     compile: bool = MISSING
+    rtol: Optional[float] = MISSING       # unused by fixed steps: a preset's tolerances when its solver is swapped
+    atol: Optional[float] = MISSING
 
 
 @dataclass

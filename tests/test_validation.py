@@ -76,8 +76,8 @@ BAD_COMPOSITIONS = {  # refused by the schemas (conf/schema.py) while Hydra comp
     "list": (["train.lr_milestones=a"], r"^train.lr_milestones='a': accepted values: a list, each an integer$"),
     "unknown_key": (["train.epoch=3"], r"^train.epoch: unknown key \(did you mean train.epochs\?\); accepted keys: "
                                        r"epochs, batch_size, .*distributed$"),
-    "key_of_another_option": (["solver=rk4", "solver.rtol=1e-3"],
-                              r"^solver.rtol: unknown key; accepted keys: method, step_size, compile$"),
+    "key_of_another_option": (["solver=rk4", "solver.first_step=0.1"],
+                              r"^solver.first_step: unknown key; accepted keys: method, step_size, compile, rtol, atol$"),
     "open_node": (["train.fallback.rtol=1e-3"], r"^train.fallback.rtol: unknown key; this node takes keys added "
                                                 r"with \+train.fallback.rtol=VALUE$"),
     "unknown_option": (["model=foo"], r"^model=foo: accepted values: cnf, latent_ode, mlp, odenet, planar_nf, "),
