@@ -126,7 +126,10 @@ def grouped_rows(runs: list[RunRecord], group_by: list[str], metrics: list[str])
 
 
 def aggregate(values: list[Any]) -> str:
-    """``mean ± std`` when every value is a number (the sample std; none for one value), else the values counted."""
+    """``mean ± std`` when every value is a number (the sample std; none for one value), blank when none is
+    set (a metric these runs do not have), else the values counted."""
+    if all(v is None for v in values):
+        return ""
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if numbers and len(numbers) == len(values):
         spread = f" ± {statistics.stdev(numbers):.3g}" if len(numbers) > 1 else ""

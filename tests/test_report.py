@@ -18,25 +18,26 @@ def sweep(tmp_path):
     job = 0
     for (experiment, n_obs), rmses in values.items():
         for seed, rmse in enumerate(rmses):
+            interp = None if n_obs == 50 else rmse / 10  # a metric only some groups have
             fake_run(tmp_path / str(job), {"experiment": experiment, "dataset.n_obs": n_obs, "seed": seed},
-                     {"status": "completed", "test_rmse_extrap": rmse})
+                     {"status": "completed", "test_rmse_extrap": rmse, "test_rmse_interp": interp})
             job += 1
     return tmp_path
 
 
 def grouped_lines(sweep, keys):
-    assert report_command(str(sweep), keys, "status,test_rmse_extrap") == 0
+    assert report_command(str(sweep), keys, "status,test_rmse_extrap,test_rmse_interp") == 0
     markdown = sorted(sweep.glob("report*.md"), key=lambda p: p.stat().st_mtime)[-1].read_text()
     return markdown.splitlines()
 
 
 def test_group_by_two_keys_gives_mean_and_std_per_combination(sweep):
     lines = grouped_lines(sweep, "experiment,dataset.n_obs")
-    assert lines[0] == "| experiment | dataset.n_obs | runs | status | test_rmse_extrap |"
-    assert lines[2:] == ["| a | 30 | 3 | 3 completed | 2 ± 1 |", "| a | 50 | 3 | 3 completed | 4 ± 0 |",
-                         "| b | 30 | 3 | 3 completed | 20 ± 10 |"]
+    assert lines[0] == "| experiment | dataset.n_obs | runs | status | test_rmse_extrap | test_rmse_interp |"
+    assert lines[2:] == ["| a | 30 | 3 | 3 completed | 2 ± 1 | 0.2 ± 0.1 |", "| a | 50 | 3 | 3 completed | 4 ± 0 |  |",
+                         "| b | 30 | 3 | 3 completed | 20 ± 10 | 2 ± 1 |"]
 
 
 def test_group_by_one_key_pools_the_others(sweep):
     lines = grouped_lines(sweep, "experiment")
-    assert lines[2] == "| a | 6 | 6 completed | 3 ± 1.26 |"  # 1, 2, 3, 4, 4, 4: mean 3, sample std sqrt(8 / 5)
+    assert lines[2] == "| a | 6 | 6 completed | 3 ± 1.26 | 1 0.1, 1 0.2, 1 0.3, 3 None |"  # 1, 2, 3, 4, 4, 4: mean 3, sample std sqrt(8 / 5)
