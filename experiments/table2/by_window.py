@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from noderun.studies.trained_run import load_trained_model
@@ -33,8 +33,9 @@ def split_rmse(run_dir: str) -> dict[str, object]:
     late = spirals.window_start[: len(squared)] >= LATE_START
     rmse = {name: squared[rows].mean().sqrt().item() for name, rows in (("all", slice(None)), ("early", ~late),
                                                                           ("late", late))}
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    return {"run": run_dir, "model": summary["model"], "n_obs": trained.config.dataset.n_obs,
+    overrides = OmegaConf.load(Path(run_dir) / ".hydra" / "overrides.yaml")
+    experiment = next((item.split("=", 1)[1] for item in overrides if item.startswith("experiment=")), "")
+    return {"run": run_dir, "experiment": experiment, "n_obs": trained.config.dataset.n_obs,
             "seed": trained.config.seed, "test_rmse_extrap": rmse["all"], "starts_100_699": rmse["early"],
             "starts_700_799": rmse["late"], "late_spirals": int(late.sum())}
 
