@@ -9,11 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 import torch
 
 from noderun.cli import main
 from noderun.errors import ConfigError
 from noderun.log.files import read_metrics
+from noderun.train import folders
 from noderun.train import checkpoint as checkpoints
 from noderun.train.run import run
 
@@ -60,7 +62,22 @@ def test_a_folder_holding_a_run_is_refused_and_left_as_it_was(two_runs, monkeypa
     before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
     monkeypatch.chdir(root)
     assert main(["train", *SMALL, "seed=3", f"hydra.run.dir={folder}"]) == 2
-    assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
+    after = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    log = folder / "train.log"  # the refusal's lines are added to the log the run shares; nothing is cut
+    assert after.pop(log).startswith(before.pop(log)) and after == before
+
+
+def test_a_refused_launch_never_removes_what_another_run_wrote_meanwhile(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folders.note_folder(".hydra", _root_=OmegaConf.create({"hydra": {"runtime": {"output_dir": str(folder)}}}))
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text("mine")  # this launch's
+    for name in ("summary.json", "metrics.jsonl", "train.log"):  # another run, started at the same moment
+        (folder / name).write_text("theirs")
+    folders.undo_launch(folder)
+    assert sorted(path.name for path in folder.iterdir()) == ["metrics.jsonl", "summary.json", "train.log"]
+    assert all(path.read_text() == "theirs" for path in folder.iterdir())
 
 
 def test_resume_from_a_run_folder_continues_with_its_own_config(two_runs, monkeypatch):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -26,12 +25,13 @@ RUN_FILES = (SUMMARY_NAME, CHECKPOINT_NAME, METRICS_NAME)  # a folder holding on
 
 @dataclass
 class FolderBefore:
-    """What a job's folder held when this launch reached it: its entries, the bytes of its ``.hydra`` files, the
-    sizes of its logs, and the folders this launch created for it (innermost first)."""
+    """What a job's folder held when this launch reached it: its entries, its ``.hydra`` subfolder's name and
+    files (their bytes), its empty logs, and the folders this launch created for it (innermost first)."""
 
     entries: set[str]
+    subdir: str
     hydra_files: dict[str, bytes]
-    log_sizes: dict[str, int]
+    empty_logs: set[str]  # Hydra opens the job's log before the snapshot: an empty one may be this launch's
     created: list[Path] = field(default_factory=list)
 
 
@@ -49,7 +49,10 @@ def forget() -> None:
 
 def unique_folder(requested: str) -> str:
     """``requested``, or the first of ``requested-1``, ``requested-2``, … that does not exist yet, created
-    here (``mkdir`` refuses a folder that exists, so no two processes take the same one)."""
+    here (``mkdir`` refuses a folder that exists, so no two processes take the same one). Under torchrun
+(``WORLD_SIZE`` > 1) ``requested`` itself: the processes of one job share their folder."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: every process must take the same folder
+        return requested
     if requested not in _unique:
         path = Path(requested)
         missing_parents = [parent for parent in path.parents if not parent.exists()]
@@ -77,29 +80,31 @@ def note_folder(subdir: str, *, _root_) -> str:
 def snapshot(folder: Path, subdir: str) -> FolderBefore:
     hydra_dir = folder / subdir
     hydra_files = {f"{subdir}/{p.name}": p.read_bytes() for p in hydra_dir.glob("*") if p.is_file()}
-    log_sizes = {p.name: p.stat().st_size for p in folder.glob("*.log")}
-    return FolderBefore(set(os.listdir(folder)), hydra_files, log_sizes, _created.get(str(folder), [folder]))
+    empty_logs = {p.name for p in folder.glob("*.log") if p.stat().st_size == 0}
+    return FolderBefore(set(os.listdir(folder)), subdir, hydra_files, empty_logs, _created.get(str(folder), [folder]))
 
 
 def undo_launch(folder: str | Path) -> None:
-    """Put ``folder`` back as this launch found it (a refused run): a folder that held nothing is removed with
-    the parents created for it; in one that held something, what this launch added is removed and the
-    ``.hydra`` files and logs it rewrote are restored."""
+    """Take back what this refused launch wrote into ``folder`` and nothing else: its ``.hydra`` files (those
+    that were there before get their bytes back) and, when no run lives in the folder, the logs it created;
+    then the folder itself and the parents created for it, each only if it is empty. Files of a run that
+    lives there, or that another process is writing at the same moment, are never removed or cut short."""
     before = _before.pop(os.path.abspath(folder), None)
     folder = Path(folder)
     if before is None or not folder.is_dir():
         return
-    if all(name in before.log_sizes and before.log_sizes[name] == 0 for name in before.entries):
-        shutil.rmtree(folder)
-        remove_empty(before.created[1:])
-        return
-    for name in set(os.listdir(folder)) - before.entries:
-        path = folder / name
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    for name, content in before.hydra_files.items():
-        (folder / name).write_bytes(content)
-    for name, size in before.log_sizes.items():
-        os.truncate(folder / name, size)
+    hydra_dir = folder / before.subdir
+    for path in hydra_dir.glob("*") if hydra_dir.is_dir() else []:
+        name = f"{before.subdir}/{path.name}"
+        if name in before.hydra_files:
+            path.write_bytes(before.hydra_files[name])
+        elif path.is_file():
+            path.unlink()
+    if not any((folder / name).exists() for name in RUN_FILES):
+        for path in folder.glob("*.log"):
+            if path.name not in before.entries or path.name in before.empty_logs:
+                path.unlink()
+    remove_empty([hydra_dir, folder, *before.created[1:]])
 
 
 def remove_empty(folders: list[Path]) -> None:
