@@ -28,12 +28,11 @@ def train(overrides: list[str]) -> int:
 
     from .train import folders
     from .train.config_errors import composition_refusal, output_dir_refusal
-    from .train.launch import LaunchStarted, objective, run_status
+    from .train.launch import objective, run_status
     from .train.resumed import with_run_overrides
 
     codes: list[int] = []
-    LaunchStarted.started = False  # a previous train() in this process must not count
-    folders.forget()  # nor the folders it took
+    folders.forget()  # a previous train() in this process took its own folders
 
     @hydra.main(version_base="1.3", config_path="pkg://noderun.conf", config_name="config")
     def task(cfg) -> float:
@@ -48,8 +47,8 @@ def train(overrides: list[str]) -> int:
         task()
     except KeyboardInterrupt:  # a second stop signal
         codes.append(128 + signal.SIGINT)
-    except SystemExit as exit_:  # a stopped run, or Hydra exiting 1 (before composing: a config it cannot compose)
-        codes.append(2 if exit_.code == 1 and not LaunchStarted.started else int(exit_.code or 0))
+    except SystemExit as exit_:  # a stopped run (Hydra's own errors are raised: HYDRA_FULL_ERROR)
+        codes.append(int(exit_.code or 0))
     except (HydraException, OmegaConfBaseException) as error:  # a config Hydra cannot compose
         return refuse(composition_refusal(error))
     except OSError as error:  # Hydra could not create or write the run folder

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..errors import ConfigError
 from ..log.files import METRICS_NAME, SUMMARY_NAME
 from .checkpoint import CHECKPOINT_NAME
 

@@ -1,5 +1,5 @@
 """Hydra's side of `noderun train`: a run's config (a resumed run's own), its exit status, the value a
-sweeper optimises, and a callback that marks the launch as started."""
+sweeper optimises."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
@@ -18,19 +17,6 @@ from .resumed import resumed_config
 from .run import run
 
 log = logging.getLogger("noderun")
-
-
-class LaunchStarted(Callback):
-    """A Hydra callback (conf/config.yaml) that notes when the config composed and runs began, so that
-    Hydra's exit status 1 can be told apart: before, a config error (2); after, a failed launch (1)."""
-
-    started = False
-
-    def on_run_start(self, config, **kwargs) -> None:
-        LaunchStarted.started = True
-
-    def on_multirun_start(self, config, **kwargs) -> None:
-        LaunchStarted.started = True
 
 
 def run_status(cfg) -> tuple[int, dict | None]:

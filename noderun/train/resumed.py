@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
