@@ -122,6 +122,17 @@ def test_an_alias_solves_as_its_method():
     assert torch.equal(ys["heun"], ys["heun2"])
 
 
+def test_a_full_settings_cache_still_keeps_the_newest_setting():
+    """Once as many settings as the cache holds were parsed, a new one is still parsed once (the oldest goes)."""
+    from noderun.solvers import settings as module
+
+    for i in range(module._MAX_PARSED + 3):
+        module.parsed("dopri5", 1e-6, 1e-6, {"first_step": 1e-3 * (i + 1)}, "backprop")
+    assert len(module._PARSED) <= module._MAX_PARSED
+    newest = module.parsed("dopri5", 1e-6, 1e-6, {"first_step": 7.0}, "backprop")
+    assert module.parsed("dopri5", 1e-6, 1e-6, {"first_step": 7.0}, "backprop") is newest
+
+
 def test_repeated_settings_are_parsed_once_and_never_confused():
     """odeint parses a setting of plain values once; True is not 1, and a caller's dict changed later
     changes nothing already parsed."""

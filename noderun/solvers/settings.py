@@ -143,7 +143,9 @@ def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
                                   adjoint_options=None if adjoint_options is None else dict(adjoint_options),
                                   adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
                                   adjoint_method=adjoint_method, events=events)
-        if key is not None and len(_PARSED) < _MAX_PARSED:
+        if key is not None:
+            if len(_PARSED) >= _MAX_PARSED:  # the oldest goes: a loop's setting is always kept
+                del _PARSED[next(iter(_PARSED))]
             _PARSED[key] = settings
     return settings
 
