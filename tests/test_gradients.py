@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import noderun
+from noderun.solvers.methods import get_method
 
 D = torch.float64
 
@@ -80,6 +81,22 @@ def test_checkpoint_equals_backprop(method, direction):
     assert stats.nfe_backward > 0
 
 
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3"])
+def test_checkpoint_skips_the_fsal_stage_it_does_not_need(method):
+    """Recomputing an FSAL step for its gradient needs every stage but the last (f at y1, used only by the
+    error estimate and dense output): the backward pass evaluates one stage fewer per step than the forward
+    pass takes, the first stage included, and still equals backprop."""
+    func = MLPDynamics()
+    y0 = torch.randn(5, 2, dtype=D, requires_grad=True)
+    t = torch.tensor([0.0, 3.0], dtype=D)
+    backprop, _ = gradients(func, y0, t, "backprop", method=method, rtol=1e-7, atol=1e-7)
+    checkpoint, stats = gradients(func, y0, t, "checkpoint", method=method, rtol=1e-7, atol=1e-7)
+    for a, b in zip(checkpoint, backprop):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    stages = get_method(method).stages
+    assert stats.nfe_backward == (stages - 1) * stats.steps_accepted <= stats.nfe_forward
+
+
 @pytest.mark.parametrize("method", ["dopri5", "tsit5", "dopri8", "bosh3"])
 def test_adjoint_matches_backprop(method):
     func = MLPDynamics()
@@ -151,6 +168,26 @@ def test_adjoint_with_loss_on_some_outputs_only():
     ys = noderun.odeint(func, y0, t, grad="adjoint", stats=many, **tight("dopri5"))
     torch.autograd.grad(ys.pow(2).sum(), [y0])
     assert few.nfe_backward < many.nfe_backward
+
+
+def test_adjoint_crosses_output_times_in_one_solve():
+    """With a loss on each of 41 close output times, the backward solve keeps its step size across each jump
+    of the adjoint: about one dopri5 step per interval (seven evaluations: six stages and the derivative after
+    the jump), not a new start with its own first steps in each; the gradient is the continuous one."""
+    torch.manual_seed(0)
+    func = MLPDynamics()
+    y0 = torch.randn(3, 2, dtype=D, requires_grad=True)
+    t = torch.linspace(0.0, 1.0, 41, dtype=D)
+    stats = noderun.SolveStats()
+    ys = noderun.odeint(func, y0, t, grad="adjoint", stats=stats, method="dopri5", rtol=1e-6, atol=1e-6)
+    got = torch.autograd.grad(ys.pow(2).sum(), [y0, *func.parameters()])
+    exact = noderun.odeint(func, y0, t, method="dopri5", rtol=1e-12, atol=1e-12)
+    expected = torch.autograd.grad(exact.pow(2).sum(), [y0, *func.parameters()])
+    for a, b in zip(got, expected):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+    intervals = len(t) - 1
+    assert intervals <= stats.steps_accepted_backward <= intervals + 1
+    assert stats.nfe_backward <= 7 * (intervals + 1) + 2
 
 
 class ScalarDynamics(nn.Module):

@@ -15,8 +15,10 @@ from .problem import ODEProblem
 
 
 class AdjointODE(torch.autograd.Function):
-    """Forward: solve without a graph, keep only the outputs. Backward: solve the augmented
-    state ``[y, a, dL/dθ]`` backwards between consecutive output times (Algorithm 1)."""
+    """Forward: solve without a graph, keep only the outputs. Backward: solve the augmented state
+    ``[y, a, dL/dθ]`` backwards from the last output time to the first in one solve (Algorithm 1), which at
+    each output time with a gradient resets ``y`` to the forward's output there and adds the output's
+    gradient to ``a``, keeping the step size across the jump."""
 
     @staticmethod
     def forward(ctx, problem: ODEProblem, backward_options: SolverOptions, y0: Tensor, *params: Tensor) -> Tensor:
@@ -37,18 +39,19 @@ class AdjointODE(torch.autograd.Function):
             norm = tuple_norm(opts.norm, ys[0], params, problem.layout)
         else:
             norm = adjoint_norm(opts.norm, problem.channels or (n,), sum(sizes))
-        adjoint, param_grads = grad_ys[-1], ys.new_zeros(sum(sizes))
-        times, stops = problem.times, gradient_stops(grad_ys)
-        for later, earlier in zip(stops[::-1], stops[-2::-1]):
-            state = torch.cat([ys[later].reshape(-1), adjoint.reshape(-1), param_grads])
-            sol = integrate(rhs, state, [times[later], times[earlier]], opts, norm,
-                            callbacks=problem.adjoint_callbacks)
-            problem.stats.add_backward(0, sol.accepted, sol.rejected)
-            state = sol.ys[-1]
-            adjoint = state[n : 2 * n].view_as(ys[0]) + grad_ys[earlier]
-            param_grads = state[2 * n :]
-        problem.stats.add_backward(rhs.calls)
-        grads = [g.view_as(p).to(p.dtype) for g, p in zip(param_grads.split(sizes), params)]
+        stops = gradient_stops(grad_ys)[::-1]  # output indices, last first
+
+        def jump(i: int, state: Tensor) -> Tensor:  # at stops[i]: y from the forward solve, a + dL/dy there
+            out = stops[i]
+            return torch.cat([ys[out].reshape(-1), state[n : 2 * n] + grad_ys[out].reshape(-1), state[2 * n :]])
+
+        state = torch.cat([ys[-1].reshape(-1), grad_ys[-1].reshape(-1), ys.new_zeros(sum(sizes))])
+        sol = integrate(rhs, state, [problem.times[i] for i in stops], opts, norm,
+                        callbacks=problem.adjoint_callbacks, resets=jump)
+        problem.stats.add_backward(rhs.calls, sol.accepted, sol.rejected)
+        state = sol.ys[-1]
+        adjoint = state[n : 2 * n].view_as(ys[0]) + grad_ys[0]
+        grads = [g.view_as(p).to(p.dtype) for g, p in zip(state[2 * n :].split(sizes), params)]
         return (None, None, adjoint, *grads)
 
 

@@ -12,7 +12,7 @@ a proposed size, and after each attempt the next step's ``y0`` and ``f0``, recor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -55,7 +55,11 @@ class Solution:
 class SharedClock:
     """One float time for the whole state. Steps end on every time of ``stops`` inside the integration
     interval (``step_t`` and ``jump_t``); after a step that ends on a time of ``jumps`` the next step's
-    first derivative is evaluated anew (on the far side of the discontinuity) instead of reused."""
+    first derivative is evaluated anew (on the far side of the discontinuity) instead of reused.
+
+    ``resets(i, y)``, when given, replaces the state at every interior output time ``times[i]`` once that
+    output is recorded (the adjoint's jumps): steps then end on every output time, the next step keeps the
+    controller's step size and evaluates its first derivative anew."""
 
     per_sample = False
     ops = FloatOps
@@ -63,11 +67,14 @@ class SharedClock:
     moving = True  # every element moves with every accepted step
 
     def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau, record: bool = False,
-                 stops: tuple[float, ...] = (), jumps: tuple[float, ...] = ()):
-        self.times, self.tableau, self.record = times, tableau, record
+                 stops: tuple[float, ...] = (), jumps: tuple[float, ...] = (),
+                 resets: Callable[[int, Tensor], Tensor] | None = None):
+        self.times, self.tableau, self.record, self.resets = times, tableau, record, resets
         self.t, self.next_out = times[0], 1
         self.solution = Solution(ys=[y0])
         t0, t_final = times[0], times[-1]
+        if resets is not None:
+            stops = (*stops, *times[1:-1])
         inside = sorted((x for x in set(stops) if (x - t0) * (t_final - x) > 0), reverse=t_final < t0)
         self.stops, self.jumps = inside + [t_final], frozenset(jumps)
 
@@ -93,24 +100,32 @@ class SharedClock:
         if not accepted:
             sol.rejected += 1
             return step.y0, step.k[0]  # the retry starts from the same point
-        self._outputs(rhs, step, t_end)
+        reached = self._outputs(rhs, step, t_end)
         if self.record:
             sol.steps.append(StepRecord(t=step.t, h=step.h, y0=step.y0, t_end=t_end))
         sol.accepted += 1
         self.t = t_end
         if t_end == self.stops[0] and len(self.stops) > 1:
             self.stops.pop(0)
+            if self.resets is not None and reached:
+                y = step.y1
+                for i in reached:
+                    y = self.resets(i, y)
+                return y, None
             if t_end in self.jumps:
                 return step.y1, None
         return step.y1, (step.k[self.tableau.stages - 1] if self.tableau.fsal else None)
 
-    def _outputs(self, rhs: RHS, step: Step, t_end: float) -> None:
-        """The outputs inside the accepted ``step``: its end, or dense output inside it."""
-        times, sol, extended = self.times, self.solution, False
+    def _outputs(self, rhs: RHS, step: Step, t_end: float) -> list[int]:
+        """The outputs inside the accepted ``step``: its end, or dense output inside it. Returns the indices
+        of the interior outputs at exactly its end."""
+        times, sol, extended, reached = self.times, self.solution, False, []
         while self.next_out < len(times) and (times[self.next_out] - t_end) * (t_end - step.t) <= 0:
             if times[self.next_out] == t_end:
                 sol.ys.append(step.y1)
                 sol.output_steps.append((sol.accepted, None))
+                if self.next_out < len(times) - 1:
+                    reached.append(self.next_out)
             else:
                 if not extended:
                     dense_stages(rhs, self.tableau, step)
@@ -119,6 +134,7 @@ class SharedClock:
                 sol.ys.append(dense_output(self.tableau, step, theta))
                 sol.output_steps.append((sol.accepted, theta))
             self.next_out += 1
+        return reached
 
     def finish(self) -> Solution:
         return self.solution

@@ -19,27 +19,36 @@ from .step import RHS, Step, rk_step, stage_store
 
 __all__ = ["Solution", "StepRecord", "integrate", "retake"]
 
+Resets = Callable[[int, Tensor], Tensor]  # (output index, state there) -> the state to go on from
+
 
 def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm=rms_norm,
               record: bool = False, callbacks: StepCallbacks | None = None,
-              event: EventFunction | None = None) -> Solution:
+              event: EventFunction | None = None, resets: Resets | None = None) -> Solution:
     """Solve from ``times[0]`` to ``times[-1]`` (either direction); return the states at ``times``.
 
     ``norm`` maps scaled errors to a scalar (per-sample control measures each sample by its RMS norm).
     ``record`` keeps each accepted step's start (shared clock). ``callbacks`` are called around each step
     attempt. With an ``event``, ``times`` is ``[t0, t1]`` and the solve runs from ``t0`` in the direction of
     ``t1`` until the event, returning an ``EventSolution`` (``solvers.events``). Raises ``SolverError`` when
-    the solve cannot finish.
+    the solve cannot finish. ``resets(i, y)`` replaces the state at each interior output time ``times[i]``
+    once it is recorded (shared clock; a multistep method, whose history the jump voids, or one that solves
+    the whole problem at once, restarts there).
     """
     tableau = opts.tableau
+    if resets is not None and tableau.multistep and len(times) > 2:
+        return _solve_in_pieces(rhs, y0, times, opts, norm, callbacks, resets)
     if isinstance(tableau, SolveMethod):
         return tableau.solve(rhs, y0, times, opts)
+    if resets is not None and (event is not None or opts.per_sample):
+        raise ValueError("resets need a shared clock: no event, no per_sample")
     if event is not None:
         clock = EventClock(y0, times, opts, event)
     elif opts.per_sample:
         clock = SampleClocks(y0, times, tableau)
     else:
-        clock = SharedClock(y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t)
+        clock = SharedClock(y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t,
+                            resets=resets)
     ends = _shifted_ends(rhs, opts)
     rhs = ends or rhs
     if tableau.adaptive:
@@ -66,10 +75,23 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
     return clock.finish()
 
 
+def _solve_in_pieces(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm, callbacks,
+                     resets: Resets) -> Solution:
+    """The solve restarted at each interior output time, from the state reset there."""
+    y, total = y0, Solution(ys=[y0])
+    for i, (start, end) in enumerate(zip(times, times[1:]), start=1):
+        piece = integrate(rhs, y, [start, end], opts, norm, callbacks=callbacks)
+        total.ys.append(piece.ys[-1])
+        total.accepted, total.rejected = total.accepted + piece.accepted, total.rejected + piece.rejected
+        y = resets(i, piece.ys[-1]) if i < len(times) - 1 else piece.ys[-1]
+    return total
+
+
 def retake(rhs: RHS, opts: SolverOptions, record: StepRecord, dense: bool = False) -> Step:
     """An accepted step taken again from its record, as the loop took it: by the method's own step, with the
     evaluations at its ends shifted where ``perturb`` or ``jump_t`` shifted them, and with ``dense`` the extra
-    stages of its continuous extension."""
+    stages of its continuous extension (without, an FSAL tableau's last stage, which ``y1`` does not need, is
+    skipped)."""
     ends = _shifted_ends(rhs, opts)
     if ends is not None:
         ends.step(record.t, record.t_end)
@@ -77,7 +99,7 @@ def retake(rhs: RHS, opts: SolverOptions, record: StepRecord, dense: bool = Fals
     if isinstance(opts.tableau, StepMethod):
         step = opts.tableau.step(rhs, record.t, record.y0, record.h, opts)
     else:
-        step = rk_step(rhs, opts.tableau, record.t, record.y0, record.h, None)
+        step = rk_step(rhs, opts.tableau, record.t, record.y0, record.h, None, fsal_stage=dense)
     if dense:
         dense_stages(rhs, opts.tableau, step)
     return step

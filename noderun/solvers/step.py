@@ -122,21 +122,23 @@ class Step:
 
 
 def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f0: Tensor | None,
-            stages: StageList | None = None) -> Step:
+            stages: StageList | None = None, fsal_stage: bool = True) -> Step:
     """Take one step of ``tableau`` of size ``h`` (negative when integrating backwards).
 
     ``f0`` is ``rhs(t, y0)`` when already known (FSAL, the previous step's end, or the first stage of
     a rejected attempt from the same point); otherwise it is evaluated here. For an FSAL tableau the
-    last stage is ``rhs(t + h, y1)`` and ``y1`` is exactly the point it was evaluated at. ``stages``
-    (default: a new list) receives the stages.
+    last stage is ``rhs(t + h, y1)`` and ``y1`` is exactly the point it was evaluated at; without
+    ``fsal_stage`` that stage, which only the error estimate and dense output use, is not evaluated.
+    ``stages`` (default: a new list) receives the stages.
     """
     k = StageList() if stages is None else stages
     k.start(rhs(t, y0) if f0 is None else f0)
     last_input = y0
-    for a_i, c_i in zip(tableau.a[1:], tableau.c[1:]):
+    evaluated = tableau.stages if fsal_stage or not tableau.fsal else tableau.stages - 1
+    for a_i, c_i in zip(tableau.a[1:evaluated], tableau.c[1:evaluated]):
         last_input = k.combine(y0, h, a_i)
         k.append(rhs(t + c_i * h, last_input))
-    y1 = last_input if tableau.fsal else k.combine(y0, h, tableau.b)
+    y1 = last_input if tableau.fsal and evaluated == tableau.stages else k.combine(y0, h, tableau.b)
     return Step(t=t, h=h, y0=y0, y1=y1, k=k)
 
 
