@@ -44,6 +44,19 @@ def test_tiny_bench_measures_every_pass(tmp_path):
     assert len(written["rows"]) == len(rows) and (tmp_path / "bench.csv").read_text().startswith("case,library,pass")
 
 
+def test_tiny_bench_heterogeneous_batch_and_latent_adjoint():
+    rows = run_bench(["mixed_scales", "latent_ode"], repeats=1, tiny=True)
+    ours = {(row["case"], row["pass"]): row for row in rows if row["library"] == "noderun"}
+    assert {"forward", "forward:per_sample"} <= {p for c, p in ours if c == "mixed_scales"}
+    assert {"backward:backprop", "backward:adjoint", "backward:checkpoint"} <= {p for c, p in ours if c == "latent_ode"}
+    # the median sample of a batch spread over two decades of time scales needs fewer steps than the batch
+    assert ours[("mixed_scales", "forward:per_sample")]["steps"] < ours[("mixed_scales", "forward")]["steps"]
+    forward = ours[("latent_ode", "forward")]
+    assert ours[("latent_ode", "backward:checkpoint")]["nfe"] <= forward["nfe"] + forward["steps"]
+    # the adjoint jumps at each of the 100 output times: one step of 7 evaluations each, at most
+    assert 0 < ours[("latent_ode", "backward:adjoint")]["nfe"] <= 7 * 100 + 2
+
+
 def test_bench_command_and_unknown_case(tmp_path, capsys):
     assert main(["bench", "--tiny", "--repeats", "1", "--cases", "cnf", "--out", str(tmp_path)]) == 0
     assert "noderun bench" in capsys.readouterr().out and (tmp_path / "bench.csv").exists()

@@ -52,6 +52,18 @@ class VanDerPol(nn.Module):
         return torch.stack([v, self.mu * (1 - x**2) * v - x], dim=1)
 
 
+class ScaledField(nn.Module):
+    """``f(t, y) = rate * mlp(y)``, one rate per row: a batch whose samples move on different time scales."""
+
+    def __init__(self, rates: Tensor, dim: int, hidden: int):
+        super().__init__()
+        self.register_buffer("rates", rates)
+        self.field = MLPField(dim, hidden)
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.rates[:, None] * self.field(t, y)
+
+
 class ConcatenatedCNF(nn.Module):
     """The CNF's dynamics on one tensor ``[z, Δ]`` of shape ``(B, D+1)`` (its error one RMS norm over both):
     the state this case has always solved, for noderun and torchdiffeq alike."""
@@ -83,10 +95,19 @@ def van_der_pol_case(tiny: bool) -> Case:
                 "dopri5", 1e-5, 1e-5, forward_modes=("per_sample",))
 
 
+def mixed_scales_case(tiny: bool) -> Case:
+    """A heterogeneous batch: the MLP field at 256 time scales, rates log-spaced over two decades."""
+    batch = 8 if tiny else 256
+    rates = torch.logspace(-1.0, 1.0, batch)
+    return Case("mixed_scales", ScaledField(rates, 4, 32), torch.randn(batch, 4), torch.tensor([0.0, 1.0 if tiny else 5.0]),
+                "dopri5", 1e-6, 1e-6, forward_modes=("per_sample",))
+
+
 def latent_ode_case(tiny: bool) -> Case:
-    """The spiral preset's latent solve: 4-D latent, 20 hidden units, 100 output times over [0, 5]."""
+    """The spiral preset's latent solve: 4-D latent, 20 hidden units, 100 output times over [0, 5], a loss on
+    every one (the adjoint's backward solve jumps at each)."""
     return Case("latent_ode", LatentDynamics(4, 20), torch.randn(10 if tiny else 100, 4), torch.linspace(0.0, 5.0, 100),
-                "dopri5", 1e-5, 1e-5, ("backprop",), ("compiled",))
+                "dopri5", 1e-5, 1e-5, ("backprop", "adjoint", "checkpoint"), ("compiled",))
 
 
 def cnf_case(tiny: bool) -> Case:
@@ -97,7 +118,7 @@ def cnf_case(tiny: bool) -> Case:
 
 
 CASES = {"mlp": mlp_case, "odenet_block": odenet_case, "van_der_pol": van_der_pol_case,
-         "latent_ode": latent_ode_case, "cnf": cnf_case}
+         "mixed_scales": mixed_scales_case, "latent_ode": latent_ode_case, "cnf": cnf_case}
 
 
 def build_cases(names: list[str], tiny: bool, seed: int = 0) -> list[Case]:
