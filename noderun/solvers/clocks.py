@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .control import FloatOps, TensorOps
 from .interpolate import dense_output, dense_stages
-from .step import RHS, StageList, Step, weighted_sum
+from .step import RHS, StageBuffer, StageList, Step, weighted_sum
 from .tableau import ButcherTableau
 
 
@@ -154,6 +154,36 @@ class SampleStages(StageList):
 
     def weighted(self, weights: Sequence[float], scale: Tensor) -> Tensor:
         return weighted_sum(weights, self.k) * rows(scale, self.k[0]).to(self.k[0].dtype)
+
+
+class SampleStageBuffer(StageBuffer):
+    """``StageBuffer`` for a step size per sample: a combination is one matrix–vector product over the
+    stages, then one multiply-add by the step sizes, cast to the state's dtype once per step."""
+
+    def __init__(self, tableau: ButcherTableau, like: Tensor):
+        super().__init__(tableau, like)
+        self.h: Tensor | None = None
+        self.h_rows: Tensor | None = None
+
+    def combine(self, y: Tensor, h: Tensor, weights: Sequence[float]) -> Tensor:
+        return torch.addcmul(y, self._rows(h), self._sum(weights))
+
+    def weighted(self, weights: Sequence[float], scale: Tensor) -> Tensor:
+        return self._sum(weights).mul_(self._rows(scale))
+
+    def _sum(self, weights: Sequence[float]) -> Tensor:
+        columns, weight_tensor = self._plan(weights)
+        return torch.mv(columns, weight_tensor).view_as(self.like)
+
+    def _rows(self, h: Tensor) -> Tensor:
+        if h is not self.h:
+            self.h, self.h_rows = h, rows(h, self.like).to(self.like.dtype)
+        return self.h_rows
+
+
+def sample_stage_store(tableau: ButcherTableau, y0: Tensor) -> StageList:
+    """A buffer when no graph is being recorded, else a list; both with one step size per sample."""
+    return SampleStages() if torch.is_grad_enabled() else SampleStageBuffer(tableau, y0)
 
 
 class SampleClocks:

@@ -7,7 +7,7 @@ from typing import Callable
 from torch import Tensor
 
 from .callbacks import StepCallbacks
-from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord
+from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord, sample_stage_store
 from .control import FixedGrid, StepController, rms_norm
 from .events import EventClock, EventFunction, EventGrid
 from .fused import FusedStepper
@@ -117,7 +117,10 @@ def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | 
     if isinstance(opts.tableau, StepMethod):
         return opts.tableau.stepper(rhs, y0, opts)
     if opts.per_sample:
-        return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, SampleStages())
+        stages = sample_stage_store(opts.tableau, y0)
+        if isinstance(stages, SampleStages):  # recording a graph: a new list every step
+            return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, SampleStages())
+        return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, stages)
     if opts.compile:
         return FusedStepper(rhs, opts.tableau, sizer.error_ratio)
     stages = stage_store(opts.tableau, y0)

@@ -1,0 +1,80 @@
+"""Where the time of per-sample step control goes, beside the shared solve, on the bench's Van der Pol case
+(256 oscillators, mu from 1 to 25, dopri5 at 1e-5 over [0, 10]): loop iterations, evaluations, time per
+iteration, and torch.profiler's operators by self CPU time for each mode.
+
+    .venv/bin/python experiments/bench/profile_per_sample.py [--out experiments/bench/profiles/per_sample.txt]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from noderun import SolveStats, odeint
+from noderun.bench.cases import build_cases
+from noderun.bench.measure import Counted
+
+MODES = {"shared": {}, "per_sample": {"per_sample": True}}
+
+
+def solve(case, options: dict, stats: SolveStats | None = None):
+    with torch.no_grad():
+        return odeint(case.func, case.y0, case.t, method=case.method, rtol=case.rtol, atol=case.atol,
+                      options={"max_num_steps": 1_000_000, **options}, stats=stats)
+
+
+def describe(case, name: str, options: dict, repeats: int) -> list[str]:
+    stats, counted = SolveStats(), Counted(case.func)
+    with torch.no_grad():
+        odeint(counted, case.y0, case.t, method=case.method, rtol=case.rtol, atol=case.atol,
+               options={"max_num_steps": 1_000_000, **options}, stats=stats)
+    iterations = stats.steps_accepted + stats.steps_rejected  # per sample: the largest count of any sample
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        solve(case, options)
+        times.append(time.perf_counter() - started)
+    evaluation = min(_time_evaluation(case) for _ in range(3))
+    median = statistics.median(times)
+    steps = statistics.median(stats.sample_steps) if stats.sample_steps else stats.steps_accepted
+    lines = [f"## {name}: median {median * 1e3:.1f} ms over {repeats} solves; {counted.calls} evaluations "
+             f"({counted.calls * evaluation * 1e3:.1f} ms of evaluation alone at {evaluation * 1e6:.1f} us each); "
+             f"loop iterations {iterations} (steps of the median sample {steps}); "
+             f"{median / max(iterations, 1) * 1e6:.0f} us per iteration", ""]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        solve(case, options)
+    lines.append(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+    return lines
+
+
+def _time_evaluation(case, burst: int = 50) -> float:
+    with torch.no_grad():
+        started = time.perf_counter()
+        for _ in range(burst):
+            case.func(case.t[0], case.y0)
+    return (time.perf_counter() - started) / burst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("experiments/bench/profiles/per_sample.txt"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    case = build_cases(["van_der_pol"], tiny=False)[0]
+    for options in MODES.values():
+        solve(case, options)  # warm-up
+    lines = []
+    for name, options in MODES.items():
+        lines += describe(case, name, options, args.repeats) + [""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
