@@ -1,8 +1,8 @@
-"""Where the time of per-sample step control goes, beside the shared solve, on the bench's Van der Pol case
-(256 oscillators, mu from 1 to 25, dopri5 at 1e-5 over [0, 10]): loop iterations, evaluations, time per
-iteration, and torch.profiler's operators by self CPU time for each mode.
+"""Where the time of a bench case's forward solve goes (no gradient, one thread): loop iterations,
+evaluations, time per iteration, and torch.profiler's operators by self CPU time, for the shared solve and,
+where the case has it, per-sample step control beside it.
 
-    .venv/bin/python experiments/bench/profile_per_sample.py [--out experiments/bench/profiles/per_sample.txt]
+    .venv/bin/python experiments/bench/profile_solve.py --case van_der_pol   # -> experiments/bench/profiles/
 """
 from __future__ import annotations
 
@@ -61,18 +61,20 @@ def _time_evaluation(case, burst: int = 50) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("experiments/bench/profiles/per_sample.txt"))
+    parser.add_argument("--case", default="van_der_pol", help="a bench case (noderun bench's --cases)")
+    parser.add_argument("--out", type=Path, default=Path("experiments/bench/profiles"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    case = build_cases(["van_der_pol"], tiny=False)[0]
-    for options in MODES.values():
+    case = build_cases([args.case], tiny=False)[0]
+    modes = {name: options for name, options in MODES.items() if name == "shared" or name in case.forward_modes}
+    for options in modes.values():
         solve(case, options)  # warm-up
     lines = []
-    for name, options in MODES.items():
+    for name, options in modes.items():
         lines += describe(case, name, options, args.repeats) + [""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.case}.txt").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
