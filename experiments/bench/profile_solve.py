@@ -1,6 +1,7 @@
 """Where the time of a bench case's forward solve goes (no gradient, one thread): loop iterations,
 evaluations, time per iteration, and torch.profiler's operators by self CPU time, for the shared solve and,
-where the case has it, per-sample step control beside it.
+where the case has it, per-sample step control beside it. The solver's own operators are those of the solve
+less those of as many evaluations of the function alone, given per loop iteration.
 
     .venv/bin/python experiments/bench/profile_solve.py --case van_der_pol   # -> experiments/bench/profiles/
 """
@@ -45,10 +46,34 @@ def describe(case, name: str, options: dict, repeats: int) -> list[str]:
              f"({counted.calls * evaluation * 1e3:.1f} ms of evaluation alone at {evaluation * 1e6:.1f} us each); "
              f"loop iterations {iterations} (steps of the median sample {steps}); "
              f"{median / max(iterations, 1) * 1e6:.0f} us per iteration", ""]
+    solve_ops = operators(lambda: solve(case, options))
+    evaluation_ops = operators(lambda: evaluate(case, counted.calls))
+    lines += [f"the solver's own operators, per loop iteration (the solve's less {counted.calls} evaluations alone):",
+              "", "| operator | calls | us |", "|---|---|---|"]
+    own = {name: (calls - evaluation_ops.get(name, (0, 0.0))[0], us - evaluation_ops.get(name, (0, 0.0))[1])
+           for name, (calls, us) in solve_ops.items()}
+    ranked = sorted(own.items(), key=lambda item: -item[1][1])
+    for name, (calls, us) in ranked[:15]:
+        lines.append(f"| {name} | {calls / iterations:.1f} | {us / iterations:.1f} |")
+    total_calls, total_us = sum(c for c, _ in own.values()), sum(u for _, u in own.values())
+    lines += [f"| all | {total_calls / iterations:.1f} | {total_us / iterations:.1f} |", ""]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         solve(case, options)
     lines.append(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
     return lines
+
+
+def operators(run) -> dict[str, tuple[int, float]]:
+    """Each torch operator's calls and self CPU time (us) over ``run()``."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return {event.key: (event.count, event.self_cpu_time_total) for event in prof.key_averages()}
+
+
+def evaluate(case, calls: int) -> None:
+    with torch.no_grad():
+        for _ in range(calls):
+            case.func(case.t[0], case.y0)
 
 
 def _time_evaluation(case, burst: int = 50) -> float:
