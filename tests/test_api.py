@@ -131,6 +131,9 @@ def test_a_full_settings_cache_still_keeps_the_newest_setting():
     assert len(module._PARSED) <= module._MAX_PARSED
     newest = module.parsed("dopri5", 1e-6, 1e-6, {"first_step": 7.0}, "backprop")
     assert module.parsed("dopri5", 1e-6, 1e-6, {"first_step": 7.0}, "backprop") is newest
+    for i in range(module._MAX_PARSED + 3):  # a setting used all along is kept, however many others come
+        module.parsed("dopri5", 1e-6, 1e-6, {"first_step": 2e-3 * (i + 1)}, "backprop")
+        assert module.parsed("dopri5", 1e-6, 1e-6, {"first_step": 7.0}, "backprop") is newest
 
 
 def test_repeated_settings_are_parsed_once_and_never_confused():

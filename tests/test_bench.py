@@ -53,8 +53,9 @@ def test_tiny_bench_heterogeneous_batch_and_latent_adjoint():
     assert ours[("mixed_scales", "forward:per_sample")]["steps"] < ours[("mixed_scales", "forward")]["steps"]
     forward = ours[("latent_ode", "forward")]
     assert ours[("latent_ode", "backward:checkpoint")]["nfe"] <= forward["nfe"] + forward["steps"]
-    # the adjoint jumps at each of the 100 output times: one step of 7 evaluations each, at most
-    assert 0 < ours[("latent_ode", "backward:adjoint")]["nfe"] <= 7 * 100 + 2
+    # the adjoint jumps at each of the 100 output times without a new start: fewer evaluations than the 8 a
+    # restart costs an interval at the least (the first derivative, the first-step estimate, six stages)
+    assert 0 < ours[("latent_ode", "backward:adjoint")]["nfe"] < 8 * 99
 
 
 def test_bench_command_and_unknown_case(tmp_path, capsys):

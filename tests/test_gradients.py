@@ -97,6 +97,20 @@ def test_checkpoint_skips_the_fsal_stage_it_does_not_need(method):
     assert stats.nfe_backward == (stages - 1) * stats.steps_accepted <= stats.nfe_forward
 
 
+def test_a_skipped_fsal_stage_is_never_read():
+    """Without its FSAL stage a step's y1 uses only the stages it evaluated, even from a reused buffer
+    whose unevaluated row holds garbage."""
+    from noderun.solvers.step import StageBuffer, rk_step
+
+    tableau, y = get_method("dopri5"), torch.ones(3)
+    buffer = StageBuffer(tableau, y)
+    buffer.buffer.fill_(float("nan"))
+    with torch.no_grad():
+        skipped = rk_step(lambda t, x: -x, tableau, 0.0, y, 0.1, None, buffer, fsal_stage=False)
+        full = rk_step(lambda t, x: -x, tableau, 0.0, y, 0.1, None)
+    assert torch.allclose(skipped.y1, full.y1, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("method", ["dopri5", "tsit5", "dopri8", "bosh3"])
 def test_adjoint_matches_backprop(method):
     func = MLPDynamics()
@@ -188,6 +202,23 @@ def test_adjoint_crosses_output_times_in_one_solve():
     intervals = len(t) - 1
     assert intervals <= stats.steps_accepted_backward <= intervals + 1
     assert stats.nfe_backward <= 7 * (intervals + 1) + 2
+
+
+def test_adjoint_step_budget_is_per_output_interval():
+    """The one backward solve needs a step per output interval where the forward crosses many with dense
+    output: its max_num_steps applies per interval, as when each interval was solved apart."""
+    torch.manual_seed(0)
+    func = MLPDynamics()
+    y0 = torch.randn(3, 2, dtype=D, requires_grad=True)
+    t = torch.linspace(0.0, 1.0, 100, dtype=D)
+    stats = noderun.SolveStats()
+    ys = noderun.odeint(func, y0, t, grad="adjoint", stats=stats, rtol=1e-5, atol=1e-5, options={"max_num_steps": 50})
+    ys.pow(2).sum().backward()
+    assert stats.steps_accepted + stats.steps_rejected <= 50 < stats.steps_accepted_backward
+    with pytest.raises(noderun.SolverError, match="max_num_steps=1 steps taken per interval between its 100 output"):
+        ys = noderun.odeint(func, y0, t, grad="adjoint", rtol=1e-5, atol=1e-5,
+                            adjoint_options={"max_num_steps": 1, "first_step": 1e-6})  # 99 intervals, 99 steps
+        ys.pow(2).sum().backward()
 
 
 class ScalarDynamics(nn.Module):

@@ -273,6 +273,8 @@ class StepController:
         self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta,
                                        ops=clock.ops)
         self.attempts = 0
+        # a solve reset at its output times (the adjoint's) has max_num_steps per interval, as solved apart
+        self.intervals = len(times) - 1 if getattr(clock, "resets", None) is not None else 1
         if opts.first_step is not None:
             self.h = clock.uniform(math.copysign(min(opts.first_step, abs(span)), span))
         else:
@@ -289,9 +291,10 @@ class StepController:
     def accept(self, step: Step, clock: Clock):
         """Whether ``step`` is accepted (per sample: a boolean tensor); sets the next step size."""
         self.attempts += 1
-        if self.attempts > self.opts.max_num_steps:
+        if self.attempts > self.opts.max_num_steps * self.intervals:
+            per = f" per interval between its {self.intervals + 1} output times" if self.intervals > 1 else ""
             raise SolverError(
-                f"max_num_steps={self.opts.max_num_steps} steps taken, reaching {clock.where(step, clock.moving)}, "
+                f"max_num_steps={self.opts.max_num_steps} steps taken{per}, reaching {clock.where(step, clock.moving)}, "
                 f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
                 "the dynamics")
         ratio, ops = self._ratio(step), clock.ops

@@ -137,14 +137,16 @@ def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
     options = {} if options is None else options
     values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method, events)
     key = _plain_key(values)
-    settings = None if key is None else _PARSED.get(key)
-    if settings is None:
+    settings = None if key is None else _PARSED.pop(key, None)
+    if settings is not None:
+        _PARSED[key] = settings  # the most recently used last
+    else:
         settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=dict(options), grad=grad,
                                   adjoint_options=None if adjoint_options is None else dict(adjoint_options),
                                   adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
                                   adjoint_method=adjoint_method, events=events)
         if key is not None:
-            if len(_PARSED) >= _MAX_PARSED:  # the oldest goes: a loop's setting is always kept
+            if len(_PARSED) >= _MAX_PARSED:  # the least recently used goes: a loop's setting is kept
                 del _PARSED[next(iter(_PARSED))]
             _PARSED[key] = settings
     return settings

@@ -138,7 +138,7 @@ def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f
     for a_i, c_i in zip(tableau.a[1:evaluated], tableau.c[1:evaluated]):
         last_input = k.combine(y0, h, a_i)
         k.append(rhs(t + c_i * h, last_input))
-    y1 = last_input if tableau.fsal and evaluated == tableau.stages else k.combine(y0, h, tableau.b)
+    y1 = last_input if tableau.fsal and evaluated == tableau.stages else k.combine(y0, h, tableau.b[:evaluated])
     return Step(t=t, h=h, y0=y0, y1=y1, k=k)
 
 
