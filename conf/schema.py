@@ -178,6 +178,20 @@ class NewtonSolver(FixedStepSolver):
 
 
 @dataclass
+class StiffSolver:
+    """Adaptive implicit methods (Newton's method on the stages, step size by the error estimate)."""
+
+    method: str = MISSING
+    rtol: float = MISSING
+    atol: float = MISSING
+    first_step: Optional[float] = MISSING
+    max_num_steps: int = MISSING
+    beta: float = MISSING
+    max_iters: int = MISSING
+    jacobian: str = MISSING
+
+
+@dataclass
 class ExplicitAdamsSolver(FixedStepSolver):
     max_order: Optional[int] = MISSING
 
@@ -243,7 +257,7 @@ SCHEMAS = {
     "dataset": {"mnist": MNIST, "mnist5k": MNIST5k, "spirals": Spirals, "toy2d": Toy2D},
     "model": {"cnf": CNF, "latent_ode": LatentODE, "mlp": MLP, "odenet": ODENet, "planar_nf": PlanarNF,
               "resnet": ResNet, "rnn": GridRNN},
-    "solver": {"adaptive": AdaptiveSolver, "fixed_step": FixedStepSolver, "newton": NewtonSolver,
+    "solver": {"adaptive": AdaptiveSolver, "fixed_step": FixedStepSolver, "newton": NewtonSolver, "stiff": StiffSolver,
                "explicit_adams": ExplicitAdamsSolver, "implicit_adams": ImplicitAdamsSolver, "scipy": ScipySolver},
     "grad": {"adjoint": AdjointGrad, "plain": Grad},
     "optimizer": {"adam": Adam, "sgd": SGD},

@@ -3,7 +3,7 @@ from .dense import DenseSolution, odeint_dense
 from .errors import SolverError
 from .event import odeint_event
 from .odeint import GRAD_MODES, odeint, odeint_adjoint, solve
-from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, IMPLICIT, METHODS
+from .solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, IMPLICIT, METHODS, STIFF
 from .solvers.options import SettingError
 from .solvers.settings import SolverSettings
 from .solvers.stats import SolveStats
@@ -22,6 +22,7 @@ __all__ = [
     "SolveStats",
     "SolverError",
     "SolverSettings",
+    "STIFF",
     "__version__",
     "odeint",
     "odeint_adjoint",

@@ -178,11 +178,12 @@ def bench(args) -> int:
 
 
 def methods(args) -> int:
-    from .solvers.methods import ADAMS, ADAPTIVE, ALIASES, FIXED_STEP, IMPLICIT, SCIPY
+    from .solvers.methods import ADAMS, ADAPTIVE, ALIASES, FIXED_STEP, IMPLICIT, SCIPY, STIFF
 
     print("fixed step:", ", ".join(FIXED_STEP))
     print("adaptive:  ", ", ".join(ADAPTIVE))
     print("implicit:  ", ", ".join(IMPLICIT))
+    print("stiff:     ", ", ".join(STIFF), "(adaptive implicit)")
     print("multistep: ", ", ".join(ADAMS))
     print("SciPy:     ", ", ".join(SCIPY), "(options['solver']: RK45, RK23, DOP853, Radau, BDF, LSODA)")
     print("aliases:   ", ", ".join(f"{alias} (= {name})" for alias, name in ALIASES.items()))

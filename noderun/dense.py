@@ -72,5 +72,5 @@ def odeint_dense(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t0: float
     stats = stats if stats is not None else SolveStats()
     rhs = CountingRHS(func, y0.dtype, y0.device)
     sol = integrate(rhs, y0, times, opts, record=True)
-    stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
+    stats.add_forward(rhs.calls, sol.accepted, sol.rejected, sol.work)
     return DenseSolution(rhs, opts, sol.steps, sol.ys[-1], stats)

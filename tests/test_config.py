@@ -11,7 +11,7 @@ from noderun.models.ode_block import SolverSettings
 from noderun.data.mnist import MNIST_INFO
 from noderun.data.spirals import Spirals
 from noderun.data.toy2d import Toy2D
-from noderun.solvers.methods import IMPLICIT
+from noderun.solvers.methods import IMPLICIT, STIFF
 from noderun.train.build import build_model, build_task
 
 from conftest import compose_config
@@ -37,7 +37,7 @@ COMPANIONS = {("model", "latent_ode"): ["dataset=spirals", "task=timeseries"],
               ("task", "density"): ["dataset=toy2d", "model=planar_nf"],
               ("task", "density_matching"): ["dataset=toy2d", "model=planar_nf", "model.direction=generative"],
               # implicit methods form dense Jacobians: a small ODE-Net state (2 channels) keeps them quick
-              **{("solver", name): ["model.channels=2"] for name in IMPLICIT}}
+              **{("solver", name): ["model.channels=2"] for name in (*IMPLICIT, *STIFF)}}
 
 
 def runtime_info(dataset):
@@ -63,7 +63,8 @@ def smoke_loss(cfg, model, task):
 
 # each implicit method builds and backpropagates like implicit_euler, at some seconds each: those run with -m slow
 BUILDS = [pytest.param(group, option, marks=pytest.mark.slow)
-          if group == "solver" and option in IMPLICIT and option != "implicit_euler" else (group, option)
+          if group == "solver" and option in (*IMPLICIT, *STIFF) and option not in ("implicit_euler", "kvaerno5")
+          else (group, option)
           for group, option in OPTIONS]
 
 

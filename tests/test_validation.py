@@ -259,7 +259,9 @@ def test_every_refusal_in_the_option_parser_is_reached():
            {"method": "rk4", "options": {"interp": "quadratic"}},
            {"options": {"jump_t": [0.5]}, "event_fn": lambda t, y: y.sum() - 1.0},
            {"method": "implicit_euler", "options": {"compile": True}},
-           {"method": "implicit_euler", "options": {"max_iters": 0}}]
+           {"method": "implicit_euler", "options": {"max_iters": 0}},
+           {"method": "kvaerno5", "grad": "adjoint", "adjoint_params": (),
+            "adjoint_options": {"jacobian": "batch_diagonal"}}]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

@@ -48,7 +48,7 @@ class AdjointODE(torch.autograd.Function):
         state = torch.cat([ys[-1].reshape(-1), grad_ys[-1].reshape(-1), ys.new_zeros(sum(sizes))])
         sol = integrate(rhs, state, [problem.times[i] for i in stops], opts, norm,
                         callbacks=problem.adjoint_callbacks, resets=jump)
-        problem.stats.add_backward(rhs.calls, sol.accepted, sol.rejected)
+        problem.stats.add_backward(rhs.calls, sol.accepted, sol.rejected, sol.work)
         state = sol.ys[-1]
         adjoint = state[n : 2 * n].view_as(ys[0]) + grad_ys[0]
         grads = [g.view_as(p).to(p.dtype) for g, p in zip(state[2 * n :].split(sizes), params)]

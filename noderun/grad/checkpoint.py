@@ -22,7 +22,7 @@ class CheckpointODE(torch.autograd.Function):
         rhs = problem.rhs(y0)
         sol = integrate(rhs, y0, problem.times, problem.options, problem.norm, record=True,
                         callbacks=problem.callbacks)
-        problem.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
+        problem.stats.add_forward(rhs.calls, sol.accepted, sol.rejected, sol.work)
         ctx.problem = problem
         ctx.step_times = [(record.t, record.h, record.t_end) for record in sol.steps]
         ctx.output_steps = sol.output_steps

@@ -42,7 +42,7 @@ class ODEProblem:
         """The forward solve (shared or per-sample step control), counted in ``stats``: ``(len(times), *y0.shape)``."""
         rhs = self.rhs(y0)
         sol = integrate(rhs, y0, self.times, self.options, self.norm, callbacks=self.callbacks)
-        self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
+        self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected, sol.work)
         if sol.sample_steps is not None:
             self.stats.sample_steps = sol.sample_steps
         return torch.stack(sol.ys)
@@ -57,7 +57,7 @@ class ODEProblem:
             raise SolverError(f"no event found: event_fn(t, y) kept its sign from t={self.times[0]!r} on, in the "
                               f"direction of t[1]={self.times[1]!r}, until the solve stopped: {error}",
                               nonfinite=error.nonfinite) from error
-        self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected)
+        self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected, sol.work)
         return sol
 
     @property

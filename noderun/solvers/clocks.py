@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .control import FloatOps, TensorOps
 from .interpolate import dense_output, dense_stages
+from .stats import NewtonWork
 from .step import RHS, StageBuffer, StageList, Step, weighted_sum
 from .tableau import ButcherTableau
 
@@ -50,6 +51,7 @@ class Solution:
     accepted: int = 0
     rejected: int = 0
     sample_steps: list[int] | None = None
+    work: NewtonWork | None = None  # an implicit method's Newton work
 
 
 class SharedClock:

@@ -318,11 +318,14 @@ class StepController:
 
     def _underflow(self, step: Step, clock: Clock, ratio, stalled) -> None:
         blown_up = stalled & (ratio == math.inf)
-        nonfinite = clock.ops.any(blown_up)
+        nonfinite = clock.ops.any(blown_up) and step.failure is None
         cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
-        raise SolverError(
-            f"{cause} at {clock.where(step, blown_up if nonfinite else stalled)}, minimum {self.min_step!r}); the dynamics may be stiff or "
-            "blow up: try looser rtol/atol, a fixed-step method, or regularising the model", nonfinite=nonfinite)
+        remedy = ("the dynamics may be stiff or blow up: try looser rtol/atol, a fixed-step method, or regularising "
+                  "the model")
+        if step.failure is not None:
+            cause, remedy = step.failure, "try a larger options['max_iters'], looser rtol/atol, or a smaller first_step"
+        raise SolverError(f"{cause} at {clock.where(step, blown_up if nonfinite else stalled)}, minimum "
+                          f"{self.min_step!r}); {remedy}", nonfinite=nonfinite)
 
     def _ratio(self, step: Step):
         """The error ratio of ``step``, ``inf`` where it or the new state is not finite."""

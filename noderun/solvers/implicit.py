@@ -1,13 +1,31 @@
-"""Implicit Runge–Kutta methods on a fixed grid: the tableau (``ImplicitTableau``, a ``StepMethod``) and its
-step, which solves the stage equations ``K_i = f(t + c_i h, y0 + h sum_j a_ij K_j)`` by Newton's method.
+"""Implicit Runge–Kutta methods: the tableau (``ImplicitTableau``, a ``StepMethod``) and its step, which solves
+the stage equations ``K_i = f(t + c_i h, y0 + h sum_j a_ij K_j)`` by Newton's method.
 
 The stages are solved in groups, in order: one stage at a time when ``a`` is lower triangular (diagonally
 implicit methods: an ``n x n`` system per stage, and a stage whose diagonal coefficient is zero is
 evaluated directly), all stages together otherwise (an ``sn x sn`` system). Each group is solved by the
-simplified Newton iteration: the matrix ``I - h (A_g ⊗ J)``, ``J = df/dy`` at the step's start, is
-factorised once per step (and shared by stages with the same diagonal coefficient) and reused by every
-iteration. The Jacobian is dense (``solvers.jacobian``), which suits states up to a few thousand elements;
-a batched state is solved as one system.
+simplified Newton iteration: the matrix ``I - h (A_g ⊗ J)``, ``J = df/dy``, is factorised once and reused
+by every iteration (and shared by stages with the same diagonal coefficient). ``options["jacobian"]``:
+``"dense"`` (default) forms ``J`` over the whole flattened state (``solvers.jacobian``), which suits states
+up to a few thousand elements; ``"batch_diagonal"`` forms one block per sample (dim 0), for batches of
+independent samples, and solves a small system per sample.
+
+Fixed-step methods take ``J`` at each step's start and iterate until the root mean square of the scaled
+update of the stage states, ``h ΔK_i / (atol + rtol |y0| + 16 eps (|y0| + |h K_i|))``, is at most 1
+(``eps``: the state dtype's machine epsilon, so that a tolerance below the dtype's resolution still
+converges); a step that does not converge raises ``SolverError``.
+
+Adaptive methods (with embedded weights ``b_err``: the ESDIRK methods of ``solvers.stiff_methods``) are
+driven by the integration loop's error control like explicit tableaus. They are stiffly accurate with an
+explicit first stage, so the last stage is ``f(t + h, y1)``, the next step's first (FSAL), and their dense
+output is the cubic Hermite interpolant of the step's ends. Their Newton iteration starts each stage from
+the method's predictor (a combination of the stages before it), keeps ``J`` from step to step while the
+iteration contracts fast (a contraction rate above ``SLOW_RATE`` takes a new one at the next step) and the
+factors while ``h`` and ``J`` are unchanged, and stops when the estimated distance to the solution,
+``rate / (1 - rate) * |ΔK|`` in the norm above, is at most ``KAPPA``. When it diverges, produces a
+non-finite iterate, meets a singular matrix or does not converge in ``max_iters`` (default 10) iterations,
+the step is taken again once with a Jacobian at its start if its own was older, and is otherwise rejected:
+the controller shrinks it as after a non-finite error estimate.
 
 Gradients: the iteration runs without a graph. When a graph is being recorded, one more Newton update is
 taken with it, ``K = K* - M⁻¹ G(K*)``, where ``G(K) = K - f(t + c h, y0 + h A K)`` is the stage residual
@@ -25,15 +43,20 @@ import torch
 from torch import Tensor
 
 from ..errors import SolverError
-from .jacobian import Jacobian
+from .jacobian import BlockJacobian, Jacobian
 from .method import StepMethod
-from .options import Names, SolverOptions, check_count
+from .options import Names, SettingError, SolverOptions, check_count
+from .stats import NewtonWork
 from .step import RHS, StageList, Step
 
 _TOLERANCE = 1e-12
 MAX_DENSE_STATE = 16_384  # elements: a dense Jacobian of 2 GiB in float64, one evaluation per column by differences
-DEFAULT_MAX_ITERS = 50  # Newton iterations per group of stages and step
+DEFAULT_MAX_ITERS = 50  # Newton iterations per group of stages and step, fixed-step methods
+ADAPTIVE_MAX_ITERS = 10  # and adaptive ones, which reject the step instead of failing
 ROUNDING_UNITS = 16  # no Newton update is asked to be finer than this many units of rounding of the stage state
+KAPPA = 0.01  # adaptive: the Newton error allowed, as a fraction of the step's error tolerance
+SLOW_RATE = 0.2  # adaptive: a contraction rate above this takes a new Jacobian at the next step
+JACOBIANS = ("dense", "batch_diagonal")
 
 
 @dataclass(frozen=True)
@@ -41,8 +64,13 @@ class ImplicitTableau(StepMethod):
     """An implicit Runge–Kutta method in textbook notation: ``a`` is the full ``s x s`` coefficient matrix
     (row ``i`` sums to ``c[i]``), ``b`` the solution weights (summing to 1), ``order`` the classical order.
 
-    Its one option, ``max_iters`` (a positive integer, default 50), bounds the Newton iterations of each
-    group of stages in a step; a step that does not converge within it raises ``SolverError``.
+    Adaptive methods add ``b_err`` (solution minus embedded weights, summing to 0) and ``error_order`` (the
+    embedded solution's order), and may give ``predictor``: row ``i - 1`` holds the weights of stages
+    ``0 .. i - 1`` (summing to 1) whose combination starts stage ``i``'s Newton iteration. They must be
+    stiffly accurate with an explicit first stage (``a[0]`` zero, ``a[-1] == b``, ``c[-1] == 1``).
+
+    Options: ``max_iters`` (a positive integer) bounds the Newton iterations of each group of stages in a
+    step; ``jacobian`` is ``"dense"`` or ``"batch_diagonal"`` (``solvers.implicit``).
     """
 
     name: str
@@ -50,7 +78,12 @@ class ImplicitTableau(StepMethod):
     b: tuple[float, ...]
     c: tuple[float, ...]
     order: int
-    option_keys: ClassVar[tuple[str, ...]] = ("max_iters",)
+    b_err: tuple[float, ...] | None = None
+    error_order: int | None = None
+    predictor: tuple[tuple[float, ...], ...] | None = None
+    option_keys: ClassVar[tuple[str, ...]] = ("max_iters", "jacobian")
+    dense_a: ClassVar[tuple] = ()  # the Hermite dense output needs no stage beyond the step's
+    dense_c: ClassVar[tuple] = ()
 
     def __post_init__(self) -> None:
         s = self.stages
@@ -63,6 +96,26 @@ class ImplicitTableau(StepMethod):
                 self._fail(f"row {i} of a sums to {sum(row)!r}, not c[{i}] = {c_i!r}")
         if abs(sum(self.b) - 1.0) > _TOLERANCE:
             self._fail(f"b sums to {sum(self.b)!r}, not 1")
+        self._check_embedded()
+
+    def _check_embedded(self) -> None:
+        s = self.stages
+        if (self.b_err is None) != (self.error_order is None):
+            self._fail("b_err and error_order must be given together")
+        if self.b_err is None:
+            if self.predictor is not None:
+                self._fail("a predictor is for adaptive methods (with b_err)")
+            return
+        if len(self.b_err) != s or abs(sum(self.b_err)) > _TOLERANCE:
+            self._fail(f"b_err must hold {s} weights summing to 0")
+        stiffly_accurate = self.c[-1] == 1.0 and all(abs(x - y) <= _TOLERANCE for x, y in zip(self.a[-1], self.b))
+        if s < 2 or any(self.a[0]) or not stiffly_accurate or not self.diagonally_implicit:
+            self._fail("an adaptive implicit method must be diagonally implicit and stiffly accurate with an explicit "
+                       "first stage (a[0] zero, a[-1] == b, c[-1] == 1): its dense output is the Hermite cubic of "
+                       "its ends")
+        if self.predictor is not None and (len(self.predictor) != s - 1 or any(
+                len(row) != i + 1 or abs(sum(row) - 1.0) > 1e-9 for i, row in enumerate(self.predictor))):
+            self._fail(f"predictor must have {s - 1} rows of lengths 1..{s - 1}, each summing to 1")
 
     def _fail(self, message: str) -> None:
         raise ValueError(f"invalid implicit Runge–Kutta tableau {self.name!r}: {message}")
@@ -70,6 +123,24 @@ class ImplicitTableau(StepMethod):
     @property
     def stages(self) -> int:
         return len(self.c)
+
+    @property
+    def adaptive(self) -> bool:  # type: ignore[override]
+        return self.b_err is not None
+
+    @property
+    def fsal(self) -> bool:  # type: ignore[override]
+        """Adaptive methods are FSAL: their last stage is ``f(t + h, y1)``."""
+        return self.adaptive
+
+    @cached_property
+    def dense(self) -> tuple[tuple[float, ...], ...]:
+        """The cubic Hermite interpolant of ``(y0, f0)`` and ``(y1, f1)`` as weight polynomials of the stages
+        (``f0`` the first stage, ``f1`` the last): ``b_j(theta) = b_j (3 theta^2 - 2 theta^3)`` plus
+        ``theta - 2 theta^2 + theta^3`` for the first stage and ``theta^3 - theta^2`` for the last."""
+        last = self.stages - 1
+        return tuple((float(j == 0), 3 * b_j - 2 * (j == 0) - (j == last), -2 * b_j + (j == 0) + (j == last))
+                     for j, b_j in enumerate(self.b))
 
     @cached_property
     def diagonally_implicit(self) -> bool:
@@ -88,58 +159,155 @@ class ImplicitTableau(StepMethod):
         return len(group) == 1 and self.diagonally_implicit and self.a[group[0]][group[0]] == 0.0
 
     def check_options(self, options: Mapping[str, Any], names: Names) -> None:
-        check_count(names, options, "max_iters", "Newton iterations per step", DEFAULT_MAX_ITERS)
+        check_count(names, options, "max_iters", "Newton iterations per step",
+                    ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS)
+        if options.get("jacobian", "dense") not in JACOBIANS:
+            raise SettingError(f"unknown {names('jacobian')}={options['jacobian']!r}; use 'dense' (the whole state) "
+                               "or 'batch_diagonal' (one block per sample, for independent samples along dim 0)",
+                               "jacobian")
 
     def stepper(self, rhs: RHS, y0: Tensor, opts: SolverOptions) -> ImplicitStepper:
         return ImplicitStepper(self, rhs, y0, opts)
 
 
+class NewtonFailure(Exception):
+    """Newton's iteration on a group of stages did not converge; the message says how."""
+
+
+class NewtonMatrix:
+    """``J`` and the factors of ``M = I - h [a_ij J_i]`` for one solve: over the whole flattened state
+    (``"dense"``: ``J`` of shape ``(n, n)``) or one block per sample (``"batch_diagonal"``: ``(batch, d, d)``)."""
+
+    def __init__(self, rhs: RHS, like: Tensor, mode: str, name: str):
+        self.per_sample = mode == "batch_diagonal"
+        if self.per_sample and like.dim() == 0:
+            raise ValueError(f"options['jacobian']='batch_diagonal' takes one block per sample along dim 0; "
+                             f"method {name!r} got a 0-dimensional state: use 'dense'")
+        block = like[0].numel() if self.per_sample else like.numel()
+        if block > MAX_DENSE_STATE:
+            what = "a sample" if self.per_sample else "the state"
+            raise ValueError(f"method {name!r} forms the dense Jacobian of {what}, which here has {block:,} "
+                             "elements (an adjoint's backward state counts the parameters too); implicit methods "
+                             f"take at most {MAX_DENSE_STATE:,}: use an explicit method or a smaller state")
+        self.jacobian = BlockJacobian(rhs) if self.per_sample else Jacobian(rhs)
+        self.batch = len(like) if self.per_sample else 1
+        self.linalg_dtype = torch.promote_types(like.dtype, torch.float32)  # LU needs float32 at least
+
+    def factorise(self, block: Tensor, jacobians: Tensor, h: float) -> tuple[Tensor, Tensor] | None:
+        """The LU factors of ``M`` for a group's coefficient ``block`` and one Jacobian per stage (or one shared
+        by all, ``jacobians[0]``); ``None`` when ``M`` is singular."""
+        m = len(block)
+        block, jacobians = block.to(self.linalg_dtype), jacobians.to(self.linalg_dtype)
+        jacobians = jacobians.expand(m, *jacobians.shape[1:])
+        if self.per_sample:  # (m, m, batch, d, d) -> (batch, m d, m d)
+            batch, d = jacobians.shape[1], jacobians.shape[-1]
+            coupling = (block[:, :, None, None, None] * jacobians[:, None]).permute(2, 0, 3, 1, 4)
+            coupling = coupling.reshape(batch, m * d, m * d)
+        else:
+            n = jacobians.shape[-1]
+            coupling = (block[:, :, None, None] * jacobians[:, None]).permute(0, 2, 1, 3).reshape(m * n, m * n)
+        eye = torch.eye(coupling.shape[-1], dtype=self.linalg_dtype, device=block.device)
+        lu, pivots, info = torch.linalg.lu_factor_ex(eye - h * coupling)
+        return None if int(info.max()) > 0 else (lu, pivots)
+
+    def solve(self, factors: tuple[Tensor, Tensor], residual: Tensor) -> Tensor:
+        """``M⁻¹ residual`` for a ``(m, n)`` residual, in its dtype."""
+        m = len(residual)
+        flat = residual.to(self.linalg_dtype)
+        if self.per_sample:
+            flat = flat.view(m, self.batch, -1).transpose(0, 1).reshape(self.batch, -1, 1)
+            solved = torch.linalg.lu_solve(*factors, flat).view(self.batch, m, -1).transpose(0, 1)
+            return solved.reshape(residual.shape).to(residual.dtype)
+        return torch.linalg.lu_solve(*factors, flat.reshape(-1, 1)).view_as(residual).to(residual.dtype)
+
+
 class ImplicitStepper:
     """``(t, y0, h, f0) -> Step`` for one solve of an ``ImplicitTableau``; ``f0``, when given, is ``rhs(t, y0)``.
-
-    Newton's iteration stops when the root mean square of the scaled update of the stage states,
-    ``h ΔK_i / (atol + rtol |y0| + 16 eps (|y0| + |h K_i|))``, is at most 1 (``eps``: the state dtype's
-    machine epsilon, so that a tolerance below the dtype's resolution still converges).
-    """
+    ``work`` counts its Newton iterations, Jacobians and factorisations."""
 
     def __init__(self, tableau: ImplicitTableau, rhs: RHS, like: Tensor, opts: SolverOptions):
-        if like.numel() > MAX_DENSE_STATE:
-            raise ValueError(f"method {tableau.name!r} forms the dense Jacobian of the state, which here has "
-                             f"{like.numel():,} elements (an adjoint's backward state counts the parameters too); "
-                             f"implicit methods take states of at most {MAX_DENSE_STATE:,}: use an explicit method "
-                             "or a smaller state")
-        self.tableau, self.rhs = tableau, rhs
-        self.max_iters = opts.method_options.get("max_iters", DEFAULT_MAX_ITERS)
+        self.tableau, self.rhs, self.adaptive = tableau, rhs, tableau.adaptive
+        self.matrix = NewtonMatrix(rhs, like, opts.method_options.get("jacobian", "dense"), tableau.name)
+        self.max_iters = opts.method_options.get("max_iters",
+                                                 ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS)
         self.rtol, self.atol = opts.rtol, opts.atol
         self.floor = ROUNDING_UNITS * torch.finfo(like.dtype).eps
-        self.jacobian = Jacobian(rhs)
-        self.linalg_dtype = torch.promote_types(like.dtype, torch.float32)  # LU needs float32 at least
         self.coefficients = {group: tuple(tuple(tableau.a[i][j] for j in group) for i in group)
                              for group in tableau.groups}  # also the key of a group's factorised matrix
         self.blocks = {group: like.new_tensor(rows) for group, rows in self.coefficients.items()}
+        self.work = NewtonWork()
+        self.jacobian: Tensor | None = None  # J, shape (1, ...): at a step's start, kept across adaptive steps
+        self.jacobian_at: tuple[float, Tensor] | None = None  # where it was taken
+        self.factors: dict[tuple, tuple[Tensor, Tensor] | None] = {}  # group coefficients -> factors, for h and J
+        self.factors_h: float | None = None
+        self.stale = True  # take a new Jacobian at the next step
+        self.eta = 1.0  # adaptive: the last converged iteration's rate / (1 - rate), to judge a first iterate
+        self.slowest = 0.0  # adaptive: the largest contraction rate in the current step
 
     def __call__(self, t: float, y0: Tensor, h: float, f0: Tensor | None) -> Step:
-        tableau = self.tableau
         f0 = self.rhs(t, y0) if f0 is None else f0
-        y0_flat, k = y0.reshape(-1), []
-        jacobian, factors = None, {}  # the step's Jacobian at (t, y0) and factorised matrices, made when needed
+        if self.stale or not self.adaptive:
+            self._new_jacobian(t, y0, f0)
+        try:
+            return self._step(t, y0, h, f0)
+        except NewtonFailure as failure:
+            if not self.adaptive:
+                raise SolverError(f"Newton's method for the implicit stages of {self.tableau.name!r} failed in the "
+                                  f"step from t={t!r} of size {h!r}: {failure}; use a smaller step_size or a "
+                                  "larger max_iters") from None
+            what = str(failure)
+        if self.jacobian_at is not None and self.jacobian_at[1] is not y0:  # an older Jacobian: once more, anew
+            self._new_jacobian(t, y0, f0)
+            try:
+                return self._step(t, y0, h, f0)
+            except NewtonFailure as failure:
+                what = str(failure)
+        return Step(t=t, h=h, y0=y0, y1=y0, k=StageList([f0]), error_size=f0.new_tensor(math.inf),
+                    failure=f"Newton's method for the implicit stages of {self.tableau.name!r} failed ({what})")
+
+    def _new_jacobian(self, t: float, y0: Tensor, f0: Tensor) -> None:
+        self.jacobian = self.matrix.jacobian(t, y0, f0).unsqueeze(0)
+        self.jacobian_at, self.stale = (t, y0), False
+        self.factors.clear()
+        self.work.jacobians += 1
+
+    def _step(self, t: float, y0: Tensor, h: float, f0: Tensor) -> Step:
+        tableau, y0_flat, k = self.tableau, y0.reshape(-1), []
+        self.slowest = 0.0
         for group in tableau.groups:
             base = torch.stack([self._known_part(y0_flat, h, k, i) for i in group])
             if tableau.explicit(group):
                 i = group[0]
                 k.append(f0.reshape(-1) if i == 0 else self._evaluate(t, h, group, base, y0)[0])
                 continue
-            if jacobian is None:
-                jacobian = self.jacobian(t, y0, f0)
-            block = self.blocks[group]
-            key = self.coefficients[group]
-            if key not in factors:
-                factors[key] = self._factorise(block, jacobian.unsqueeze(0), h, t)
+            factors = self._factors(group, h)
             with torch.no_grad():
-                converged = self._newton(t, y0, h, group, base.detach(), factors[key], f0.detach().reshape(-1))
+                converged = self._newton(t, y0, h, group, base.detach(), factors, self._start(group, k, f0))
             k.extend(self._attach_gradient(t, y0, h, group, base, converged).unbind(0))
+        if self.adaptive:
+            self.stale = self.slowest > SLOW_RATE
         stages = StageList([k_i.view_as(y0) for k_i in k])
         return Step(t=t, h=h, y0=y0, y1=stages.combine(y0, h, tableau.b), k=stages)
+
+    def _factors(self, group: tuple[int, ...], h: float) -> tuple[Tensor, Tensor]:
+        """The factors of the group's matrix for ``h`` and the current Jacobian, made once."""
+        if h != self.factors_h:
+            self.factors.clear()
+            self.factors_h = h
+        key = self.coefficients[group]
+        if key not in self.factors:
+            self.factors[key] = self.matrix.factorise(self.blocks[group], self.jacobian, h)
+            self.work.factorizations += 1
+        if self.factors[key] is None:
+            raise NewtonFailure(f"its matrix I - h A⊗J is singular at step size {h!r}")
+        return self.factors[key]
+
+    def _start(self, group: tuple[int, ...], k: list[Tensor], f0: Tensor) -> Tensor:
+        """The first iterate of a group's stages: the predictor's combination of the stages before, or ``f0``."""
+        if self.tableau.predictor is None or len(group) > 1:
+            return f0.detach().reshape(-1)
+        weights = self.tableau.predictor[group[0] - 1]
+        return sum(w * k_j.detach() for w, k_j in zip(weights, k) if w != 0.0)
 
     def _known_part(self, y0_flat: Tensor, h: float, k: list[Tensor], i: int) -> Tensor:
         """``y0 + h sum_j a_ij K_j`` over the stages ``j`` already solved."""
@@ -155,24 +323,6 @@ class ImplicitStepper:
         return torch.stack([self.rhs(t + c[i] * h, state.view_as(like)).reshape(-1)
                             for i, state in zip(group, states)])
 
-    def _factorise(self, block: Tensor, jacobians: Tensor, h: float, t: float) -> tuple[Tensor, Tensor]:
-        """The LU factors of ``M = I - h [a_ij J_i]`` (block ``(i, j)``) for a group's coefficient ``block``
-        and one Jacobian per stage (or one shared by all: ``jacobians`` of shape ``(1, n, n)``)."""
-        m, n = len(block), jacobians.shape[-1]
-        block, jacobians = block.to(self.linalg_dtype), jacobians.to(self.linalg_dtype).expand(m, n, n)
-        coupling = (block[:, :, None, None] * jacobians[:, None]).permute(0, 2, 1, 3).reshape(m * n, m * n)
-        matrix = torch.eye(m * n, dtype=self.linalg_dtype, device=block.device) - h * coupling
-        lu, pivots, info = torch.linalg.lu_factor_ex(matrix)
-        if int(info.max()) > 0:
-            raise SolverError(f"the Newton matrix I - h A⊗J of {self.tableau.name!r} is singular in the step from "
-                              f"t={t!r} of size {h!r}; use a smaller step_size")
-        return lu, pivots
-
-    def _solve(self, factors: tuple[Tensor, Tensor], residual: Tensor) -> Tensor:
-        """``M⁻¹ residual`` for a ``(m, n)`` residual, in its dtype."""
-        flat = residual.reshape(-1, 1).to(self.linalg_dtype)
-        return torch.linalg.lu_solve(*factors, flat).view_as(residual).to(residual.dtype)
-
     def _newton(self, t: float, y0: Tensor, h: float, group: tuple[int, ...], base: Tensor,
                 factors: tuple[Tensor, Tensor], start: Tensor) -> Tensor:
         """The converged stage derivatives of ``group``, ``(len(group), n)``, from ``K_i = start``."""
@@ -180,21 +330,33 @@ class ImplicitStepper:
         y0_abs = y0.detach().reshape(-1).abs()
         scale = self.atol + (self.rtol + self.floor) * y0_abs
         stages = start.expand(len(group), -1).clone()
+        previous = None
         for _ in range(self.max_iters):
             values = self._evaluate(t, h, group, base + h * (block @ stages), y0)
-            update = self._solve(factors, values - stages)
+            update = self.matrix.solve(factors, values - stages)
             stages = stages + update
+            self.work.iterations += 1
             size = float(torch.linalg.vector_norm(h * update / (scale + self.floor * (h * stages).abs())))
             size /= math.sqrt(update.numel())
             if not math.isfinite(size):
-                raise self._failure(t, h, "its iterates became non-finite")
-            if size <= 1.0:
+                raise NewtonFailure("its iterates became non-finite")
+            if not self.adaptive:
+                if size <= 1.0:
+                    return stages
+                continue
+            if previous is None:
+                eta = max(self.eta, self.floor) ** 0.8
+            else:
+                rate = size / previous
+                if rate >= 1.0:
+                    raise NewtonFailure(f"it diverged, contraction rate {rate:.3g}")
+                self.slowest = max(self.slowest, rate)
+                eta = rate / (1.0 - rate)
+            if eta * size <= KAPPA:
+                self.eta = eta
                 return stages
-        raise self._failure(t, h, f"it did not converge in {self.max_iters} iterations")
-
-    def _failure(self, t: float, h: float, what: str) -> SolverError:
-        return SolverError(f"Newton's method for the implicit stages of {self.tableau.name!r} failed in the step "
-                           f"from t={t!r} of size {h!r}: {what}; use a smaller step_size or a larger max_iters")
+            previous = size
+        raise NewtonFailure(f"it did not converge in {self.max_iters} iterations")
 
     def _attach_gradient(self, t: float, y0: Tensor, h: float, group: tuple[int, ...], base: Tensor,
                          converged: Tensor) -> Tensor:
@@ -208,8 +370,13 @@ class ImplicitStepper:
         if not values.requires_grad:
             return converged
         c = self.tableau.c
-        jacobians = torch.stack([self.jacobian(t + c[i] * h, state.detach().view_as(y0))
+        jacobians = torch.stack([self.matrix.jacobian(t + c[i] * h, state.detach().view_as(y0))
                                  for i, state in zip(group, states)])
+        self.work.jacobians += len(group)
         with torch.no_grad():
-            factors = self._factorise(block, jacobians, h, t)
-        return converged + self._solve(factors, values - converged)
+            factors = self.matrix.factorise(block, jacobians, h)
+        self.work.factorizations += 1
+        if factors is None:
+            raise SolverError(f"the Newton matrix I - h A⊗J of {self.tableau.name!r} is singular at the converged "
+                              f"stages of the step from t={t!r} of size {h!r}; use a smaller step")
+        return converged + self.matrix.solve(factors, values - converged)

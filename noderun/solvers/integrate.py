@@ -72,7 +72,9 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
         if callbacks is not None:
             callbacks.after(step.t, step.y0, step.h, accepted)
         y, f0 = clock.advance(rhs, step, t_end, accepted)
-    return clock.finish()
+    solution = clock.finish()
+    solution.work = getattr(stepper, "work", None)
+    return solution
 
 
 def _solve_in_pieces(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm, callbacks,

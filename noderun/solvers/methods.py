@@ -11,6 +11,7 @@ from .adams import AdamsBashforth, AdamsBashforthMoulton
 from .implicit_methods import IMPLICIT_TABLEAUS
 from .options import Method
 from .scipy_solve import SCIPY_SOLVER
+from .stiff_methods import STIFF_TABLEAUS
 from .tableau import ButcherTableau
 
 
@@ -340,10 +341,11 @@ DOPRI8 = ButcherTableau(
 FIXED_STEP = {t.name: t for t in (EULER, MIDPOINT, HEUN, HEUN3, RK4)}
 ADAPTIVE = {t.name: t for t in (ADAPTIVE_HEUN, FEHLBERG2, BOSH3, DOPRI5, TSIT5, DOPRI8)}
 IMPLICIT = {t.name: t for t in IMPLICIT_TABLEAUS}  # fixed step, solved by Newton's method (solvers.implicit)
+STIFF = {t.name: t for t in STIFF_TABLEAUS}  # adaptive implicit (ESDIRK), solved by Newton's method
 # Multistep: Adams methods on the fixed grid, started by RK4 (or by DOP853's eighth order for max_order > 5).
 ADAMS = {m.name: m for m in (AdamsBashforth(starters=(RK4, DOPRI8)), AdamsBashforthMoulton(starters=(RK4, DOPRI8)))}
 SCIPY = {SCIPY_SOLVER.name: SCIPY_SOLVER}  # the whole problem solved by scipy.integrate.solve_ivp
-METHODS: dict[str, Method] = {**FIXED_STEP, **ADAPTIVE, **IMPLICIT, **ADAMS, **SCIPY}
+METHODS: dict[str, Method] = {**FIXED_STEP, **ADAPTIVE, **IMPLICIT, **STIFF, **ADAMS, **SCIPY}
 
 # Other names accepted for a method (torchdiffeq's, where they differ): alias -> the method's name.
 # Accepted wherever a method is named (odeint's ``method``, ``solver.method``); not listed in METHODS.
@@ -358,6 +360,7 @@ def get_method(name: str) -> Method:
         aliases = ", ".join(f"{alias} (= {name})" for alias, name in ALIASES.items())
         raise ValueError(
             f"unknown method {name!r}; valid methods: fixed step {', '.join(FIXED_STEP)}; "
-            f"adaptive {', '.join(ADAPTIVE)}; implicit {', '.join(IMPLICIT)}; multistep {', '.join(ADAMS)}; "
+            f"adaptive {', '.join(ADAPTIVE)}; implicit {', '.join(IMPLICIT)}; adaptive implicit (stiff) "
+            f"{', '.join(STIFF)}; multistep {', '.join(ADAMS)}; "
             f"SciPy {', '.join(SCIPY)}; aliases {aliases}"
         ) from None

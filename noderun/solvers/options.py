@@ -19,7 +19,8 @@ EVENT_FIXED_STEP_KEYS = ("max_num_steps",)  # accepted for fixed-step methods in
 INTERP_NAMES = ("linear", "cubic")  # how a fixed-step event solve interpolates inside the event's step
 ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "min_step", "max_step",
                  "step_t", "jump_t", "per_sample", "compile")
-FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile")  # not carried over to the adjoint's backward solve
+FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile", "jacobian")  # not carried over to the adjoint's backward solve
+SHARED_CLOCK_KEYS = ("per_sample", "compile")  # adaptive keys an adaptive implicit method refuses (its own steps)
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 100_000
 EVENT_FIXED_MAX_NUM_STEPS = 20_000  # a fixed-step event solve's default step budget (torchdiffeq's)
@@ -98,6 +99,8 @@ def accepted_keys(method: Method, events: bool = False) -> tuple[str, ...]:
     """The option keys ``method`` accepts (``events``: in a solve that runs until an event)."""
     if isinstance(method, SolveMethod):
         return method.option_keys
+    if method.adaptive and isinstance(method, StepMethod):
+        return tuple(key for key in ADAPTIVE_KEYS if key not in SHARED_CLOCK_KEYS) + method.option_keys
     if method.adaptive:
         return ADAPTIVE_KEYS
     fixed = FIXED_STEP_KEYS + (EVENT_FIXED_STEP_KEYS if events else ())
@@ -173,6 +176,10 @@ def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, A
     if options.get("compile") and not isinstance(tableau, ButcherTableau):
         raise SettingError(f"{names('compile')} compiles explicit Runge–Kutta steps; {tableau.name!r} takes its "
                            f"own steps: drop {names('compile')}", "compile")
+    if backward and options.get("jacobian") == "batch_diagonal":
+        raise SettingError(f"{names('jacobian')}='batch_diagonal' takes one block per sample; the adjoint's backward "
+                           "state (the state, its adjoint and the parameter gradients) is not a batch: use 'dense'",
+                           "jacobian")
     own = getattr(tableau, "option_keys", ())
     method_options = {key: options.pop(key) for key in own if key in options}
     if own:

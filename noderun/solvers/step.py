@@ -119,6 +119,7 @@ class Step:
     y1: Tensor
     k: StageList
     error_size: Tensor | None = None  # the error ratio, when the step computed it itself (solvers.fused)
+    failure: str | None = None  # why the step could not be computed (an implicit step's Newton failure): rejected
 
 
 def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f0: Tensor | None,

@@ -1,0 +1,218 @@
+"""Adaptive implicit methods (kvaerno3/4/5): their tableaux, order, the two stiff cases against SciPy's Radau,
+Newton's failures and the Jacobian options, dense output, Newton's work in ``SolveStats`` and gradients in
+every mode on a small stiff problem."""
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+from torch import nn
+
+from problems import ROTATION_Y0, observed_order, robertson, rotation, rotation_exact, van_der_pol
+
+import noderun
+from noderun.solvers.implicit import ImplicitTableau
+from noderun.solvers.methods import STIFF
+
+D = torch.float64
+
+
+def matrices(tableau):
+    return (np.array(tableau.a, dtype=float), np.array(tableau.b, dtype=float), np.array(tableau.c, dtype=float))
+
+
+@pytest.mark.parametrize("name", STIFF)
+def test_solution_and_embedded_weights_meet_their_quadrature_conditions(name):
+    tableau = STIFF[name]
+    a, b, c = matrices(tableau)
+    embedded = b - np.array(tableau.b_err)
+    for weights, order in ((b, tableau.order), (embedded, tableau.error_order)):
+        for k in range(1, order + 1):
+            assert weights @ c ** (k - 1) == pytest.approx(1 / k, abs=1e-10), k
+        assert abs(weights @ c**order - 1 / (order + 1)) > 1e-6  # not one order more
+    np.testing.assert_allclose(a.sum(1), c, atol=1e-12)
+    assert np.allclose(np.diag(a)[1:], a[1, 1]) and a[0, 0] == 0.0  # singly diagonal, explicit first stage
+    np.testing.assert_allclose(a[-1], b, atol=1e-15)  # stiffly accurate: FSAL
+
+
+@pytest.mark.parametrize("name", STIFF)
+def test_l_stable(name):
+    a, b, _ = matrices(STIFF[name])
+    ones = np.ones(len(b))
+    stability = lambda z: 1 + z * b @ np.linalg.solve(np.eye(len(b)) - z * a, ones)  # noqa: E731
+    for z in (-1.0, -100.0, -1 + 10j, -1e-3 + 50j, -0.5 + 3j):
+        assert abs(stability(z)) <= 1 + 1e-9, z
+    assert abs(stability(-1e9)) < 1e-6
+
+
+@pytest.mark.parametrize("name", STIFF)
+def test_global_order_on_a_non_stiff_problem(name):
+    """Steps held at ``h`` (``min_step = max_step = first_step``): the error falls as ``h**order``."""
+    order, T = STIFF[name].order, 2.0
+    hs, errors = [], []
+    for n in ([8, 12, 16, 24] if order >= 5 else [16, 32, 64, 128]):
+        h = T / n
+        ys = noderun.odeint(rotation, ROTATION_Y0, torch.tensor([0.0, T], dtype=D), method=name, rtol=1e-12,
+                            atol=1e-12, options={"first_step": h, "min_step": h, "max_step": h})
+        hs.append(h)
+        errors.append((ys[-1] - rotation_exact(T)).abs().max().item())
+    assert abs(observed_order(hs, errors) - order) <= 0.3
+
+
+def scipy_solve(func, y0, t_end, method, rtol, atol):
+    numpy_rhs = lambda t, y: func(t, torch.from_numpy(y)).numpy()  # noqa: E731
+    return solve_ivp(numpy_rhs, (0.0, t_end), y0.numpy(), method=method, rtol=rtol, atol=atol)
+
+
+STIFF_CASES = {  # rhs, y0, end time, rtol, atol
+    "van_der_pol": (lambda t, y: van_der_pol(t, y, mu=1000.0), torch.tensor([2.0, 0.0], dtype=D), 3000.0, 1e-6, 1e-6),
+    "robertson": (robertson, torch.tensor([1.0, 0.0, 0.0], dtype=D), 1e5, 1e-6, 1e-10),
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param("van_der_pol", marks=pytest.mark.slow), "robertson"])
+def test_kvaerno5_solves_the_stiff_cases_in_fewer_steps_than_twice_radau(case):
+    """Within 10x the tolerance of a Radau solve at rtol 1e-10, in at most twice the steps (accepted and
+    rejected) SciPy's Radau takes at the same tolerances."""
+    func, y0, t_end, rtol, atol = STIFF_CASES[case]
+    reference = scipy_solve(func, y0, t_end, "Radau", 1e-10, atol * 1e-4).y[:, -1]
+    radau = scipy_solve(func, y0, t_end, "Radau", rtol, atol)
+    stats = noderun.SolveStats()
+    ys = noderun.odeint(func, y0, torch.tensor([0.0, t_end], dtype=D), method="kvaerno5", rtol=rtol, atol=atol,
+                        stats=stats)
+    scaled = np.abs(ys[-1].numpy() - reference) / (atol + rtol * np.abs(reference))
+    assert scaled.max() < 10
+    assert stats.steps_accepted + stats.steps_rejected <= 2 * (len(radau.t) - 1)
+    # Newton's work is counted, and the Jacobian is kept across steps
+    assert stats.newton_iterations >= 6 * stats.steps_accepted
+    assert 0 < stats.jacobian_evaluations < stats.steps_accepted
+    assert stats.factorizations >= stats.steps_accepted
+
+
+@pytest.mark.parametrize("name", STIFF)
+def test_dense_output_between_steps(name):
+    """Outputs inside steps come from the Hermite cubic of the step's ends: they leave the steps as a solve to
+    the end time alone takes them, and are as accurate as the steps' ends."""
+    t = torch.linspace(0.0, 3.0, 31, dtype=D)
+    func = lambda t, y: van_der_pol(t, y, mu=5.0)  # noqa: E731
+    y0 = torch.tensor([2.0, 0.0], dtype=D)
+    reference = noderun.odeint(func, y0, t, method="dopri8", rtol=1e-12, atol=1e-12)
+    dense, alone = noderun.SolveStats(), noderun.SolveStats()
+    ys = noderun.odeint(func, y0, t, method=name, rtol=1e-5, atol=1e-5, stats=dense)
+    noderun.odeint(func, y0, t[[0, -1]], method=name, rtol=1e-5, atol=1e-5, stats=alone)
+    assert dense.steps_accepted == alone.steps_accepted
+    assert (ys - reference).abs().max().item() < 1e-4
+
+
+def test_batch_diagonal_jacobian_solves_independent_samples_as_dense_does():
+    mu = torch.tensor([[1.0], [100.0], [1000.0]], dtype=D)
+    func = lambda t, y: torch.cat([y[:, 1:], mu * (1 - y[:, :1] ** 2) * y[:, 1:] - y[:, :1]], dim=1)  # noqa: E731
+    y0 = torch.tensor([[2.0, 0.0]] * 3, dtype=D)
+    t = torch.tensor([0.0, 5.0], dtype=D)
+    dense, blocks = noderun.SolveStats(), noderun.SolveStats()
+    expected = noderun.odeint(func, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-6, stats=dense)
+    got = noderun.odeint(func, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-6, stats=blocks,
+                         options={"jacobian": "batch_diagonal"})
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert blocks.steps_accepted == pytest.approx(dense.steps_accepted, rel=0.1)
+
+
+def test_newton_failures_reject_and_shrink_the_step():
+    """Three Newton iterations per stage are often too few on Robertson's problem: those steps are rejected
+    and the solve goes on with smaller ones to the same answer; a stage equation Newton cannot solve at any
+    step size (its iterates leave the function's domain) raises ``SolverError`` naming the iteration."""
+    func, y0, _, rtol, atol = STIFF_CASES["robertson"]
+    t = torch.tensor([0.0, 100.0], dtype=D)
+    free, tight = noderun.SolveStats(), noderun.SolveStats()
+    expected = noderun.odeint(func, y0, t, method="kvaerno5", rtol=rtol, atol=atol, stats=free)
+    ys = noderun.odeint(func, y0, t, method="kvaerno5", rtol=rtol, atol=atol, stats=tight, options={"max_iters": 3})
+    torch.testing.assert_close(ys, expected, rtol=1e-5, atol=1e-9)
+    assert tight.steps_rejected > free.steps_rejected + 10
+    with pytest.raises(noderun.SolverError, match=r"Newton's method .* 'kvaerno3' failed \(its iterates became "
+                                                  r"non-finite\) at t=0\.0 .*max_iters"):
+        noderun.odeint(lambda t, y: torch.sqrt(y - 1) - 1, torch.ones(1, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
+                       method="kvaerno3")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"jacobian": "sparse"}, r"unknown options\['jacobian'\]='sparse'; use 'dense'"),
+    ({"per_sample": True}, "unknown options key"),
+    ({"compile": True}, "unknown options key"),
+    ({"max_iters": 0}, r"options\['max_iters'\] must be a positive integer .*default 10"),
+])
+def test_options_refused(options, message):
+    with pytest.raises(noderun.SettingError, match=message):
+        noderun.odeint(rotation, ROTATION_Y0, torch.tensor([0.0, 1.0], dtype=D), method="kvaerno5", options=options)
+
+
+def test_batch_diagonal_needs_a_batch_and_stays_forward():
+    with pytest.raises(ValueError, match="one block per sample along dim 0"):
+        noderun.odeint(lambda t, y: -y, torch.tensor(1.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
+                       method="kvaerno5", options={"jacobian": "batch_diagonal"})
+    with pytest.raises(noderun.SettingError, match="adjoint's backward state .* is not a batch"):
+        noderun.odeint(lambda t, y: -y, torch.ones(2, 1, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
+                       method="kvaerno5", grad="adjoint", adjoint_params=(),
+                       adjoint_options={"jacobian": "batch_diagonal"})
+
+
+def test_adaptive_implicit_tableaux_must_be_stiffly_accurate_with_an_explicit_first_stage():
+    with pytest.raises(ValueError, match="stiffly accurate with an explicit first stage"):
+        ImplicitTableau(name="bad", a=((0.5, 0.0), (0.5, 0.5)), b=(0.5, 0.5), c=(0.5, 1.0), order=1,
+                        b_err=(0.5, -0.5), error_order=1)
+
+
+class StiffDynamics(nn.Module):
+    """A small network beside a fast linear decay (rate 50 against 1): stiff for explicit methods."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.w1 = nn.Parameter(torch.randn(2, 3, dtype=D, generator=generator))
+        self.b1 = nn.Parameter(torch.randn(3, dtype=D, generator=generator))
+        self.w2 = nn.Parameter(0.5 * torch.randn(3, 2, dtype=D, generator=generator))
+        self.decay = torch.tensor([[-50.0, 0.0], [0.0, -1.0]], dtype=D)
+
+    def forward(self, t, y):
+        return torch.tanh(y @ self.w1 + self.b1) @ self.w2 + y @ self.decay
+
+
+T = torch.linspace(0.0, 1.0, 11, dtype=D)  # outputs every 0.1: the adjoint's backward state is reset there
+
+
+def loss_of(func, y0, method, grad, tol, stats=None):
+    ys = noderun.odeint(func, y0, T, method=method, grad=grad, rtol=tol, atol=tol, stats=stats)
+    return (ys**2).sum() + ys[-1, 0]
+
+
+def gradient(func, y0, method, grad, tol, stats=None):
+    y0 = y0.clone().requires_grad_(True)
+    loss = loss_of(func, y0, method, grad, tol, stats)
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, (y0, *func.parameters()))])
+
+
+@pytest.fixture(scope="module")
+def finite_differences():
+    """d loss / d (y0, parameters) by central differences of a tight explicit solve, once for every mode."""
+    func, y0 = StiffDynamics(), torch.tensor([0.3, -0.8], dtype=D)
+    expected, eps = [], 1e-6
+    for x in (y0, *func.parameters()):
+        for index in np.ndindex(*x.shape):
+            with torch.no_grad():
+                x[index] += eps
+                up = loss_of(func, y0, "dopri5", "backprop", 1e-12)
+                x[index] -= 2 * eps
+                down = loss_of(func, y0, "dopri5", "backprop", 1e-12)
+                x[index] += eps
+            expected.append((up - down) / (2 * eps))
+    return torch.stack(expected)
+
+
+@pytest.mark.parametrize("grad", noderun.GRAD_MODES)
+def test_gradients_in_every_mode_agree_with_finite_differences(grad, finite_differences):
+    """On a stiff problem at rtol = atol = 1e-8: each mode's gradient against central differences of a tight
+    explicit solve. The adjoint re-integrates the state backwards in time, where its decay becomes growth
+    (e^{50 t}): outputs every 0.1 reset it before that growth matters."""
+    stats = noderun.SolveStats()
+    got = gradient(StiffDynamics(), torch.tensor([0.3, -0.8], dtype=D), "kvaerno5", grad, 1e-8, stats)
+    torch.testing.assert_close(got, finite_differences, rtol=1e-5, atol=1e-5)
+    if grad == "adjoint":
+        assert stats.newton_iterations_backward > 0 and stats.jacobian_evaluations_backward > 0
