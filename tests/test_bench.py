@@ -63,3 +63,17 @@ def test_bench_command_and_unknown_case(tmp_path, capsys):
     assert "noderun bench" in capsys.readouterr().out and (tmp_path / "bench.csv").exists()
     with pytest.raises(ValueError, match="valid: mlp"):
         run_bench(["mnist"], tiny=True)
+
+
+def test_tiny_stiff_cases_compare_the_implicit_methods_with_scipy():
+    rows = run_bench(["stiff_van_der_pol", "robertson"], repeats=1, tiny=True)
+    for case in ("stiff_van_der_pol", "robertson"):
+        by_pass = {row["pass"]: row for row in rows if row["case"] == case}
+        assert set(by_pass) == {"forward:kvaerno3", "forward:kvaerno4", "forward:kvaerno5", "forward:dopri5",
+                                "forward:Radau", "forward:BDF"}
+        for method in ("kvaerno3", "kvaerno4", "kvaerno5"):
+            row = by_pass[f"forward:{method}"]
+            assert row["library"] == "noderun" and row["time_s"] > 0 and row["error"] < 1e-4
+            assert 0 < row["jacobians"] <= row["steps"] + row["rejected"] and row["nfe"] > row["steps"]
+        assert by_pass["forward:Radau"]["library"] == "scipy" and by_pass["forward:Radau"]["jacobians"] > 0
+        assert by_pass["forward:dopri5"]["jacobians"] == 0

@@ -15,9 +15,10 @@ import torch
 from ..log.files import write_csv
 from .cases import CASES, build_cases
 from .measure import BackwardTrial, EvaluationTrial, ForwardTrial, interleaved, measures, reference_solution
+from .stiff import STIFF_CASES, run_stiff_case
 
-COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "error", "eval_s", "overhead", "saved_mb",
-           "vs_torchdiffeq", "compile_s"]
+COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "rejected", "jacobians", "error", "eval_s", "overhead",
+           "saved_mb", "vs_torchdiffeq", "compile_s", "note"]
 
 
 def libraries() -> list[str]:
@@ -68,13 +69,21 @@ def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress
 
 def run_bench(names: list[str] | None = None, repeats: int = 5, threads: int = 1, tiny: bool = False,
               out: str | Path | None = None, progress: Progress = lambda line: None) -> list[dict[str, Any]]:
-    """Every case (default: all), one row per (case, library, pass); ``progress`` gets a line per step."""
+    """Every case (default: all), one row per (case, library, pass); ``progress`` gets a line per step. The
+    stiff cases (``bench.stiff``) compare methods against SciPy rather than libraries."""
     if repeats < 1 or threads < 1:
         raise ValueError("bench needs --repeats and --threads of at least 1")
+    names = names or [*CASES, *STIFF_CASES]
+    unknown = [name for name in names if name not in CASES and name not in STIFF_CASES]
+    if unknown:
+        raise ValueError(f"unknown bench case(s) {', '.join(unknown)}; valid: {', '.join([*CASES, *STIFF_CASES])}")
     torch.set_num_threads(threads)
     rows = []
-    for case in build_cases(names or list(CASES), tiny):
-        rows.extend(run_case(case, repeats, libraries(), progress))
+    for name in names:
+        if name in STIFF_CASES:
+            rows.extend(run_stiff_case(STIFF_CASES[name](tiny), repeats, progress))
+        else:
+            rows.extend(run_case(build_cases([name], tiny)[0], repeats, libraries(), progress))
     rows = add_derived_columns(rows)
     if out is not None:
         write_results(rows, Path(out), {"threads": threads, "repeats": repeats, "tiny": tiny})
