@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,10 +65,13 @@ class ImplicitTableau(StepMethod):
     """An implicit Runge–Kutta method in textbook notation: ``a`` is the full ``s x s`` coefficient matrix
     (row ``i`` sums to ``c[i]``), ``b`` the solution weights (summing to 1), ``order`` the classical order.
 
-    Adaptive methods add ``b_err`` (solution minus embedded weights, summing to 0) and ``error_order`` (the
-    embedded solution's order), and may give ``predictor``: row ``i - 1`` holds the weights of stages
-    ``0 .. i - 1`` (summing to 1) whose combination starts stage ``i``'s Newton iteration. They must be
-    stiffly accurate with an explicit first stage (``a[0]`` zero, ``a[-1] == b``, ``c[-1] == 1``).
+    Adaptive methods add ``b_err`` and ``error_order`` (the order the error estimate's exponent is taken
+    from). Diagonally implicit ones (ESDIRK) must be stiffly accurate with an explicit first stage (``a[0]``
+    zero, ``a[-1] == b``, ``c[-1] == 1``): ``b_err`` are the solution minus embedded weights (summing to 0)
+    and ``predictor`` may give, in row ``i - 1``, the weights of stages ``0 .. i - 1`` (summing to 1) whose
+    combination starts stage ``i``'s Newton iteration. Collocation methods (Radau IIA) give Hairer's
+    filtered estimate instead: ``error_filter`` ``g`` and ``error_f0`` ``e0`` make the error
+    ``(I - h g J)⁻¹ h (e0 f(t, y0 + err0) + sum_j b_err[j] K_j)``, ``err0`` the same with ``f(t, y0)``.
 
     Options: ``max_iters`` (a positive integer) bounds the Newton iterations of each group of stages in a
     step; ``jacobian`` is ``"dense"`` or ``"batch_diagonal"`` (``solvers.implicit``).
@@ -81,6 +85,8 @@ class ImplicitTableau(StepMethod):
     b_err: tuple[float, ...] | None = None
     error_order: int | None = None
     predictor: tuple[tuple[float, ...], ...] | None = None
+    error_f0: float = 0.0
+    error_filter: float | None = None
     option_keys: ClassVar[tuple[str, ...]] = ("max_iters", "jacobian")
     dense_a: ClassVar[tuple] = ()  # the Hermite dense output needs no stage beyond the step's
     dense_c: ClassVar[tuple] = ()
@@ -106,8 +112,15 @@ class ImplicitTableau(StepMethod):
             if self.predictor is not None:
                 self._fail("a predictor is for adaptive methods (with b_err)")
             return
-        if len(self.b_err) != s or abs(sum(self.b_err)) > _TOLERANCE:
-            self._fail(f"b_err must hold {s} weights summing to 0")
+        if len(self.b_err) != s or abs(sum(self.b_err) + self.error_f0) > 1e-9:
+            self._fail(f"b_err must hold {s} weights summing to -error_f0")
+        if self.error_filter is not None:
+            a, c = np.array(self.a), np.array(self.c)
+            if self.predictor is not None or not all(
+                    np.allclose(a @ c ** (k - 1), c**k / k, atol=1e-12) for k in range(1, s + 1)):
+                self._fail("a filtered error estimate (error_filter) is for collocation methods, whose dense output "
+                           "is their collocation polynomial: a must meet C(s), and no predictor")
+            return
         stiffly_accurate = self.c[-1] == 1.0 and all(abs(x - y) <= _TOLERANCE for x, y in zip(self.a[-1], self.b))
         if s < 2 or any(self.a[0]) or not stiffly_accurate or not self.diagonally_implicit:
             self._fail("an adaptive implicit method must be diagonally implicit and stiffly accurate with an explicit "
@@ -130,14 +143,25 @@ class ImplicitTableau(StepMethod):
 
     @property
     def fsal(self) -> bool:  # type: ignore[override]
-        """Adaptive methods are FSAL: their last stage is ``f(t + h, y1)``."""
-        return self.adaptive
+        """Adaptive ESDIRK methods are FSAL: their last stage is ``f(t + h, y1)``."""
+        return self.adaptive and self.error_filter is None
 
     @cached_property
     def dense(self) -> tuple[tuple[float, ...], ...]:
-        """The cubic Hermite interpolant of ``(y0, f0)`` and ``(y1, f1)`` as weight polynomials of the stages
-        (``f0`` the first stage, ``f1`` the last): ``b_j(theta) = b_j (3 theta^2 - 2 theta^3)`` plus
+        """Dense output as weight polynomials of the stages: for a collocation method its collocation
+        polynomial, ``b_j(theta)`` the integral from 0 to ``theta`` of the Lagrange basis polynomial of node
+        ``c_j``; for an ESDIRK method the cubic Hermite interpolant of ``(y0, f0)`` and ``(y1, f1)`` (``f0``
+        the first stage, ``f1`` the last): ``b_j(theta) = b_j (3 theta^2 - 2 theta^3)`` plus
         ``theta - 2 theta^2 + theta^3`` for the first stage and ``theta^3 - theta^2`` for the last."""
+        if self.error_filter is not None:
+            rows = []
+            for j, c_j in enumerate(self.c):
+                basis = np.polynomial.Polynomial([1.0])
+                for m, c_m in enumerate(self.c):
+                    if m != j:
+                        basis *= np.polynomial.Polynomial([-c_m, 1.0]) / (c_j - c_m)
+                rows.append(tuple(float(x) for x in basis.integ().coef[1:]))
+            return tuple(rows)
         last = self.stages - 1
         return tuple((float(j == 0), 3 * b_j - 2 * (j == 0) - (j == last), -2 * b_j + (j == 0) + (j == last))
                      for j, b_j in enumerate(self.b))
@@ -234,7 +258,10 @@ class ImplicitStepper:
         self.floor = ROUNDING_UNITS * torch.finfo(like.dtype).eps
         self.coefficients = {group: tuple(tuple(tableau.a[i][j] for j in group) for i in group)
                              for group in tableau.groups}  # also the key of a group's factorised matrix
-        self.blocks = {group: like.new_tensor(rows) for group, rows in self.coefficients.items()}
+        self.blocks: dict[tuple, Tensor] = {group: like.new_tensor(rows) for group, rows in self.coefficients.items()}
+        if tableau.error_filter is not None:  # the filtered error estimate's weights and matrix
+            self.blocks[("error",)] = like.new_tensor([tableau.b_err])
+            self.blocks[("filter",)] = like.new_tensor([[tableau.error_filter]])
         self.work = NewtonWork()
         self.jacobian: Tensor | None = None  # J, shape (1, ...): at a step's start, kept across adaptive steps
         self.jacobian_at: tuple[float, Tensor] | None = None  # where it was taken
@@ -284,19 +311,37 @@ class ImplicitStepper:
             with torch.no_grad():
                 converged = self._newton(t, y0, h, group, base.detach(), factors, self._start(group, k, f0))
             k.extend(self._attach_gradient(t, y0, h, group, base, converged).unbind(0))
+        error = None if tableau.error_filter is None else self._filtered_error(t, y0, h, f0, k)
         if self.adaptive:
             self.stale = self.slowest > SLOW_RATE
         stages = StageList([k_i.view_as(y0) for k_i in k])
-        return Step(t=t, h=h, y0=y0, y1=stages.combine(y0, h, tableau.b), k=stages)
+        return Step(t=t, h=h, y0=y0, y1=stages.combine(y0, h, tableau.b), k=stages, error=error)
+
+    def _filtered_error(self, t: float, y0: Tensor, h: float, f0: Tensor, k: list[Tensor]) -> Tensor:
+        """Hairer's error estimate of a collocation method (``ImplicitTableau``), with one refinement from
+        ``f(t, y0 + err0)``: the stiff components of the raw estimate are damped by ``(I - h g J)⁻¹``."""
+        tableau = self.tableau
+        gamma = tableau.error_filter
+        with torch.no_grad():
+            stages = torch.stack([k_j.detach() for k_j in k])
+            known = h * (self.blocks[("error",)] @ stages)[0]
+            factors = self._factorised(("error", gamma), self.blocks[("filter",)], h)
+            error = self.matrix.solve(factors, (known + h * tableau.error_f0 * f0.detach().reshape(-1))[None])[0]
+            refined = self.rhs(t, (y0.detach().reshape(-1) + error).view_as(y0)).reshape(-1)
+            error = self.matrix.solve(factors, (known + h * tableau.error_f0 * refined)[None])[0]
+        return error.view_as(y0)
 
     def _factors(self, group: tuple[int, ...], h: float) -> tuple[Tensor, Tensor]:
         """The factors of the group's matrix for ``h`` and the current Jacobian, made once."""
+        return self._factorised(self.coefficients[group], self.blocks[group], h)
+
+    def _factorised(self, key: tuple, block: Tensor, h: float) -> tuple[Tensor, Tensor]:
+        """The factors of ``I - h block⊗J`` for ``h`` and the current Jacobian, made once per ``key``."""
         if h != self.factors_h:
             self.factors.clear()
             self.factors_h = h
-        key = self.coefficients[group]
         if key not in self.factors:
-            self.factors[key] = self.matrix.factorise(self.blocks[group], self.jacobian, h)
+            self.factors[key] = self.matrix.factorise(block, self.jacobian, h)
             self.work.factorizations += 1
         if self.factors[key] is None:
             raise NewtonFailure(f"its matrix I - h A⊗J is singular at step size {h!r}")

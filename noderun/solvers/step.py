@@ -120,6 +120,7 @@ class Step:
     k: StageList
     error_size: Tensor | None = None  # the error ratio, when the step computed it itself (solvers.fused)
     failure: str | None = None  # why the step could not be computed (an implicit step's Newton failure): rejected
+    error: Tensor | None = None  # the local error estimate, when the step made it itself (radau5's filtered one)
 
 
 def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f0: Tensor | None,
@@ -144,5 +145,5 @@ def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f
 
 
 def error_estimate(tableau: ButcherTableau, step: Step) -> Tensor:
-    """The embedded local error estimate ``h * sum_j b_err[j] * k[j]``."""
-    return step.k.weighted(tableau.b_err, step.h)
+    """The embedded local error estimate ``h * sum_j b_err[j] * k[j]``, or the one the step made itself."""
+    return step.k.weighted(tableau.b_err, step.h) if step.error is None else step.error

@@ -6,12 +6,19 @@ accurate; its embedded solution is an earlier stage's state, so the error estima
 The coefficients are the published ones as diffrax writes them (its ``kvaerno3/4/5.py``), the stage
 predictors (the first Newton iterate of each stage as a combination of the stages before it) those of
 OrdinaryDiffEq.jl as diffrax carries them (with its correction of the second stage's).
+
+``radau5``: the three-stage Radau IIA method of order 5 (Ehle 1969) with the error estimate and
+collocation dense output of Hairer & Wanner's RADAU5 (*Solving ODEs II*, IV.8), as SciPy's ``Radau``
+takes them; its three stages are solved together (a ``3n x 3n`` system).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .implicit import ImplicitTableau
+from .implicit_methods import RADAU_IIA_5
 
 
 def _esdirk(name: str, gamma: float, lower: list[list[float]], embedded: int, order: int,
@@ -82,5 +89,17 @@ def _kvaerno5() -> ImplicitTableau:
     return _esdirk("kvaerno5", g, lower, embedded=5, order=5, predictor=predictor)
 
 
-KVAERNO3, KVAERNO4, KVAERNO5 = _kvaerno3(), _kvaerno4(), _kvaerno5()
-STIFF_TABLEAUS = (KVAERNO3, KVAERNO4, KVAERNO5)
+def _radau5() -> ImplicitTableau:
+    """Radau IIA of order 5 with Hairer's error estimate (RADAU5; as SciPy's ``Radau``): ``E`` combines the
+    stage increments, ``gamma = 1 / mu``, ``mu`` the real eigenvalue of ``A⁻¹``."""
+    mu = 3 + 3 ** (2 / 3) - 3 ** (1 / 3)
+    gamma, root6 = 1 / mu, math.sqrt(6.0)
+    e = ((-13 - 7 * root6) / 3, (-13 + 7 * root6) / 3, -1 / 3)
+    a = RADAU_IIA_5.a
+    b_err = tuple(gamma * sum(e[i] * a[i][j] for i in range(3)) for j in range(3))
+    return ImplicitTableau(name="radau5", a=a, b=RADAU_IIA_5.b, c=RADAU_IIA_5.c, order=5, b_err=b_err,
+                           error_order=3, error_f0=gamma, error_filter=gamma)
+
+
+KVAERNO3, KVAERNO4, KVAERNO5, RADAU5 = _kvaerno3(), _kvaerno4(), _kvaerno5(), _radau5()
+STIFF_TABLEAUS = (KVAERNO3, KVAERNO4, KVAERNO5, RADAU5)
