@@ -132,6 +132,21 @@ def test_batch_diagonal_jacobian_solves_independent_samples_as_dense_does():
     assert blocks.steps_accepted == pytest.approx(dense.steps_accepted, rel=0.1)
 
 
+@pytest.mark.parametrize("method", ["kvaerno5", "radau5"])
+def test_matrix_free_newton_krylov_solves_as_dense_does(method):
+    """Newton–Krylov (``J v`` by differences, GMRES) reaches the dense solve's answer; its evaluations include
+    one per Krylov vector, and it forms no matrix."""
+    func = lambda t, y: van_der_pol(t, y, mu=100.0)  # noqa: E731
+    y0 = torch.tensor([[2.0, 0.0], [1.0, 0.5]], dtype=D)
+    t = torch.tensor([0.0, 1.0], dtype=D)
+    dense, krylov = noderun.SolveStats(), noderun.SolveStats()
+    expected = noderun.odeint(func, y0, t, method=method, rtol=1e-6, atol=1e-6, stats=dense)
+    got = noderun.odeint(func, y0, t, method=method, rtol=1e-6, atol=1e-6, stats=krylov,
+                         options={"jacobian": "matrix_free"})
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert krylov.nfe_forward > dense.nfe_forward
+
+
 def test_newton_failures_reject_and_shrink_the_step():
     """Three Newton iterations per stage are often too few on Robertson's problem: those steps are rejected
     and the solve goes on with smaller ones to the same answer; a stage equation Newton cannot solve at any
@@ -150,7 +165,7 @@ def test_newton_failures_reject_and_shrink_the_step():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"jacobian": "sparse"}, r"unknown options\['jacobian'\]='sparse'; use 'dense'"),
+    ({"jacobian": "sparse"}, r"unknown options\['jacobian'\]='sparse'; use 'dense'.*'matrix_free'"),
     ({"per_sample": True}, "unknown options key"),
     ({"compile": True}, "unknown options key"),
     ({"max_iters": 0}, r"options\['max_iters'\] must be a positive integer .*default 10"),
@@ -194,14 +209,14 @@ class StiffDynamics(nn.Module):
 T = torch.linspace(0.0, 1.0, 11, dtype=D)  # outputs every 0.1: the adjoint's backward state is reset there
 
 
-def loss_of(func, y0, method, grad, tol, stats=None):
-    ys = noderun.odeint(func, y0, T, method=method, grad=grad, rtol=tol, atol=tol, stats=stats)
+def loss_of(func, y0, method, grad, tol, stats=None, options=None):
+    ys = noderun.odeint(func, y0, T, method=method, grad=grad, rtol=tol, atol=tol, stats=stats, options=options)
     return (ys**2).sum() + ys[-1, 0]
 
 
-def gradient(func, y0, method, grad, tol, stats=None):
+def gradient(func, y0, method, grad, tol, stats=None, options=None):
     y0 = y0.clone().requires_grad_(True)
-    loss = loss_of(func, y0, method, grad, tol, stats)
+    loss = loss_of(func, y0, method, grad, tol, stats, options)
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, (y0, *func.parameters()))])
 
 
@@ -222,14 +237,15 @@ def finite_differences():
     return torch.stack(expected)
 
 
-@pytest.mark.parametrize("method", ["kvaerno5", "radau5"])
+@pytest.mark.parametrize("method, jacobian", [("kvaerno5", "dense"), ("radau5", "dense"), ("kvaerno5", "matrix_free")])
 @pytest.mark.parametrize("grad", noderun.GRAD_MODES)
-def test_gradients_in_every_mode_agree_with_finite_differences(grad, method, finite_differences):
+def test_gradients_in_every_mode_agree_with_finite_differences(grad, method, jacobian, finite_differences):
     """On a stiff problem at rtol = atol = 1e-8: each mode's gradient against central differences of a tight
     explicit solve. The adjoint re-integrates the state backwards in time, where its decay becomes growth
     (e^{50 t}): outputs every 0.1 reset it before that growth matters."""
     stats = noderun.SolveStats()
-    got = gradient(StiffDynamics(), torch.tensor([0.3, -0.8], dtype=D), method, grad, 1e-8, stats)
+    got = gradient(StiffDynamics(), torch.tensor([0.3, -0.8], dtype=D), method, grad, 1e-8, stats,
+                   {"jacobian": jacobian})
     torch.testing.assert_close(got, finite_differences, rtol=1e-5, atol=1e-5)
     if grad == "adjoint":
         assert stats.newton_iterations_backward > 0 and stats.jacobian_evaluations_backward > 0

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from ..errors import SolverError
 from .jacobian import BlockJacobian, Jacobian
+from .krylov import MatrixFreeNewton
 from .method import StepMethod
 from .options import Names, SettingError, SolverOptions, check_count
 from .stats import NewtonWork
@@ -57,7 +58,7 @@ ADAPTIVE_MAX_ITERS = 10  # and adaptive ones, which reject the step instead of f
 ROUNDING_UNITS = 16  # no Newton update is asked to be finer than this many units of rounding of the stage state
 KAPPA = 0.01  # adaptive: the Newton error allowed, as a fraction of the step's error tolerance
 SLOW_RATE = 0.2  # adaptive: a contraction rate above this takes a new Jacobian at the next step
-JACOBIANS = ("dense", "batch_diagonal")
+JACOBIANS = ("dense", "batch_diagonal", "matrix_free")
 
 
 @dataclass(frozen=True)
@@ -186,9 +187,9 @@ class ImplicitTableau(StepMethod):
         check_count(names, options, "max_iters", "Newton iterations per step",
                     ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS)
         if options.get("jacobian", "dense") not in JACOBIANS:
-            raise SettingError(f"unknown {names('jacobian')}={options['jacobian']!r}; use 'dense' (the whole state) "
-                               "or 'batch_diagonal' (one block per sample, for independent samples along dim 0)",
-                               "jacobian")
+            raise SettingError(f"unknown {names('jacobian')}={options['jacobian']!r}; use 'dense' (the whole state), "
+                               "'batch_diagonal' (one block per sample, for independent samples along dim 0) or "
+                               "'matrix_free' (Newton–Krylov, for large states)", "jacobian")
 
     def stepper(self, rhs: RHS, y0: Tensor, opts: SolverOptions) -> ImplicitStepper:
         return ImplicitStepper(self, rhs, y0, opts)
@@ -216,6 +217,10 @@ class NewtonMatrix:
         self.jacobian = BlockJacobian(rhs) if self.per_sample else Jacobian(rhs)
         self.batch = len(like) if self.per_sample else 1
         self.linalg_dtype = torch.promote_types(like.dtype, torch.float32)  # LU needs float32 at least
+
+    def jacobians(self, points: list[tuple[float, Tensor, Tensor | None]]) -> Tensor:
+        """``J`` at each ``(t, y, f(t, y) or None)``, stacked: ``(len(points), ...)``."""
+        return torch.stack([self.jacobian(t, y, f) for t, y, f in points])
 
     def factorise(self, block: Tensor, jacobians: Tensor, h: float) -> tuple[Tensor, Tensor] | None:
         """The LU factors of ``M`` for a group's coefficient ``block`` and one Jacobian per stage (or one shared
@@ -251,7 +256,8 @@ class ImplicitStepper:
 
     def __init__(self, tableau: ImplicitTableau, rhs: RHS, like: Tensor, opts: SolverOptions):
         self.tableau, self.rhs, self.adaptive = tableau, rhs, tableau.adaptive
-        self.matrix = NewtonMatrix(rhs, like, opts.method_options.get("jacobian", "dense"), tableau.name)
+        mode = opts.method_options.get("jacobian", "dense")
+        self.matrix = MatrixFreeNewton(rhs, opts.rtol, opts.atol) if mode == "matrix_free" else NewtonMatrix(rhs, like, mode, tableau.name)
         self.max_iters = opts.method_options.get("max_iters",
                                                  ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS)
         self.rtol, self.atol = opts.rtol, opts.atol
@@ -293,7 +299,7 @@ class ImplicitStepper:
                     failure=f"Newton's method for the implicit stages of {self.tableau.name!r} failed ({what})")
 
     def _new_jacobian(self, t: float, y0: Tensor, f0: Tensor) -> None:
-        self.jacobian = self.matrix.jacobian(t, y0, f0).unsqueeze(0)
+        self.jacobian = self.matrix.jacobians([(t, y0, f0)])
         self.jacobian_at, self.stale = (t, y0), False
         self.factors.clear()
         self.work.jacobians += 1
@@ -326,9 +332,12 @@ class ImplicitStepper:
             stages = torch.stack([k_j.detach() for k_j in k])
             known = h * (self.blocks[("error",)] @ stages)[0]
             factors = self._factorised(("error", gamma), self.blocks[("filter",)], h)
-            error = self.matrix.solve(factors, (known + h * tableau.error_f0 * f0.detach().reshape(-1))[None])[0]
-            refined = self.rhs(t, (y0.detach().reshape(-1) + error).view_as(y0)).reshape(-1)
-            error = self.matrix.solve(factors, (known + h * tableau.error_f0 * refined)[None])[0]
+            try:
+                error = self.matrix.solve(factors, (known + h * tableau.error_f0 * f0.detach().reshape(-1))[None])[0]
+                refined = self.rhs(t, (y0.detach().reshape(-1) + error).view_as(y0)).reshape(-1)
+                error = self.matrix.solve(factors, (known + h * tableau.error_f0 * refined)[None])[0]
+            except ArithmeticError as failure:  # GMRES
+                raise NewtonFailure(f"the error estimate's linear solve failed: {failure}") from None
         return error.view_as(y0)
 
     def _factors(self, group: tuple[int, ...], h: float) -> tuple[Tensor, Tensor]:
@@ -378,7 +387,10 @@ class ImplicitStepper:
         previous = None
         for _ in range(self.max_iters):
             values = self._evaluate(t, h, group, base + h * (block @ stages), y0)
-            update = self.matrix.solve(factors, values - stages)
+            try:
+                update = self.matrix.solve(factors, values - stages)
+            except ArithmeticError as error:  # GMRES
+                raise NewtonFailure(f"its linear solve failed: {error}") from None
             stages = stages + update
             self.work.iterations += 1
             size = float(torch.linalg.vector_norm(h * update / (scale + self.floor * (h * stages).abs())))
@@ -415,8 +427,8 @@ class ImplicitStepper:
         if not values.requires_grad:
             return converged
         c = self.tableau.c
-        jacobians = torch.stack([self.matrix.jacobian(t + c[i] * h, state.detach().view_as(y0))
-                                 for i, state in zip(group, states)])
+        jacobians = self.matrix.jacobians([(t + c[i] * h, state.detach().view_as(y0), None)
+                                           for i, state in zip(group, states)])
         self.work.jacobians += len(group)
         with torch.no_grad():
             factors = self.matrix.factorise(block, jacobians, h)
