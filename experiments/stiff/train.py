@@ -4,8 +4,8 @@ side by side (experiments/stiff/README.md).
 The data: a fast variable relaxing onto a curve that moves with a slow one, ``eps v' = tanh(2 w) - v``,
 ``w' = 1 - 2 v + 0.3 sin(3 w)`` (``--eps`` 1e-3: a stiffness ratio of about 1000): trajectories from random
 starts, observed at 40 times over [0, 5] with noise 0.01. The model knows the fast time scale and learns
-both right-hand sides: ``eps v' = g(v, w) - v``, ``w' = h(v, w)``, ``g`` and ``h`` MLPs (2-32-32-1, tanh). Each run trains one method for ``--steps`` Adam
-steps on full batches and writes ``config.json``, ``summary.json`` and ``history.csv`` into
+both right-hand sides: ``eps v' = g(v, w) - v``, ``w' = h(v, w)``, ``g`` and ``h`` MLPs (2-32-32-1, tanh).
+Each run trains one method for ``--steps`` Adam steps on full batches and writes ``config.json``, ``summary.json`` and ``history.csv`` into
 ``--out/eps<eps>/<method>/seed<k>``.
 
     .venv/bin/python experiments/stiff/train.py --method kvaerno5 --seed 0
@@ -60,7 +60,8 @@ class Relaxation(nn.Module):
 def trajectories(n: int, seed: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` starts in [-1, 1] x [-2, 2] and their noise-free paths at ``T``: (n, 2), (len(T), n, 2)."""
     generator = torch.Generator().manual_seed(seed)
-    starts = torch.rand(n, 2, generator=generator, dtype=torch.float64) * torch.tensor([2.0, 4.0]) - torch.tensor([1.0, 2.0])
+    unit = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    starts = unit * torch.tensor([2.0, 4.0]) - torch.tensor([1.0, 2.0])
     with torch.no_grad():
         paths = noderun.odeint(Truth(eps), starts, T, method="radau5", rtol=1e-9, atol=1e-9)
     return starts, paths
@@ -90,7 +91,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(vars(args), indent=2) + "\n")
     starts, paths = trajectories(16, 1000 + args.seed, args.eps)
-    noisy = paths + 0.01 * torch.randn(paths.shape, generator=torch.Generator().manual_seed(args.seed), dtype=paths.dtype)
+    noise = torch.randn(paths.shape, generator=torch.Generator().manual_seed(args.seed), dtype=paths.dtype)
+    noisy = paths + 0.01 * noise
     test_starts, test_paths = trajectories(16, 2000, args.eps)
     model = Relaxation(args.seed, args.eps)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -257,14 +257,16 @@ class ImplicitStepper:
     def __init__(self, tableau: ImplicitTableau, rhs: RHS, like: Tensor, opts: SolverOptions):
         self.tableau, self.rhs, self.adaptive = tableau, rhs, tableau.adaptive
         mode = opts.method_options.get("jacobian", "dense")
-        self.matrix = MatrixFreeNewton(rhs, opts.rtol, opts.atol) if mode == "matrix_free" else NewtonMatrix(rhs, like, mode, tableau.name)
+        self.matrix = (MatrixFreeNewton(rhs, opts.rtol, opts.atol) if mode == "matrix_free"
+                       else NewtonMatrix(rhs, like, mode, tableau.name))
         self.max_iters = opts.method_options.get("max_iters",
                                                  ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS)
         self.rtol, self.atol = opts.rtol, opts.atol
         self.floor = ROUNDING_UNITS * torch.finfo(like.dtype).eps
         self.coefficients = {group: tuple(tuple(tableau.a[i][j] for j in group) for i in group)
                              for group in tableau.groups}  # also the key of a group's factorised matrix
-        self.blocks: dict[tuple, Tensor] = {group: like.new_tensor(rows) for group, rows in self.coefficients.items()}
+        self.blocks: dict[tuple, Tensor] = {group: like.new_tensor(rows)
+                                            for group, rows in self.coefficients.items()}
         if tableau.error_filter is not None:  # the filtered error estimate's weights and matrix
             self.blocks[("error",)] = like.new_tensor([tableau.b_err])
             self.blocks[("filter",)] = like.new_tensor([[tableau.error_filter]])
