@@ -318,7 +318,7 @@ class ImplicitStepper:
             factors = self._factors(group, h)
             with torch.no_grad():
                 converged = self._newton(t, y0, h, group, base.detach(), factors, self._start(group, k, f0))
-            k.extend(self._attach_gradient(t, y0, h, group, base, converged).unbind(0))
+            k.extend(self._attach_gradient(t, y0, h, group, base, converged, f0).unbind(0))
         error = None if tableau.error_filter is None else self._filtered_error(t, y0, h, f0, k)
         if self.adaptive:
             self.stale = self.slowest > SLOW_RATE
@@ -418,10 +418,11 @@ class ImplicitStepper:
         raise NewtonFailure(f"it did not converge in {self.max_iters} iterations")
 
     def _attach_gradient(self, t: float, y0: Tensor, h: float, group: tuple[int, ...], base: Tensor,
-                         converged: Tensor) -> Tensor:
+                         converged: Tensor, f0: Tensor) -> Tensor:
         """``converged`` with the implicit function theorem's gradient: one Newton update with exact
-        Jacobians at the converged stages, recorded by autograd (when a graph is being recorded)."""
-        if not torch.is_grad_enabled():
+        Jacobians at the converged stages, recorded by autograd (when a graph is being recorded: ``f0``
+        carries one when ``y0`` or ``func``'s parameters need a gradient)."""
+        if not torch.is_grad_enabled() or not (f0.requires_grad or base.requires_grad):
             return converged
         block = self.blocks[group]
         states = base + h * (block @ converged)
