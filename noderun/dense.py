@@ -16,7 +16,7 @@ from .solvers.rhs import CountingRHS
 from .solvers.settings import parsed
 from .solvers.step import Step
 from .solvers.stats import SolveStats
-from .solvers.tableau import ButcherTableau
+from .solvers.method import SolveMethod
 
 
 class DenseSolution:
@@ -61,9 +61,10 @@ def odeint_dense(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t0: float
     solution as a function of time (``DenseSolution``). Gradients flow through it as under ``grad="backprop"``."""
     settings = parsed(method, rtol, atol, options, "backprop")
     tableau, opts = settings.forward.tableau, settings.forward
-    if not isinstance(tableau, ButcherTableau) or not tableau.adaptive or opts.per_sample:
-        raise ValueError(f"odeint_dense needs an adaptive Runge–Kutta method with one step size (its dense output); "
-                         f"got method={method!r}{' with per_sample' if opts.per_sample else ''}")
+    if isinstance(tableau, SolveMethod) or not tableau.adaptive or opts.per_sample:
+        raise ValueError(f"odeint_dense needs an adaptive Runge–Kutta method (explicit or implicit) with one step "
+                         f"size (its dense output); got method={method!r}"
+                         f"{' with per_sample' if opts.per_sample else ''}")
     if not isinstance(y0, Tensor) or not y0.is_floating_point():
         raise ValueError("odeint_dense takes y0 as one floating-point tensor")
     times = [float(t0), float(t1)]

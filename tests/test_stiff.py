@@ -249,3 +249,18 @@ def test_gradients_in_every_mode_agree_with_finite_differences(grad, method, jac
     torch.testing.assert_close(got, finite_differences, rtol=1e-5, atol=1e-5)
     if grad == "adjoint":
         assert stats.newton_iterations_backward > 0 and stats.jacobian_evaluations_backward > 0
+
+
+@pytest.mark.parametrize("name", ["kvaerno5", "radau5"])
+def test_odeint_dense_and_events_take_the_implicit_methods(name):
+    """A stiff decay towards cos t: the dense solution between steps matches the solve at those times, and
+    an event is located on the method's own interpolant."""
+    func = lambda t, y: -50.0 * (y - torch.cos(t))  # noqa: E731
+    y0 = torch.tensor([1.0, 2.0], dtype=D)
+    t = torch.linspace(0.0, 1.0, 7, dtype=D)
+    solution = noderun.odeint_dense(func, y0, 0.0, 1.0, method=name, rtol=1e-7, atol=1e-9)
+    expected = noderun.odeint(func, y0, t, method=name, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(solution(t), expected, rtol=1e-6, atol=1e-6)
+    event_t, _ = noderun.odeint_event(lambda t, y: -y, torch.ones(1, dtype=D), torch.tensor(0.0, dtype=D),
+                                      event_fn=lambda t, y: y[0] - 0.5, method=name, rtol=1e-8, atol=1e-10)
+    assert float(event_t) == pytest.approx(np.log(2.0), abs=1e-6)
