@@ -278,6 +278,7 @@ class ImplicitStepper:
         self.stale = True  # take a new Jacobian at the next step
         self.eta = 1.0  # adaptive: the last converged iteration's rate / (1 - rate), to judge a first iterate
         self.slowest = 0.0  # adaptive: the largest contraction rate in the current step
+        self.last: tuple[float, float, Tensor, Tensor] | None = None  # the last step's t, h, stages and y1
 
     def __call__(self, t: float, y0: Tensor, h: float, f0: Tensor | None) -> Step:
         f0 = self.rhs(t, y0) if f0 is None else f0
@@ -317,13 +318,15 @@ class ImplicitStepper:
                 continue
             factors = self._factors(group, h)
             with torch.no_grad():
-                converged = self._newton(t, y0, h, group, base.detach(), factors, self._start(group, k, f0))
+                converged = self._newton(t, y0, h, group, base.detach(), factors, self._start(group, k, f0, t, y0, h))
             k.extend(self._attach_gradient(t, y0, h, group, base, converged, f0).unbind(0))
         error = None if tableau.error_filter is None else self._filtered_error(t, y0, h, f0, k)
         if self.adaptive:
             self.stale = self.slowest > SLOW_RATE
         stages = StageList([k_i.view_as(y0) for k_i in k])
-        return Step(t=t, h=h, y0=y0, y1=stages.combine(y0, h, tableau.b), k=stages, error=error)
+        step = Step(t=t, h=h, y0=y0, y1=stages.combine(y0, h, tableau.b), k=stages, error=error)
+        self.last = (t, h, torch.stack([k_i.detach() for k_i in k]), step.y1)
+        return step
 
     def _filtered_error(self, t: float, y0: Tensor, h: float, f0: Tensor, k: list[Tensor]) -> Tensor:
         """Hairer's error estimate of a collocation method (``ImplicitTableau``), with one refinement from
@@ -358,12 +361,28 @@ class ImplicitStepper:
             raise NewtonFailure(f"its matrix I - h A⊗J is singular at step size {h!r}")
         return self.factors[key]
 
-    def _start(self, group: tuple[int, ...], k: list[Tensor], f0: Tensor) -> Tensor:
-        """The first iterate of a group's stages: the predictor's combination of the stages before, or ``f0``."""
-        if self.tableau.predictor is None or len(group) > 1:
-            return f0.detach().reshape(-1)
-        weights = self.tableau.predictor[group[0] - 1]
-        return sum(w * k_j.detach() for w, k_j in zip(weights, k) if w != 0.0)
+    def _start(self, group: tuple[int, ...], k: list[Tensor], f0: Tensor, t: float, y0: Tensor,
+               h: float) -> Tensor:
+        """The first iterate of a group's stages: the predictor's combination of the stages before; for an
+        adaptive collocation method the derivative of the last attempt's collocation polynomial, extended
+        to this step's nodes (after an accepted step) or rescaled to them (a retry from the same point);
+        otherwise ``f0``."""
+        if self.tableau.predictor is not None and len(group) == 1:
+            weights = self.tableau.predictor[group[0] - 1]
+            return sum(w * k_j.detach() for w, k_j in zip(weights, k) if w != 0.0)
+        if self.last is not None and self.tableau.error_filter is not None:
+            t_last, h_last, stages, y1_last = self.last
+            shift = 1.0 if y0 is y1_last else 0.0 if t == t_last else None
+            if shift is not None:
+                nodes = [shift + c_i * h / h_last for c_i in self.tableau.c]
+                return self._lagrange(nodes).to(stages.dtype) @ stages
+        return f0.detach().reshape(-1)
+
+    def _lagrange(self, points: list[float]) -> Tensor:
+        """``L[i, j] = l_j(points[i])``, ``l_j`` the Lagrange basis polynomial of node ``c_j``."""
+        c = self.tableau.c
+        return torch.tensor([[math.prod((x - c_m) / (c_j - c_m) for m, c_m in enumerate(c) if m != j)
+                              for j, c_j in enumerate(c)] for x in points], dtype=torch.float64)
 
     def _known_part(self, y0_flat: Tensor, h: float, k: list[Tensor], i: int) -> Tensor:
         """``y0 + h sum_j a_ij K_j`` over the stages ``j`` already solved."""
