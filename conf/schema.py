@@ -150,14 +150,20 @@ class GridRNN(Target):
 
 
 @dataclass
-class AdaptiveSolver:
+class StepControl:
+    """What every adaptive solver's error control takes."""
+
     method: str = MISSING
     rtol: float = MISSING
     atol: float = MISSING
     first_step: Optional[float] = MISSING
     max_num_steps: int = MISSING
-    per_sample: bool = MISSING
     beta: float = MISSING
+
+
+@dataclass
+class AdaptiveSolver(StepControl):
+    per_sample: bool = MISSING
     compile: bool = MISSING
 
 
@@ -178,15 +184,9 @@ class NewtonSolver(FixedStepSolver):
 
 
 @dataclass
-class StiffSolver:
+class StiffSolver(StepControl):
     """Adaptive implicit methods (Newton's method on the stages, step size by the error estimate)."""
 
-    method: str = MISSING
-    rtol: float = MISSING
-    atol: float = MISSING
-    first_step: Optional[float] = MISSING
-    max_num_steps: int = MISSING
-    beta: float = MISSING
     max_iters: int = MISSING
     jacobian: str = MISSING
 
