@@ -181,6 +181,7 @@ class NewtonSolver(FixedStepSolver):
     """Implicit Runge–Kutta methods (Newton's method on the stages)."""
 
     max_iters: int = MISSING
+    jacobian: str = MISSING
 
 
 @dataclass

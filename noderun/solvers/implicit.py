@@ -212,8 +212,10 @@ class NewtonMatrix:
         if block > MAX_DENSE_STATE:
             what = "a sample" if self.per_sample else "the state"
             raise ValueError(f"method {name!r} forms the dense Jacobian of {what}, which here has {block:,} "
-                             "elements (an adjoint's backward state counts the parameters too); implicit methods "
-                             f"take at most {MAX_DENSE_STATE:,}: use an explicit method or a smaller state")
+                             "elements (an adjoint's backward state counts the parameters too); a dense Jacobian "
+                             f"takes at most {MAX_DENSE_STATE:,}: use options['jacobian']='matrix_free' "
+                             "(solver.jacobian in a config), 'batch_diagonal' for independent samples, "
+                             "an explicit method or a smaller state")
         self.jacobian = BlockJacobian(rhs) if self.per_sample else Jacobian(rhs)
         self.batch = len(like) if self.per_sample else 1
         self.linalg_dtype = torch.promote_types(like.dtype, torch.float32)  # LU needs float32 at least
