@@ -261,7 +261,8 @@ def test_every_refusal_in_the_option_parser_is_reached():
            {"method": "implicit_euler", "options": {"compile": True}},
            {"method": "implicit_euler", "options": {"max_iters": 0}},
            {"method": "kvaerno5", "grad": "adjoint", "adjoint_params": (),
-            "adjoint_options": {"jacobian": "batch_diagonal"}}]
+            "adjoint_options": {"jacobian": "batch_diagonal"}},
+           {"method": "kvaerno5", "options": {"per_sample": True}}]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

@@ -214,8 +214,8 @@ class NewtonMatrix:
             raise ValueError(f"method {name!r} forms the dense Jacobian of {what}, which here has {block:,} "
                              "elements (an adjoint's backward state counts the parameters too); a dense Jacobian "
                              f"takes at most {MAX_DENSE_STATE:,}: use options['jacobian']='matrix_free' "
-                             "(solver.jacobian in a config), 'batch_diagonal' for independent samples, "
-                             "an explicit method or a smaller state")
+                             "(solver.jacobian in a config; adjoint_options for the adjoint's backward solve), "
+                             "'batch_diagonal' for independent samples, an explicit method or a smaller state")
         self.jacobian = BlockJacobian(rhs) if self.per_sample else Jacobian(rhs)
         self.batch = len(like) if self.per_sample else 1
         self.linalg_dtype = torch.promote_types(like.dtype, torch.float32)  # LU needs float32 at least
@@ -274,7 +274,7 @@ class ImplicitStepper:
             self.blocks[("filter",)] = like.new_tensor([[tableau.error_filter]])
         self.work = NewtonWork()
         self.jacobian: Tensor | None = None  # J, shape (1, ...): at a step's start, kept across adaptive steps
-        self.jacobian_at: tuple[float, Tensor] | None = None  # where it was taken
+        self.jacobian_at: Tensor | None = None  # the state it was taken at
         self.factors: dict[tuple, tuple[Tensor, Tensor] | None] = {}  # group coefficients -> factors, for h and J
         self.factors_h: float | None = None
         self.stale = True  # take a new Jacobian at the next step
@@ -284,28 +284,27 @@ class ImplicitStepper:
 
     def __call__(self, t: float, y0: Tensor, h: float, f0: Tensor | None) -> Step:
         f0 = self.rhs(t, y0) if f0 is None else f0
-        if self.stale or not self.adaptive:
-            self._new_jacobian(t, y0, f0)
-        try:
-            return self._step(t, y0, h, f0)
-        except NewtonFailure as failure:
-            if not self.adaptive:
-                raise SolverError(f"Newton's method for the implicit stages of {self.tableau.name!r} failed in the "
-                                  f"step from t={t!r} of size {h!r}: {failure}; use a smaller step_size or a "
-                                  "larger max_iters") from None
-            what = str(failure)
-        if self.jacobian_at is not None and self.jacobian_at[1] is not y0:  # an older Jacobian: once more, anew
-            self._new_jacobian(t, y0, f0)
+        if not self.adaptive or (self.stale and self.jacobian_at is not y0):
+            self._new_jacobian(t, y0)
+        while True:
             try:
                 return self._step(t, y0, h, f0)
             except NewtonFailure as failure:
-                what = str(failure)
-        return Step(t=t, h=h, y0=y0, y1=y0, k=StageList([f0]), error_size=f0.new_tensor(math.inf),
-                    failure=f"Newton's method for the implicit stages of {self.tableau.name!r} failed ({what})")
+                if not self.adaptive:
+                    raise SolverError(f"Newton's method for the implicit stages of {self.tableau.name!r} failed in "
+                                      f"the step from t={t!r} of size {h!r}: {failure}; use a smaller step_size or "
+                                      "a larger max_iters") from None
+                if self.jacobian_at is y0:  # rejected: the controller shrinks the step
+                    return Step(t=t, h=h, y0=y0, y1=y0, k=StageList([f0]), error_size=f0.new_tensor(math.inf),
+                                failure=f"Newton's method for the implicit stages of {self.tableau.name!r} failed "
+                                        f"({failure})")
+                self._new_jacobian(t, y0)  # its Jacobian was older: once more with one taken here
 
-    def _new_jacobian(self, t: float, y0: Tensor, f0: Tensor) -> None:
-        self.jacobian = self.matrix.jacobians([(t, y0, f0)])
-        self.jacobian_at, self.stale = (t, y0), False
+    def _new_jacobian(self, t: float, y0: Tensor) -> None:
+        """``J`` at ``(t, y0)``; ``f(t, y0)`` is evaluated anew where it is needed (differences), since the
+        ``f0`` a step starts from may be the last step's final stage, exact only to the Newton tolerance."""
+        self.jacobian = self.matrix.jacobians([(t, y0, None)])
+        self.jacobian_at, self.stale = y0, False
         self.factors.clear()
         self.work.jacobians += 1
 
@@ -321,7 +320,7 @@ class ImplicitStepper:
             factors = self._factors(group, h)
             with torch.no_grad():
                 converged = self._newton(t, y0, h, group, base.detach(), factors, self._start(group, k, f0, t, y0, h))
-            k.extend(self._attach_gradient(t, y0, h, group, base, converged, f0).unbind(0))
+            k.extend(self._attach_gradient(t, y0, h, group, base, converged).unbind(0))
         error = None if tableau.error_filter is None else self._filtered_error(t, y0, h, f0, k)
         if self.adaptive:
             self.stale = self.slowest > SLOW_RATE
@@ -332,7 +331,8 @@ class ImplicitStepper:
 
     def _filtered_error(self, t: float, y0: Tensor, h: float, f0: Tensor, k: list[Tensor]) -> Tensor:
         """Hairer's error estimate of a collocation method (``ImplicitTableau``), with one refinement from
-        ``f(t, y0 + err0)``: the stiff components of the raw estimate are damped by ``(I - h g J)⁻¹``."""
+        ``f(t, y0 + err0)`` on every step (SciPy's Radau refines only after a rejection): the stiff components
+        of the raw estimate are damped by ``(I - h g J)⁻¹``."""
         tableau = self.tableau
         gamma = tableau.error_filter
         with torch.no_grad():
@@ -439,11 +439,10 @@ class ImplicitStepper:
         raise NewtonFailure(f"it did not converge in {self.max_iters} iterations")
 
     def _attach_gradient(self, t: float, y0: Tensor, h: float, group: tuple[int, ...], base: Tensor,
-                         converged: Tensor, f0: Tensor) -> Tensor:
+                         converged: Tensor) -> Tensor:
         """``converged`` with the implicit function theorem's gradient: one Newton update with exact
-        Jacobians at the converged stages, recorded by autograd (when a graph is being recorded: ``f0``
-        carries one when ``y0`` or ``func``'s parameters need a gradient)."""
-        if not torch.is_grad_enabled() or not (f0.requires_grad or base.requires_grad):
+        Jacobians at the converged stages, recorded by autograd (when a graph is being recorded)."""
+        if not torch.is_grad_enabled():
             return converged
         block = self.blocks[group]
         states = base + h * (block @ converged)
@@ -460,4 +459,9 @@ class ImplicitStepper:
         if factors is None:
             raise SolverError(f"the Newton matrix I - h A⊗J of {self.tableau.name!r} is singular at the converged "
                               f"stages of the step from t={t!r} of size {h!r}; use a smaller step")
-        return converged + self.matrix.solve(factors, values - converged)
+        try:
+            return converged + self.matrix.solve(factors, values - converged)
+        except ArithmeticError as error:  # GMRES
+            raise SolverError(f"the implicit function theorem's linear solve of {self.tableau.name!r} failed at the "
+                              f"step from t={t!r} of size {h!r} ({error}); use jacobian='dense' or a smaller "
+                              "step") from None

@@ -6,6 +6,7 @@ from typing import Callable
 
 from torch import Tensor
 
+from ..errors import SolverError
 from .callbacks import StepCallbacks
 from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord, sample_stage_store
 from .control import FixedGrid, StepController, rms_norm
@@ -100,6 +101,10 @@ def retake(rhs: RHS, opts: SolverOptions, record: StepRecord, dense: bool = Fals
         rhs = ends
     if isinstance(opts.tableau, StepMethod):
         step = opts.tableau.step(rhs, record.t, record.y0, record.h, opts)
+        if step.failure is not None:  # an implicit step the forward solve took, which Newton cannot take again
+            raise SolverError(f"the step from t={record.t!r} of size {record.h!r} could not be taken again to "
+                              f"differentiate it: {step.failure}; raise options['max_iters'] or use "
+                              "grad='backprop'")
     else:
         step = rk_step(rhs, opts.tableau, record.t, record.y0, record.h, None, fsal_stage=dense)
     if dense:

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
+from ..errors import SolverError
 from .step import RHS
 
 KRYLOV_DIMENSION = 40  # basis vectors before a restart
 RESTARTS = 5
-RELATIVE_TOLERANCE = 1e-9  # of the residual: the Newton updates and the gradient's solve alike
+TOLERANCE_UNITS = 10  # GMRES stops at this many times sqrt(eps) of the residual: J v by differences is no finer
 
 
 @dataclass
@@ -62,21 +64,23 @@ class KrylovOperator:
             return torch.autograd.grad(value, y, u)[0].reshape(-1)
 
     def matvec(self, x: Tensor) -> Tensor:
+        """``(M x)_i = x_i - h J_i sum_j block_ij x_j``."""
         stages = x.view(len(self.block), -1)
-        coupled = torch.stack([self.jvp(j, stages[j]) for j in range(len(self.block))])
-        return (stages - self.h * (self.block @ coupled)).reshape(-1)
+        mixed = self.block @ stages
+        return (stages - self.h * torch.stack([self.jvp(i, mixed[i]) for i in range(len(self.block))])).reshape(-1)
 
     def rmatvec(self, x: Tensor) -> Tensor:
+        """``(M^T u)_j = u_j - h sum_i block_ij J_i^T u_i``."""
         stages = x.view(len(self.block), -1)
         coupled = torch.stack([self.vjp(i, stages[i]) for i in range(len(self.block))])
         return (stages - self.h * (self.block.t() @ coupled)).reshape(-1)
 
 
 def gmres(matvec, b: Tensor) -> Tensor | None:
-    """``x`` with ``|matvec(x) - b| <= RELATIVE_TOLERANCE |b|`` by restarted GMRES (modified Gram–Schmidt),
-    or ``None`` when it does not get there."""
+    """``x`` with ``|matvec(x) - b| <= 10 sqrt(eps) |b|`` (``eps`` of ``b``'s dtype) by restarted GMRES (modified
+    Gram–Schmidt), or ``None`` when it does not get there."""
     x = torch.zeros_like(b)
-    target = RELATIVE_TOLERANCE * float(torch.linalg.vector_norm(b))
+    target = TOLERANCE_UNITS * math.sqrt(torch.finfo(b.dtype).eps) * float(torch.linalg.vector_norm(b))
     if target == 0.0:
         return x
     for _ in range(RESTARTS):
@@ -118,12 +122,14 @@ class KrylovSolve(torch.autograd.Function):
         return (solution * d).view_as(residual)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
         operator = ctx.operator
         d = operator.scale
         solution = gmres(lambda v: operator.rmatvec(v / d) * d, grad.reshape(-1) * d)
         if solution is None:
-            raise ArithmeticError("GMRES did not converge on the transposed system")
+            raise SolverError("GMRES did not converge on the transposed system of the implicit function theorem's "
+                              "update (options['jacobian']='matrix_free'); use jacobian='dense' or tighter tolerances")
         return None, (solution / d).view_as(grad)
 
 

@@ -19,7 +19,7 @@ EVENT_FIXED_STEP_KEYS = ("max_num_steps",)  # accepted for fixed-step methods in
 INTERP_NAMES = ("linear", "cubic")  # how a fixed-step event solve interpolates inside the event's step
 ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "min_step", "max_step",
                  "step_t", "jump_t", "per_sample", "compile")
-FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile", "jacobian")  # not carried over to the adjoint's backward solve
+FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile")  # not carried over to the adjoint's backward solve
 SHARED_CLOCK_KEYS = ("per_sample", "compile")  # adaptive keys an adaptive implicit method refuses (its own steps)
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 100_000
@@ -121,8 +121,10 @@ def check_count(names: Names, options: Mapping[str, Any], key: str, meaning: str
 
 
 def carried_to_backward(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The forward options the adjoint's backward solve inherits when it is given none of its own."""
-    return {key: value for key, value in options.items() if key not in FORWARD_ONLY_KEYS}
+    """The forward options the adjoint's backward solve inherits when it is given none of its own (not
+    ``jacobian="batch_diagonal"``: the backward state is not a batch)."""
+    return {key: value for key, value in options.items()
+            if key not in FORWARD_ONLY_KEYS and not (key == "jacobian" and value == "batch_diagonal")}
 
 
 def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
@@ -137,6 +139,13 @@ def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, A
     _positive_number(names, "rtol", rtol)
     _positive_number(names, "atol", atol)
     options = dict(options or {})
+    if isinstance(tableau, StepMethod) and tableau.adaptive:
+        for key in SHARED_CLOCK_KEYS:
+            if key in options and not options[key]:
+                del options[key]  # off, as for every method that takes its own steps
+            elif key in options:
+                raise SettingError(f"{names(key)} applies to explicit Runge–Kutta methods; {tableau.name!r} solves "
+                                   f"implicit stages with its own Newton iteration: drop {names(key)}", key)
     accepted = accepted_keys(tableau, events)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
