@@ -69,7 +69,7 @@ def concatenated_settings(method, grad="backprop"):
     """``settings(method)`` for the concatenated solve with the tuple's norms: the largest RMS over
     ``y`` and ``z`` forward, and over ``y, z, a_y, a_z`` and the parameters backward."""
     kwargs = settings(method)
-    if method in noderun.ADAPTIVE:
+    if method in noderun.ADAPTIVE or method in noderun.STIFF:
         kwargs["options"] = {"norm": channel_norm(SIZES)}
         if grad == "adjoint":
             kwargs["adjoint_options"] = {"norm": concatenated_adjoint_norm}
