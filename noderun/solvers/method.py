@@ -1,7 +1,8 @@
 """The kinds of solver method beside explicit Runge–Kutta tableaus (``ButcherTableau``), each its own class:
 
-- ``StepMethod``: a fixed-step method that takes its own steps (implicit Runge–Kutta, Adams). The one
-  integration loop drives it exactly as a fixed-step tableau, through the stepper it makes;
+- ``StepMethod``: a method that takes its own steps (implicit Runge–Kutta, fixed-step or adaptive; Adams).
+  The one integration loop drives it as a tableau of its kind, through the stepper it makes (an adaptive
+  one's steps carry what the error control needs);
 - ``SolveMethod``: a method that solves a whole problem itself (``scipy_solver``), returning the states
   at the output times; the integration loop hands it the problem unchanged.
 
@@ -23,8 +24,8 @@ Stepper = Callable[[float, Tensor, float, "Tensor | None"], "Step"]  # (t, y, h,
 
 
 class StepMethod:
-    """A fixed-step method that is not an explicit tableau. Subclasses set ``name``, ``order`` and
-    ``option_keys`` and make the stepper; ``multistep`` methods carry a history from step to step (so a
+    """A method that is not an explicit tableau and takes its own steps (fixed-step unless it says it is
+    ``adaptive``). Subclasses set ``name``, ``order`` and ``option_keys`` and make the stepper; ``multistep`` methods carry a history from step to step (so a
     step cannot be recomputed alone: ``grad="checkpoint"`` refuses them)."""
 
     name: str
