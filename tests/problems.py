@@ -64,8 +64,3 @@ def reference_solution(name, times):
     return torch.from_numpy(sol.y.T.copy())
 
 
-
-def robertson(t, y):
-    """Robertson's chemical kinetics (Hairer & Wanner, *Solving ODEs II*, IV.1): stiff, y0 = (1, 0, 0)."""
-    a, b, c = y[..., 0], y[..., 1], y[..., 2]
-    return torch.stack([-0.04 * a + 1e4 * b * c, 0.04 * a - 1e4 * b * c - 3e7 * b**2, 3e7 * b**2], dim=-1)

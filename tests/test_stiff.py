@@ -4,12 +4,12 @@ every mode on a small stiff problem."""
 import numpy as np
 import pytest
 import torch
-from scipy.integrate import solve_ivp
 from torch import nn
 
-from problems import ROTATION_Y0, observed_order, robertson, rotation, rotation_exact, van_der_pol
+from problems import ROTATION_Y0, observed_order, rotation, rotation_exact, van_der_pol
 
 import noderun
+from noderun.bench.stiff import reference_end, robertson_case, scipy_solve, stiff_van_der_pol_case
 from noderun.solvers.implicit import ImplicitTableau
 from noderun.solvers.methods import STIFF
 
@@ -73,15 +73,7 @@ def test_global_order_on_a_non_stiff_problem(name):
     assert abs(observed_order(hs, errors) - order) <= 0.3
 
 
-def scipy_solve(func, y0, t_end, method, rtol, atol):
-    numpy_rhs = lambda t, y: func(t, torch.from_numpy(y)).numpy()  # noqa: E731
-    return solve_ivp(numpy_rhs, (0.0, t_end), y0.numpy(), method=method, rtol=rtol, atol=atol)
-
-
-STIFF_CASES = {  # rhs, y0, end time, rtol, atol
-    "van_der_pol": (lambda t, y: van_der_pol(t, y, mu=1000.0), torch.tensor([2.0, 0.0], dtype=D), 3000.0, 1e-6, 1e-6),
-    "robertson": (robertson, torch.tensor([1.0, 0.0, 0.0], dtype=D), 1e5, 1e-6, 1e-10),
-}
+STIFF_CASES = {"van_der_pol": stiff_van_der_pol_case(tiny=False), "robertson": robertson_case(tiny=False)}
 
 
 @pytest.mark.parametrize("case, method", [("robertson", "kvaerno5"),
@@ -91,13 +83,13 @@ STIFF_CASES = {  # rhs, y0, end time, rtol, atol
 def test_stiff_cases_against_scipy_radau(case, method):
     """Within 10x the tolerance of a Radau solve at rtol 1e-10, in at most twice the accepted steps SciPy's
     Radau takes at the same tolerances."""
-    func, y0, t_end, rtol, atol = STIFF_CASES[case]
-    reference = scipy_solve(func, y0, t_end, "Radau", 1e-10, atol * 1e-4).y[:, -1]
-    radau = scipy_solve(func, y0, t_end, "Radau", rtol, atol)
+    case = STIFF_CASES[case]
+    reference = reference_end(case).numpy()
+    radau = scipy_solve(case, "Radau", case.rtol, case.atol)
     stats = noderun.SolveStats()
-    ys = noderun.odeint(func, y0, torch.tensor([0.0, t_end], dtype=D), method=method, rtol=rtol, atol=atol,
-                        stats=stats)
-    scaled = np.abs(ys[-1].numpy() - reference) / (atol + rtol * np.abs(reference))
+    ys = noderun.odeint(case.func, case.y0, torch.tensor([0.0, case.t_end], dtype=D), method=method, rtol=case.rtol,
+                        atol=case.atol, stats=stats)
+    scaled = np.abs(ys[-1].numpy() - reference) / (case.atol + case.rtol * np.abs(reference))
     assert scaled.max() < 10
     assert stats.steps_accepted <= 2 * (len(radau.t) - 1)
     # Newton's work is counted, and the Jacobian is kept across steps
@@ -153,7 +145,8 @@ def test_newton_failures_reject_and_shrink_the_step():
     """Three Newton iterations per stage are often too few on Robertson's problem: those steps are rejected
     and the solve goes on with smaller ones to the same answer; a stage equation Newton cannot solve at any
     step size (its iterates leave the function's domain) raises ``SolverError`` naming the iteration."""
-    func, y0, _, rtol, atol = STIFF_CASES["robertson"]
+    robertson = STIFF_CASES["robertson"]
+    func, y0, rtol, atol = robertson.func, robertson.y0, robertson.rtol, robertson.atol
     t = torch.tensor([0.0, 100.0], dtype=D)
     free, tight = noderun.SolveStats(), noderun.SolveStats()
     expected = noderun.odeint(func, y0, t, method="kvaerno5", rtol=rtol, atol=atol, stats=free)
@@ -277,7 +270,8 @@ def test_odeint_dense_and_events_take_the_implicit_methods(name):
 def test_a_failed_newton_step_is_never_accepted_at_min_step():
     """A step whose Newton iteration failed carries no solution: at ``min_step`` it raises instead of being
     accepted whatever its error."""
-    func, y0, _, rtol, atol = STIFF_CASES["robertson"]
+    robertson = STIFF_CASES["robertson"]
+    func, y0, rtol, atol = robertson.func, robertson.y0, robertson.rtol, robertson.atol
     with pytest.raises(noderun.SolverError, match=r"Newton's method .* failed .* min_step=0\.01"):
         noderun.odeint(func, y0, torch.tensor([0.0, 1.0], dtype=D), method="radau5", rtol=rtol, atol=atol,
                        options={"max_iters": 1, "min_step": 0.01, "first_step": 0.01})

@@ -18,6 +18,7 @@ from ..errors import SolverError
 from ..odeint import odeint
 from ..solvers.methods import STIFF
 from ..solvers.stats import SolveStats
+from .measure import interleaved
 
 SCIPY_METHODS = ("Radau", "BDF")
 EXPLICIT = "dopri5"
@@ -144,8 +145,5 @@ def run_stiff_case(case: StiffCase, repeats: int, progress: Callable[[str], None
         started = time.perf_counter()
         trials.append(StiffTrial(case, library, method, reference))
         progress(f"{case.name}: {library} {method} solved ({time.perf_counter() - started:.1f} s)")
-    for _ in range(repeats):
-        for trial in trials:
-            trial.time_once()
-    return [{"case": case.name, "library": library, "pass": f"forward:{method}", **trial.row()}
-            for (library, method), trial in zip(runs, trials)]
+    return [{"case": case.name, "library": library, "pass": f"forward:{method}", **row}
+            for (library, method), row in zip(runs, interleaved(trials, repeats))]

@@ -299,9 +299,9 @@ class StepController:
                 "the dynamics")
         ratio, ops = self._ratio(step), clock.ops
         acceptable = ratio <= 1.0
-        if self.bounded and step.failure is None:  # a step of at most min_step is accepted whatever its error
+        if step.failure is None and self.bounded:  # a step of at most min_step is accepted whatever its error
             acceptable = acceptable | (abs(step.h) <= self.accept_below)
-        elif step.failure is not None and abs(step.h) <= self.accept_below:
+        elif step.failure is not None and abs(step.h) <= self.accept_below:  # a failed step is never accepted
             raise SolverError(f"{step.failure} at t={step.t!r} with the smallest step allowed, min_step="
                               f"{self.opts.min_step!r}; lower min_step, raise options['max_iters'] or loosen rtol/atol")
         accepted = clock.moving & acceptable

@@ -155,17 +155,22 @@ class ImplicitTableau(StepMethod):
         the first stage, ``f1`` the last): ``b_j(theta) = b_j (3 theta^2 - 2 theta^3)`` plus
         ``theta - 2 theta^2 + theta^3`` for the first stage and ``theta^3 - theta^2`` for the last."""
         if self.error_filter is not None:
-            rows = []
-            for j, c_j in enumerate(self.c):
-                basis = np.polynomial.Polynomial([1.0])
-                for m, c_m in enumerate(self.c):
-                    if m != j:
-                        basis *= np.polynomial.Polynomial([-c_m, 1.0]) / (c_j - c_m)
-                rows.append(tuple(float(x) for x in basis.integ().coef[1:]))
-            return tuple(rows)
+            return tuple(tuple(float(x) for x in basis.integ().coef[1:]) for basis in self.lagrange_basis)
         last = self.stages - 1
         return tuple((float(j == 0), 3 * b_j - 2 * (j == 0) - (j == last), -2 * b_j + (j == 0) + (j == last))
                      for j, b_j in enumerate(self.b))
+
+    @cached_property
+    def lagrange_basis(self) -> tuple[np.polynomial.Polynomial, ...]:
+        """The Lagrange basis polynomials of the nodes ``c``: ``l_j(c_m) = 1`` if ``j == m`` else 0."""
+        basis = []
+        for j, c_j in enumerate(self.c):
+            polynomial = np.polynomial.Polynomial([1.0])
+            for m, c_m in enumerate(self.c):
+                if m != j:
+                    polynomial *= np.polynomial.Polynomial([-c_m, 1.0]) / (c_j - c_m)
+            basis.append(polynomial)
+        return tuple(basis)
 
     @cached_property
     def diagonally_implicit(self) -> bool:
@@ -280,7 +285,7 @@ class ImplicitStepper:
         self.stale = True  # take a new Jacobian at the next step
         self.eta = 1.0  # adaptive: the last converged iteration's rate / (1 - rate), to judge a first iterate
         self.slowest = 0.0  # adaptive: the largest contraction rate in the current step
-        self.last: tuple[float, float, Tensor, Tensor] | None = None  # the last step's t, h, stages and y1
+        self.last: tuple[float, float, Tensor, Tensor] | None = None  # collocation: the last t, h, stages, y1
 
     def __call__(self, t: float, y0: Tensor, h: float, f0: Tensor | None) -> Step:
         f0 = self.rhs(t, y0) if f0 is None else f0
@@ -321,22 +326,23 @@ class ImplicitStepper:
             with torch.no_grad():
                 converged = self._newton(t, y0, h, group, base.detach(), factors, self._start(group, k, f0, t, y0, h))
             k.extend(self._attach_gradient(t, y0, h, group, base, converged).unbind(0))
-        error = None if tableau.error_filter is None else self._filtered_error(t, y0, h, f0, k)
         if self.adaptive:
             self.stale = self.slowest > SLOW_RATE
         stages = StageList([k_i.view_as(y0) for k_i in k])
-        step = Step(t=t, h=h, y0=y0, y1=stages.combine(y0, h, tableau.b), k=stages, error=error)
-        self.last = (t, h, torch.stack([k_i.detach() for k_i in k]), step.y1)
+        step = Step(t=t, h=h, y0=y0, y1=stages.combine(y0, h, tableau.b), k=stages)
+        if tableau.error_filter is not None:  # an adaptive collocation method: its estimate, its next start
+            stacked = torch.stack([k_i.detach() for k_i in k])
+            step.error = self._filtered_error(t, y0, h, f0, stacked)
+            self.last = (t, h, stacked, step.y1)
         return step
 
-    def _filtered_error(self, t: float, y0: Tensor, h: float, f0: Tensor, k: list[Tensor]) -> Tensor:
+    def _filtered_error(self, t: float, y0: Tensor, h: float, f0: Tensor, stages: Tensor) -> Tensor:
         """Hairer's error estimate of a collocation method (``ImplicitTableau``), with one refinement from
         ``f(t, y0 + err0)`` on every step (SciPy's Radau refines only after a rejection): the stiff components
         of the raw estimate are damped by ``(I - h g J)⁻¹``."""
         tableau = self.tableau
         gamma = tableau.error_filter
         with torch.no_grad():
-            stages = torch.stack([k_j.detach() for k_j in k])
             known = h * (self.blocks[("error",)] @ stages)[0]
             factors = self._factorised(("error", gamma), self.blocks[("filter",)], h)
             try:
@@ -372,7 +378,7 @@ class ImplicitStepper:
         if self.tableau.predictor is not None and len(group) == 1:
             weights = self.tableau.predictor[group[0] - 1]
             return sum(w * k_j.detach() for w, k_j in zip(weights, k) if w != 0.0)
-        if self.last is not None and self.tableau.error_filter is not None:
+        if self.last is not None:  # set by adaptive collocation methods only
             t_last, h_last, stages, y1_last = self.last
             shift = 1.0 if y0 is y1_last else 0.0 if t == t_last else None
             if shift is not None:
@@ -382,9 +388,8 @@ class ImplicitStepper:
 
     def _lagrange(self, points: list[float]) -> Tensor:
         """``L[i, j] = l_j(points[i])``, ``l_j`` the Lagrange basis polynomial of node ``c_j``."""
-        c = self.tableau.c
-        return torch.tensor([[math.prod((x - c_m) / (c_j - c_m) for m, c_m in enumerate(c) if m != j)
-                              for j, c_j in enumerate(c)] for x in points], dtype=torch.float64)
+        return torch.tensor([[float(basis(x)) for basis in self.tableau.lagrange_basis] for x in points],
+                            dtype=torch.float64)
 
     def _known_part(self, y0_flat: Tensor, h: float, k: list[Tensor], i: int) -> Tensor:
         """``y0 + h sum_j a_ij K_j`` over the stages ``j`` already solved."""

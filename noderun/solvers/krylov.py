@@ -2,8 +2,8 @@
 too large for a dense Jacobian. ``J v`` is a forward difference of ``f`` along ``v`` (one evaluation, any
 ``func``), ``M = I - h (A_g ⊗ J)`` is never formed, and ``M x = r`` is solved by restarted GMRES in the
 variables of the error control (``x / (atol + rtol |y|)``, so that components of very different sizes count
-alike). With a graph (backprop's implicit-function-theorem update), the solve's derivative applies ``M^T`` by vector–Jacobian
-products of ``f`` at the stage states, again by GMRES."""
+alike). With a graph (backprop's implicit-function-theorem update), the solve's derivative applies ``M^T``
+by vector–Jacobian products of ``f`` at the stage states, again by GMRES."""
 from __future__ import annotations
 
 import math

@@ -25,8 +25,9 @@ Stepper = Callable[[float, Tensor, float, "Tensor | None"], "Step"]  # (t, y, h,
 
 class StepMethod:
     """A method that is not an explicit tableau and takes its own steps (fixed-step unless it says it is
-    ``adaptive``). Subclasses set ``name``, ``order`` and ``option_keys`` and make the stepper; ``multistep`` methods carry a history from step to step (so a
-    step cannot be recomputed alone: ``grad="checkpoint"`` refuses them)."""
+    ``adaptive``). Subclasses set ``name``, ``order`` and ``option_keys`` and make the stepper; ``multistep``
+    methods carry a history from step to step (so a step cannot be recomputed alone: ``grad="checkpoint"``
+    refuses them)."""
 
     name: str
     order: int

@@ -48,16 +48,17 @@ class SolveStats:
         self.nfe_forward += nfe
         self.steps_accepted += accepted
         self.steps_rejected += rejected
-        if work is not None:
-            self.newton_iterations += work.iterations
-            self.jacobian_evaluations += work.jacobians
-            self.factorizations += work.factorizations
+        self._add_work(work, "")
 
     def add_backward(self, nfe: int, accepted: int = 0, rejected: int = 0, work: NewtonWork | None = None) -> None:
         self.nfe_backward += nfe
         self.steps_accepted_backward += accepted
         self.steps_rejected_backward += rejected
+        self._add_work(work, "_backward")
+
+    def _add_work(self, work: NewtonWork | None, suffix: str) -> None:
+        """Add ``work`` to the Newton counters ending in ``suffix`` (``""`` forward, ``"_backward"``)."""
         if work is not None:
-            self.newton_iterations_backward += work.iterations
-            self.jacobian_evaluations_backward += work.jacobians
-            self.factorizations_backward += work.factorizations
+            for name, value in (("newton_iterations", work.iterations), ("jacobian_evaluations", work.jacobians),
+                                ("factorizations", work.factorizations)):
+                setattr(self, name + suffix, getattr(self, name + suffix) + value)
