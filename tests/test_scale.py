@@ -73,7 +73,8 @@ def test_a_requeued_job_resumes_from_its_own_checkpoint(tmp_path):
         read_metrics(tmp_path / "straight")[-1]["test_rmse_extrap"], rel=1e-6)  # full precision (summary.json is rounded)
 
 
-@pytest.mark.parametrize("grad", ["adjoint", "checkpoint"])
+# the adjoint by default; checkpoint (20 s more) with -m slow, to keep the default run well under 10 minutes
+@pytest.mark.parametrize("grad", ["adjoint", pytest.param("checkpoint", marks=pytest.mark.slow)])
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path, grad):
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                 "-m", "noderun.cli")
