@@ -30,6 +30,7 @@ class TrainConfig:
     fallback: Any = MISSING               # a solver node; its keys depend on its method (checked on use)
     max_bad_batches: Optional[int] = MISSING
     distributed: bool = MISSING
+    end_time_jitter: float = MISSING
 
 
 @dataclass
@@ -48,6 +49,7 @@ class NoderunConfig:
     grad: Any = MISSING
     optimizer: Any = MISSING
     task: Any = MISSING
+    regularizer: Any = MISSING
     seed: int = MISSING
     device: str = MISSING
     data_dir: str = MISSING
@@ -117,6 +119,7 @@ class LatentODE(Target):
     dynamics_hidden: int = MISSING
     decoder_hidden: int = MISSING
     obs_noise_std: float = MISSING
+    augment_dim: int = MISSING
 
 
 @dataclass
@@ -128,6 +131,7 @@ class MLP(Target):
 class ODENet(Target):
     channels: int = MISSING
     integration_time: float = MISSING
+    augment_dim: int = MISSING
 
 
 @dataclass
@@ -249,6 +253,13 @@ class SGD(Optimizer):
 
 
 @dataclass
+class Regularizer:
+    kinetic: float = MISSING
+    jacobian: float = MISSING
+    noise: str = MISSING
+
+
+@dataclass
 class DensityMatching(Target):
     eval_samples: int = MISSING
     eval_seed: int = MISSING
@@ -263,6 +274,7 @@ SCHEMAS = {
     "grad": {"adjoint": AdjointGrad, "plain": Grad},
     "optimizer": {"adam": Adam, "sgd": SGD},
     "task": {"target": Target, "density_matching": DensityMatching},
+    "regularizer": {"regularizer": Regularizer},
 }
 
 

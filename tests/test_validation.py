@@ -67,6 +67,15 @@ BAD_CONFIGS = {
     "resume": (["resume=/nonexistent/run"], r"resume='/nonexistent/run': no checkpoint there"),
     "threads": (["threads=0"], r"threads=0: accepted values: a positive integer or null"),
     "every_steps": (["log.every_steps=0"], r"log.every_steps=0: accepted values: a positive integer or null"),
+    "regularizer_weight": (["regularizer.jacobian=-1"], r"regularizer.jacobian=-1.0: accepted values: a finite number, "),
+    "regularizer_noise": (["regularizer.noise=uniform"], r"regularizer.noise='uniform': accepted values: gaussian, rad"),
+    "augment_dim": (["model.augment_dim=-1"], r"model.augment_dim=-1: accepted values: an integer, 0 or more"),
+    "regularizer_without_ode": (["model=resnet", "regularizer=kinetic"],
+                                r"regularizer.kinetic=0.01 regularises an ODE's dynamics, and model ResNet solves "
+                                r"none: accepted models: odenet, latent_ode, cnf"),
+    "jitter_of_data_times": (["experiment=spiral_latent_ode", "train.end_time_jitter=0.1"],
+                             r"model LatentODE is not one: accepted models: odenet, cnf"),
+    "jitter_past_start": (["train.end_time_jitter=1.0"], r"less than model.integration_time=1.0"),
 }
 
 BAD_COMPOSITIONS = {  # refused by the schemas (conf/schema.py) while Hydra composes; the CLI prints this line
@@ -75,7 +84,7 @@ BAD_COMPOSITIONS = {  # refused by the schemas (conf/schema.py) while Hydra comp
     "list_item": (["train.lr_milestones=[a]"], r"^train.lr_milestones\[0\]='a': accepted values: an integer$"),
     "list": (["train.lr_milestones=a"], r"^train.lr_milestones='a': accepted values: a list, each an integer$"),
     "unknown_key": (["train.epoch=3"], r"^train.epoch: unknown key \(did you mean train.epochs\?\); accepted keys: "
-                                       r"epochs, batch_size, .*distributed$"),
+                                       r"epochs, batch_size, .*distributed, end_time_jitter$"),
     "key_of_another_option": (["solver=rk4", "solver.first_step=0.1"],
                               r"^solver.first_step: unknown key; accepted keys: method, step_size, compile, rtol, atol$"),
     "open_node": (["train.fallback.rtol=1e-3"], r"^train.fallback.rtol: unknown key; this node takes keys added "

@@ -68,7 +68,10 @@ class CNFDynamics(nn.Module):
 
 class CNF(nn.Module):
     """``log_prob`` solves data → base (t_end → 0), ``sample_with_log_prob`` base → data. Training with
-    ``trace="hutchinson"`` draws ε once per solve; evaluation (``eval()``) always uses the exact trace."""
+    ``trace="hutchinson"`` draws ε once per solve; evaluation (``eval()``) always uses the exact trace.
+    Training with ``block.end_time_jitter`` (STEER) flows for a random time around ``t_end``.
+    There is no ``augment_dim``: extra dimensions that start at zero make the data's map to the base
+    non-invertible in general, and the change of variables would no longer give the data's density."""
 
     def __init__(self, dim: int, solver: SolverSettings, width: int = 64, hyper_hidden: int = 32,
                  trace: str = "exact", noise: str = "gaussian", t_end: float = 10.0, base_variance: float = 0.1):
@@ -91,13 +94,13 @@ class CNF(nn.Module):
         return self.block.trajectory((start, start.new_zeros(len(start))), times)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        z, delta = self._solve(x, self.block.t.flip(0))
+        z, delta = self._solve(x, self.block.span().flip(0))
         return self.base.log_prob(z[-1]) - delta[-1]
 
     def sample_with_log_prob(self, n: int, like: Tensor, generator: torch.Generator | None = None):
         """``n`` samples ``(n, D)`` and their log-density, on ``like``'s device and dtype."""
         z0 = self.base.sample(n, like, generator)
-        z, delta = self._solve(z0, self.block.t)
+        z, delta = self._solve(z0, self.block.span())
         return z[-1], self.base.log_prob(z0) + delta[-1]
 
     @torch.no_grad()

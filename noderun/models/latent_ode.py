@@ -54,17 +54,23 @@ def kl_to_standard_normal(mean: Tensor, logvar: Tensor) -> Tensor:
 
 
 class LatentODE(nn.Module):
+    """With ``augment_dim``, the ODE flows ``latent_dim + augment_dim`` dimensions, the extra ones starting at
+    zero (ANODE), and the decoder reads them all; q(z0) and its KL stay over the ``latent_dim`` ones."""
+
     def __init__(self, obs_dim: int, solver: SolverSettings, latent_dim: int = 4, rnn_hidden: int = 25,
-                 dynamics_hidden: int = 20, decoder_hidden: int = 20, obs_noise_std: float = 0.1):
+                 dynamics_hidden: int = 20, decoder_hidden: int = 20, obs_noise_std: float = 0.1,
+                 augment_dim: int = 0):
         super().__init__()
+        self.augment_dim = augment_dim
         self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim)
-        self.dynamics = ODEBlock(LatentDynamics(latent_dim, dynamics_hidden), solver)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(),
+        self.dynamics = ODEBlock(LatentDynamics(latent_dim + augment_dim, dynamics_hidden), solver)
+        self.decoder = nn.Sequential(nn.Linear(latent_dim + augment_dim, decoder_hidden), nn.ReLU(),
                                      nn.Linear(decoder_hidden, obs_dim))
         self.obs_noise_std = obs_noise_std
 
     def decode_path(self, z0: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
-        """Latent path ``(B, T, latent)`` and decoded observations ``(B, T, obs)`` at ``times``."""
+        """Latent path ``(B, T, latent + augment)`` and decoded observations ``(B, T, obs)`` at ``times``."""
+        z0 = torch.cat([z0, z0.new_zeros(len(z0), self.augment_dim)], dim=1) if self.augment_dim else z0
         path = self.dynamics.trajectory(z0, times).transpose(0, 1)
         return path, self.decoder(path)
 

@@ -55,15 +55,25 @@ def classifier_head(channels: int, num_classes: int) -> nn.Sequential:
                          nn.Linear(channels, num_classes))
 
 
+def augmented(h: Tensor, extra: int) -> Tensor:
+    """``h`` with ``extra`` zero channels after its own (dimension 1): ANODE's augmented state (Dupont et al. 2019)."""
+    if not extra:
+        return h
+    return torch.cat([h, h.new_zeros(h.shape[0], extra, *h.shape[2:])], dim=1)
+
+
 class ODENet(nn.Module):
-    """Downsampling, one ODE block over ``[0, integration_time]``, classifier head."""
+    """Downsampling, one ODE block over ``[0, integration_time]``, classifier head. With ``augment_dim``,
+    the block flows ``channels + augment_dim`` channels, the extra ones starting at zero, and the head
+    reads them all (ANODE)."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, solver: SolverSettings,
-                 channels: int = 64, integration_time: float = 1.0):
+                 channels: int = 64, integration_time: float = 1.0, augment_dim: int = 0):
         super().__init__()
+        self.augment_dim = augment_dim
         self.downsampling = downsampling(input_shape[0], channels)
-        self.feature = ODEBlock(ConvODEFunc(channels), solver, integration_time)
-        self.head = classifier_head(channels, num_classes)
+        self.feature = ODEBlock(ConvODEFunc(channels + augment_dim), solver, integration_time)
+        self.head = classifier_head(channels + augment_dim, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.feature(self.downsampling(x)))
+        return self.head(self.feature(augmented(self.downsampling(x), self.augment_dim)))

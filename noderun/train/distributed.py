@@ -12,6 +12,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import SolverError
+from ..models.ode_block import ode_blocks
+from ..models.regularize import penalty
 from .failures import failure_status
 from .signals import StopRequest
 
@@ -127,14 +129,20 @@ def stop() -> None:
 
 class TaskLoss(nn.Module):
     """The task's loss on a batch as a module's forward, so that DistributedDataParallel sees the model
-    run (and averages its gradients over the processes in the backward pass, whatever the grad mode)."""
+    run (and averages its gradients over the processes in the backward pass, whatever the grad mode).
+    The ODE blocks' regularisers (``regularizer=...``) are added to it, and their integrals to the counts."""
 
     def __init__(self, model: nn.Module, task: Any):
         super().__init__()
         self.model, self.task = model, task
+        self.blocks = ode_blocks(model)
 
     def forward(self, batch):
-        return self.task.loss(self.model, batch)
+        for block in self.blocks:
+            block.integrals = {}
+        loss, counts = self.task.loss(self.model, batch)
+        regularization, integrals = penalty(self.blocks)
+        return loss + regularization, {**counts, **integrals}
 
 
 def loss_module(model: nn.Module, task: Any, processes: Processes, device: torch.device) -> nn.Module:

@@ -67,6 +67,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
 STEP_SCALARS = ("loss", "nfe_forward", "nfe_backward")  # to TensorBoard every ``log_every`` steps
 STEP_STATS = ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s")
 MEMORY_STATS = ["saved_tensors_mb", "cuda_peak_mb", "peak_rss_mb"]  # the largest over the processes
+REGULARIZER_STATS = ("reg_kinetic", "reg_jacobian")  # the integrals of a regularised run (regularizer=...)
 
 # The checkpoint's layout, written by ``Trainer.state_dict`` and read by ``Trainer.load_state_dict``.
 STATE_KEYS = ("model", "optimizer", "scheduler", "state", "epoch_iterations", "epoch_failures", "random", "config")
@@ -180,7 +181,8 @@ class Trainer:
         every = self.settings.log_every
         if every and iterations and self.state.step % every == 0:
             recent = iterations[-every:]
-            self.writer.write_step({key: sum(i[key] for i in recent) / len(recent) for key in STEP_SCALARS},
+            keys = STEP_SCALARS + tuple(key for key in REGULARIZER_STATS if key in recent[-1])
+            self.writer.write_step({key: sum(i.get(key, 0.0) for i in recent) / len(recent) for key in keys},
                                    self.state.step)
 
     def _train_step(self, batch, indices: list[int]) -> dict[str, float] | None:
@@ -274,11 +276,16 @@ class Trainer:
             values = [i[key] for i in iterations if key in i] or [0]
             metrics[f"{key}_mean"] = sum(values) / len(values)
             metrics[f"{key}_max"] = max(values)
+        regularizers = [key for key in REGULARIZER_STATS if any(key in i for i in iterations)]
+        for key in regularizers:
+            values = [i[key] for i in iterations if key in i]
+            metrics[f"{key}_mean"] = sum(values) / len(values)
         metrics["saved_tensors_mb"] = max((i["saved_tensors_mb"] for i in iterations), default=0.0)
         if self.device.type == "cuda":
             metrics["cuda_peak_mb"] = max((i["cuda_peak_mb"] for i in iterations), default=0.0)
         metrics["peak_rss_mb"] = peak_rss_mb()
-        return self.processes.gather(metrics, mean_keys=["train_loss"] + [f"{key}_mean" for key in STEP_STATS],
+        mean_keys = ["train_loss"] + [f"{key}_mean" for key in (*STEP_STATS, *regularizers)]
+        return self.processes.gather(metrics, mean_keys=mean_keys,
                                      max_keys=[f"{key}_max" for key in STEP_STATS] + MEMORY_STATS)
 
     def _epoch_record(self, train_metrics: dict[str, Any], test_metrics: dict[str, Any], seconds: float,

@@ -20,13 +20,13 @@ from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, read_metrics,
 from ..log.precision import rounded
 from ..models.ode_block import ode_blocks
 from ..solvers.settings import SolverSettings
-from .build import build_model, build_task
+from .build import build_model, build_task, regularization
 from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_checkpoint
 from . import distributed
 from .device import hydra_launcher, resolve_device, torch_threads
 from .failures import FailurePolicy, StopTraining, describe as describe_failure
 from .folders import claim
-from .loop import REQUIRED_STATE_KEYS, Trainer, TrainSettings
+from .loop import REGULARIZER_STATS, REQUIRED_STATE_KEYS, Trainer, TrainSettings
 from .validate import validate_config
 
 log = logging.getLogger("noderun")
@@ -148,6 +148,7 @@ def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None,
         "model": component_name(cfg, "model"),
         "solver": cfg.solver.method,
         "grad": cfg.grad.mode,
+        "regularizer": regularization(cfg).name,
         "rtol": cfg.solver.get("rtol"),
         "atol": cfg.solver.get("atol"),
         "step_size": cfg.solver.get("step_size"),
@@ -242,4 +243,5 @@ def final_metrics(record: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
         epoch_time_s=(sum(trainer.epoch_times) / len(trainer.epoch_times) if trainer.epoch_times
                       else record.get("epoch_time_s")),
     )
+    metrics.update({key: record[f"{key}_mean"] for key in REGULARIZER_STATS if f"{key}_mean" in record})
     return metrics

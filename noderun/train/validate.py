@@ -36,8 +36,13 @@ OPTIONAL_POSITIVE_INTEGERS = ("train.max_iters", "train.max_bad_batches", "threa
 POSITIVE_NUMBERS = ("train.lr", "train.lr_gamma", "optimizer.lr", "dataset.t_window", "model.integration_time",
                     "model.t_end", "model.base_variance", "model.obs_noise_std")
 FRACTIONS = ("dataset.test_fraction",)  # strictly between 0 and 1
+NON_NEGATIVE_NUMBERS = ("regularizer.kinetic", "regularizer.jacobian", "train.end_time_jitter")
+NON_NEGATIVE_INTEGERS = ("model.augment_dim",)
+ODE_MODELS = {"ODENet": "odenet", "LatentODE": "latent_ode", "CNF": "cnf"}  # by class: the models with ODE blocks
+SPAN_MODELS = {"ODENet": "model.integration_time", "CNF": "model.t_end"}  # solved over [0, T]: their T's key
 NAMES = {"train.on_solver_error": FAILURE_POLICIES, "grad.mode": GRAD_MODES, "dataset.kind": SPIRAL_KINDS,
-         "dataset.name": tuple(SHAPES), "model.trace": TRACES, "model.noise": NOISES, "model.direction": DIRECTIONS}
+         "dataset.name": tuple(SHAPES), "model.trace": TRACES, "model.noise": NOISES, "model.direction": DIRECTIONS,
+         "regularizer.noise": NOISES}
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -47,6 +52,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_names(cfg)
     _check_processes(cfg, _value(cfg, "train.on_solver_error"))
     _check_solver(cfg)
+    _check_training_terms(cfg)
     _check_device(cfg)
     _check_data_dir(cfg)
     _check_resume(cfg)
@@ -89,6 +95,12 @@ def _check_ranges(cfg: DictConfig) -> None:
         _positive_int(cfg, key, optional=True)
     for key in _present(cfg, POSITIVE_NUMBERS):
         _positive_number(cfg, key)
+    for key in _present(cfg, NON_NEGATIVE_NUMBERS):
+        if not (is_positive(_value(cfg, key)) or _value(cfg, key) == 0):
+            raise ConfigError(f"{key}={_value(cfg, key)!r}: accepted values: a finite number, 0 or more")
+    for key in _present(cfg, NON_NEGATIVE_INTEGERS):
+        if not (is_positive(_value(cfg, key), integer=True) or _value(cfg, key) == 0):
+            raise ConfigError(f"{key}={_value(cfg, key)!r}: accepted values: an integer, 0 or more")
     for key in _present(cfg, FRACTIONS):
         if not 0 < _value(cfg, key) < 1:
             raise ConfigError(f"{key}={_value(cfg, key)!r}: accepted values: a number between 0 and 1 (exclusive)")
@@ -145,6 +157,26 @@ def _check_solver_node(cfg: DictConfig, key: str) -> None:
         SolverSettings.from_config(node, cfg.grad, key=key)
     except SettingError as error:  # its message names the config key already
         raise ConfigError(str(error)) from None
+
+
+def _check_training_terms(cfg: DictConfig) -> None:
+    """A regulariser needs a model that solves an ODE; STEER's jitter one solved over ``[0, T]``, less than T."""
+    model_class = str(_value(cfg, "model._target_")).rsplit(".", 1)[-1]
+    weighted = [key for key in ("kinetic", "jacobian") if (_value(cfg, f"regularizer.{key}") or 0) > 0]
+    if weighted and model_class not in ODE_MODELS:
+        raise ConfigError(f"regularizer.{weighted[0]}={_value(cfg, f'regularizer.{weighted[0]}')} regularises an ODE's "
+                          f"dynamics, and model {model_class} solves none: accepted models: "
+                          f"{', '.join(ODE_MODELS.values())}; or regularizer=none")
+    jitter = _value(cfg, "train.end_time_jitter") or 0
+    if not jitter:
+        return
+    if model_class not in SPAN_MODELS:
+        raise ConfigError(f"train.end_time_jitter={jitter} moves the end time of a model solved over [0, T], and model "
+                          f"{model_class} is not one: accepted models: odenet, cnf; or train.end_time_jitter=0")
+    end_key = SPAN_MODELS[model_class]
+    if jitter >= _value(cfg, end_key):
+        raise ConfigError(f"train.end_time_jitter={jitter}: accepted values: 0 or more and less than "
+                          f"{end_key}={_value(cfg, end_key)} (the end time must stay after the start)")
 
 
 def _check_device(cfg: DictConfig) -> None:
