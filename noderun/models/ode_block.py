@@ -1,8 +1,6 @@
 """An ODE block: a network layer whose output is the solution of ``dh/dt = f(t, h)`` at the end time."""
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor, nn
 
@@ -45,10 +43,9 @@ class ODEBlock(nn.Module):
         or for a tuple state a tuple of such solutions (times in the first tensor's dtype)."""
         like = h[0] if isinstance(h, (tuple, list)) else h
         times = times.to(like.dtype)
-        run = functools.partial(solve, settings=self.solver, stats=self.stats)
         if not (self.training and self.regularization.terms and torch.is_grad_enabled()):
-            return run(self.func, h, times)
-        solution, integrals = regularized_solve(run, self.func, h, times, self.regularization)
+            return solve(self.func, h, times, self.solver, stats=self.stats)
+        solution, integrals = regularized_solve(self.func, h, times, self.solver, self.stats, self.regularization)
         for term, integral in integrals.items():
             self.integrals[term] = self.integrals.get(term, 0.0) + integral
         return solution
