@@ -82,6 +82,11 @@ def positive_number(text: str) -> float:
     return value
 
 
+def positive_numbers(text: str) -> tuple[float, ...]:
+    """A comma-separated list of finite positive numbers."""
+    return tuple(positive_number(part) for part in text.split(","))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noderun", description="Neural ODE experiment runner. "
                                      "`noderun train [overrides]` trains (Hydra; `noderun train --help`).")
@@ -98,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     figure3.add_argument("--out", default=None, help="output directory (default: RUN/figure3)")
     figure3.add_argument("--batch-size", type=int, default=128, help="test images to solve")
     figure3.add_argument("--tolerances", default=None, help="comma-separated dopri5 tolerances to sweep")
+    gradcheck = commands.add_parser("gradcheck", help="each gradient mode's gradient error against a float64 "
+                                    "reference, across tolerances, with NFE, time and memory, for a trained run")
+    gradcheck.add_argument("run", help="a run directory or its checkpoint.pt (trained with an adaptive method)")
+    gradcheck.add_argument("--out", default=None, help="output directory (default: RUN/gradcheck)")
+    gradcheck.add_argument("--batch-size", type=int, default=32, help="test samples in the loss")
+    gradcheck.add_argument("--tolerances", type=positive_numbers, default=None,
+                           help="comma-separated tolerances (default: 1e-3 ... 1e-7)")
     memory = commands.add_parser("memory-depth", help="memory of one training iteration against depth, per grad mode")
     memory.add_argument("--out", default="outputs/memory_depth")
     memory.add_argument("--multiples", default="1,2,4,8")
@@ -141,6 +153,12 @@ def figure3(args) -> int:
 
     tolerances = tuple(float(x) for x in args.tolerances.split(",")) if args.tolerances else TOLERANCES
     return print_paths(figure3(args.run, args.out, args.batch_size, tolerances))
+
+
+def gradcheck(args) -> int:
+    from .studies.gradcheck import TOLERANCES, gradcheck
+
+    return print_paths(gradcheck(args.run, args.out, args.batch_size, args.tolerances or TOLERANCES))
 
 
 def memory_depth(args) -> int:
@@ -196,7 +214,7 @@ def demo(args) -> int:
     return run_demo(rtol=args.rtol)
 
 
-COMMANDS = {"report": report, "figure3": figure3, "memory-depth": memory_depth, "spiral-figures": spiral_figures,
+COMMANDS = {"report": report, "figure3": figure3, "gradcheck": gradcheck, "memory-depth": memory_depth, "spiral-figures": spiral_figures,
             "flow-figures": flow_figures, "bench": bench, "methods": methods, "demo": demo}
 
 
