@@ -129,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     bench.add_argument("--threads", type=int, default=1, help="torch threads")
     bench.add_argument("--tiny", action="store_true", help="shrink every problem to seconds (a smoke run)")
-    bench.add_argument("--out", default="outputs/bench")
+    bench.add_argument("--work-precision", action="store_true", help="work-precision diagrams instead: every "
+                       "applicable method across tolerances (fixed-step ones across step sizes), with torchdiffeq and "
+                       "SciPy where installed; CSV and one PNG per problem")
+    bench.add_argument("--tolerances", type=positive_numbers, default=None,
+                       help="with --work-precision: comma-separated tolerances (default: 1e-3 ... 1e-10, stiff 1e-8)")
+    bench.add_argument("--out", default=None, help="output directory (default: outputs/bench, "
+                       "outputs/work_precision with --work-precision)")
     commands.add_parser("methods", help="list the ODE solver methods")
     demo = commands.add_parser("demo", help="solve a small ODE with every method and every gradient mode")
     demo.add_argument("--rtol", type=positive_number, default=1e-6, help="rtol = atol of every solve")
@@ -189,10 +195,17 @@ def bench(args) -> int:
     from .bench.suite import run_bench
 
     names = args.cases.split(",") if args.cases else None
-    rows = run_bench(names, args.repeats, args.threads, args.tiny, args.out,
+    if args.work_precision:
+        from .bench.precision import work_precision
+
+        out = args.out or "outputs/work_precision"
+        rows = work_precision(names, args.repeats, args.threads, args.tiny, out, args.tolerances)
+        return print_paths([f"{out}/work_precision.csv", *sorted({f"{out}/{row['problem']}.png" for row in rows})])
+    out = args.out or "outputs/bench"
+    rows = run_bench(names, args.repeats, args.threads, args.tiny, out,
                      progress=lambda line: print(line, file=sys.stderr, flush=True))
     print_table(rows)
-    return print_paths([f"{args.out}/bench.csv", f"{args.out}/bench.json"])
+    return print_paths([f"{out}/bench.csv", f"{out}/bench.json"])
 
 
 def methods(args) -> int:

@@ -3,9 +3,11 @@ with the time left; elsewhere (a log file, a cluster job's output), a plain log 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .console import console
@@ -70,3 +72,31 @@ class EpochProgress:
         run_left = (position.run_steps - step) * seconds_per_step
         time_left = f"{clock(epoch_left)} left in the epoch, {clock(run_left)} in the run"
         return f"{position.title} step {step}/{position.run_steps}: " + "; ".join(filter(None, (status, time_left)))
+
+
+class WorkProgress:
+    """A long command's progress over ``total`` units of work (a bench trial, a figure's solve): on a
+    terminal, a rich bar on stderr with the time left; elsewhere, each unit's line on stderr with the time
+    left, estimated from the units so far. Call ``advance(line)`` after each unit, inside ``with``."""
+
+    def __init__(self, title: str, total: int):
+        self.total, self.done, self.started = total, 0, time.perf_counter()
+        self.console = Console(stderr=True)
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=self.console,
+                            disable=not self.console.is_terminal)
+        self.task = self.bar.add_task(title, total=total, status="")
+
+    def __enter__(self) -> WorkProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.bar.stop()
+
+    def advance(self, line: str) -> None:
+        self.done += 1
+        self.bar.update(self.task, advance=1, status=line)
+        if not self.console.is_terminal:
+            left = (self.total - self.done) * (time.perf_counter() - self.started) / self.done
+            print(f"[{self.done}/{self.total}] {line}; {clock(left)} left", file=sys.stderr, flush=True)
