@@ -26,7 +26,6 @@ from ..errors import SolverError
 from ..log.files import write_csv
 from ..log.progress import WorkProgress
 from ..odeint import odeint
-from ..solvers.stats import SolveStats
 from .cases import CASES, build_cases
 from .measure import Counted
 from .stiff import STIFF_CASES
