@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--group-by", default=None, help="config keys, comma-separated, to aggregate runs by "
                         "(mean ± std over each combination), written to report_by_KEY.md and .csv")
     report.add_argument("--metrics", default=None, help="comma-separated summary keys to show")
+    report.add_argument("--plot", nargs=2, metavar=("X", "Y"), default=None, help="a PNG of summary value Y against "
+                        "X, one point per configuration with mean ± std over its seeds")
+    report.add_argument("--hue", default=None, help="with --plot: the config key whose values get a line each")
     figure3 = commands.add_parser("figure3", help="the paper's Figure 3 (NFE statistics) from a trained ODE-Net run")
     figure3.add_argument("run", help="a run directory or its checkpoint.pt")
     figure3.add_argument("--out", default=None, help="output directory (default: RUN/figure3)")
@@ -151,7 +154,7 @@ def print_paths(paths) -> int:
 def report(args) -> int:
     from .report import report_command
 
-    return report_command(args.directory, args.group_by, args.metrics)
+    return report_command(args.directory, args.group_by, args.metrics, args.plot, args.hue)
 
 
 def figure3(args) -> int:
@@ -192,7 +195,8 @@ def flow_figures(args) -> int:
 
 def bench(args) -> int:
     from .bench.report import print_table
-    from .bench.suite import run_bench
+    from .bench.suite import run_bench, units
+    from .log.progress import WorkProgress
 
     names = args.cases.split(",") if args.cases else None
     if args.work_precision:
@@ -202,8 +206,8 @@ def bench(args) -> int:
         rows = work_precision(names, args.repeats, args.threads, args.tiny, out, args.tolerances)
         return print_paths([f"{out}/work_precision.csv", *sorted({f"{out}/{row['problem']}.png" for row in rows})])
     out = args.out or "outputs/bench"
-    rows = run_bench(names, args.repeats, args.threads, args.tiny, out,
-                     progress=lambda line: print(line, file=sys.stderr, flush=True))
+    with WorkProgress("bench", units(names, args.tiny)) as progress:
+        rows = run_bench(names, args.repeats, args.threads, args.tiny, out, progress=progress.advance)
     print_table(rows)
     return print_paths([f"{out}/bench.csv", f"{out}/bench.json"])
 

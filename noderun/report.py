@@ -1,5 +1,6 @@
 """``noderun report DIR``: every run under DIR as a table (rich on the console, report.md, report.csv); with
-``--group-by KEY[,KEY...]``, one row per combination of their values in report_by_KEY.md and .csv beside them."""
+``--group-by KEY[,KEY...]``, one row per combination of their values in report_by_KEY.md and .csv beside them;
+with ``--plot X Y [--hue KEY]``, a figure beside them (report_plot.py)."""
 from __future__ import annotations
 
 import json
@@ -156,7 +157,8 @@ def report_name(group_by: str | None) -> str:
     return "report" if not group_by else "report_by_" + re.sub(r"[^\w.-]", "_", group_by)
 
 
-def report_command(directory: str, group_by: str | None = None, metrics: str | None = None) -> int:
+def report_command(directory: str, group_by: str | None = None, metrics: str | None = None,
+                   plot: list[str] | None = None, hue: str | None = None) -> int:
     root = Path(directory)
     runs = load_runs(root) if root.is_dir() else []
     if not runs:
@@ -177,4 +179,15 @@ def report_command(directory: str, group_by: str | None = None, metrics: str | N
     write_markdown(root / f"{name}.md", rows)
     write_csv(root / f"{name}.csv", rows)
     print(f"wrote {root / name}.md and {root / name}.csv")
+    if plot:
+        from .report_plot import plot_runs
+
+        x, y = plot
+        figure_name = f"plot_{y}_vs_{x}" + (f"_by_{hue}" if hue else "")
+        try:
+            path = plot_runs(runs, x, y, hue, root / (re.sub(r"[^\w.-]", "_", figure_name) + ".png"))
+        except ValueError as error:
+            print(f"noderun report --plot: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {path}")
     return 0

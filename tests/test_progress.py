@@ -115,3 +115,14 @@ def test_a_missing_plugin_says_how_to_install_it(monkeypatch, capsys, override, 
     assert main(["train", "-m", override]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f'config: {override}: {module} is not installed: pip install -e ".[scale]"'
+
+
+def test_work_progress_off_a_terminal_prints_each_unit_with_the_time_left(capsys):
+    from noderun.log.progress import WorkProgress
+
+    with WorkProgress("bench", 2) as progress:
+        progress.advance("first case measured")
+        progress.advance("second case measured")
+    lines = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"\[1/2\] first case measured; \d:\d\d:\d\d left", lines[0])
+    assert lines[1] == "[2/2] second case measured; 0:00:00 left"

@@ -178,3 +178,4 @@ def test_a_regularised_augmented_jittered_run_logs_each_term(tmp_path):
     assert record["reg_kinetic_mean"] > 0 and record["reg_jacobian_mean"] > 0
     assert summary["reg_kinetic"] == pytest.approx(record["reg_kinetic_mean"])
 
+

@@ -41,3 +41,24 @@ def test_group_by_two_keys_gives_mean_and_std_per_combination(sweep):
 def test_group_by_one_key_pools_the_others(sweep):
     lines = grouped_lines(sweep, "experiment")
     assert lines[2] == "| a | 6 | 6 completed | 3 ± 1.26 | 1 0.1, 1 0.2, 1 0.3, 3 None |"  # 1, 2, 3, 4, 4, 4: mean 3, sample std sqrt(8 / 5)
+
+
+def test_plot_places_each_configuration_at_its_seeds_mean_with_their_std(sweep):
+    from noderun.report import load_runs
+    from noderun.report_plot import points
+
+    series = points(load_runs(sweep), "test_rmse_interp", "test_rmse_extrap", "experiment")
+    assert set(series) == {"a", "b"}  # a at n_obs 50 has no x value: left out
+    assert series["a"] == [pytest.approx((0.2, 0.1, 2.0, 1.0))] and series["b"] == [pytest.approx((2.0, 1.0, 20.0, 10.0))]
+
+
+def test_report_plot_writes_a_figure_beside_the_tables(sweep, capsys):
+    assert report_command(str(sweep), plot=["test_rmse_interp", "test_rmse_extrap"], hue="experiment") == 0
+    figure = sweep / "plot_test_rmse_extrap_vs_test_rmse_interp_by_experiment.png"
+    assert figure.stat().st_size > 10_000 and f"wrote {figure}" in capsys.readouterr().out
+
+
+def test_report_plot_of_a_missing_metric_names_the_numeric_ones(sweep, capsys):
+    assert report_command(str(sweep), plot=["nfe", "test_rmse_extrap"]) == 2
+    assert "no run has numbers for both 'nfe' and 'test_rmse_extrap'; numeric summary keys: test_rmse_extrap, " \
+           "test_rmse_interp" in capsys.readouterr().err

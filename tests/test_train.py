@@ -100,3 +100,19 @@ def test_unknown_solver_fails_with_the_choices(tmp_path):
 def test_adam_trains_at_train_lr(tmp_path):
     run(compose_config("optimizer=adam", "train.lr=0.01", "model=mlp", "train.max_iters=1", "train.epochs=1"), tmp_path)
     assert [record["lr"] for record in read_metrics(tmp_path)] == [0.01]
+
+
+def test_a_run_writes_its_settings_and_final_numbers_for_the_hparams_dashboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run(compose_config("experiment=mnist5k_odenet_smoke", "model.channels=8", "train.max_iters=1"), tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["solver.method"].string_value == "dopri5"
+    assert start.hparams["model.channels"].number_value == 8
+    assert start.hparams["seed"].number_value == 0
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert "final/test_error" in {info.name.tag for info in experiment.metric_infos}

@@ -133,13 +133,18 @@ class StiffTrial:
         return {"time_s": statistics.median(self.times) if self.times else None, **self.facts}
 
 
+def stiff_runs() -> list[tuple[str, str]]:
+    """``(library, method)`` of every solve of a stiff case."""
+    return [("noderun", method) for method in (*STIFF, EXPLICIT)] + \
+        ([("scipy", method) for method in SCIPY_METHODS] if has_scipy() else [])
+
+
 def run_stiff_case(case: StiffCase, repeats: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """Every method on ``case``, timed in interleaved rounds; one row each, ``pass`` ``forward:<method>``."""
     started = time.perf_counter()
     reference = reference_end(case)
     progress(f"{case.name}: reference solved ({time.perf_counter() - started:.1f} s)")
-    runs = [("noderun", method) for method in (*STIFF, EXPLICIT)]
-    runs += [("scipy", method) for method in SCIPY_METHODS] if has_scipy() else []
+    runs = stiff_runs()
     trials = []
     for library, method in runs:
         started = time.perf_counter()

@@ -15,7 +15,7 @@ import torch
 from ..log.files import write_csv
 from .cases import CASES, build_cases
 from .measure import BackwardTrial, EvaluationTrial, ForwardTrial, interleaved, measures, reference_solution
-from .stiff import STIFF_CASES, run_stiff_case
+from .stiff import STIFF_CASES, run_stiff_case, stiff_runs
 
 COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "rejected", "jacobians", "error", "eval_s", "overhead",
            "saved_mb", "vs_torchdiffeq", "compile_s", "note"]
@@ -65,6 +65,18 @@ def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress
         progress(f"{case.name}: {name} measured ({time.perf_counter() - started:.1f} s)")
     order = {library: i for i, library in enumerate(libraries_to_run)}
     return sorted(rows, key=lambda row: order[row["library"]])
+
+
+def units(names: list[str] | None, tiny: bool) -> int:
+    """The steps ``run_bench`` reports to its ``progress`` for ``names`` (default: every case)."""
+    count = 0
+    for name in names or [*CASES, *STIFF_CASES]:
+        if name in STIFF_CASES:
+            count += 1 + len(stiff_runs())
+        elif name in CASES:
+            case = CASES[name](tiny)
+            count += 2 + len(case.forward_modes) + len(case.backward)
+    return count
 
 
 def run_bench(names: list[str] | None = None, repeats: int = 5, threads: int = 1, tiny: bool = False,

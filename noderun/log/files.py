@@ -68,6 +68,13 @@ class MetricsWriter:
             for key, value in scalars.items():
                 self.tensorboard.add_scalar(f"step/{key}", value, step)
 
+    def write_hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        """The run's settings and final numbers (as ``final/<key>``) for TensorBoard's HParams dashboard, in the
+        run's own TensorBoard folder, so that a sweep's runs line up side by side there."""
+        if self.enabled and self.tensorboard is not None:
+            self.tensorboard.add_hparams(hparams, {f"final/{key}": value for key, value in metrics.items()},
+                                         run_name=".")
+
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..log.files import read_metrics, write_csv
+from ..log.progress import WorkProgress
 from ..models.ode_block import ODEBlock, ode_blocks
 from ..odeint import odeint
 from .trained_run import TrainedRun, load_trained_run
@@ -110,8 +111,13 @@ def figure3(path_or_dir: str, out: str | None = None, batch_size: int = 128,
     out_dir.mkdir(parents=True, exist_ok=True)
     block = blocks[0]
     h0 = block_input(run, block)
-    reference = reference_solution(block, h0)
-    sweep = [measure_tolerance(run, block, h0, reference, tol, repeats) for tol in tolerances]
+    sweep = []
+    with WorkProgress("figure 3", 1 + len(tolerances)) as progress:
+        reference = reference_solution(block, h0)
+        progress.advance("reference solved")
+        for tol in tolerances:
+            sweep.append(measure_tolerance(run, block, h0, reference, tol, repeats))
+            progress.advance(f"tolerance {tol:g} measured")
     keys = ("epoch", "step", "nfe_forward_mean", "nfe_backward_mean")
     training = [{key: row[key] for key in keys} for row in read_metrics(run.directory)]
     if not training:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..log.progress import WorkProgress
 from .trained_run import TrainedModel, load_trained_model
 
 EXTENT = 2.0  # every toy shape lies well inside [-2, 2]²
@@ -67,19 +68,25 @@ def flow_figures(runs: list[str], out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     trained = [load_trained_model(run) for run in runs]
     paths = []
-    for name, columns, draw in [("flow_densities.png", 4, density_row),
-                                ("flow_transport.png", 1 + len(FRACTIONS), transport_row)]:
-        figure, axes = plt.subplots(len(trained), columns, figsize=(2.2 * columns, 2.4 * len(trained)),
-                                    squeeze=False)
-        for row, model in zip(axes, trained):
-            draw(row, model)
-            row[0].set_ylabel(title(model), fontsize=9)
-            for ax in row:
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_aspect("equal")
-        figure.tight_layout()
-        figure.savefig(out / name, dpi=110)
-        plt.close(figure)
-        paths.append(out / name)
+    figures = [("flow_densities.png", 4, density_row), ("flow_transport.png", 1 + len(FRACTIONS), transport_row)]
+    with WorkProgress("flow figures", len(figures) * len(trained)) as progress:
+        for name, columns, draw in figures:
+            paths.append(draw_figure(plt, out / name, columns, draw, trained, progress))
     return paths
+
+
+def draw_figure(plt, path: Path, columns: int, draw, trained: list[TrainedModel], progress: WorkProgress) -> Path:
+    """One figure, a row per run drawn by ``draw``."""
+    figure, axes = plt.subplots(len(trained), columns, figsize=(2.2 * columns, 2.4 * len(trained)), squeeze=False)
+    for row, model in zip(axes, trained):
+        draw(row, model)
+        row[0].set_ylabel(title(model), fontsize=9)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_aspect("equal")
+        progress.advance(f"{path.name}: {title(model).splitlines()[0]}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

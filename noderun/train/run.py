@@ -19,6 +19,7 @@ from ..log.console import console, summary_table
 from ..log.files import METRICS_NAME, SUMMARY_NAME, MetricsWriter, read_metrics, write_json_atomic
 from ..log.precision import rounded
 from ..models.ode_block import ode_blocks
+from ..report import flatten
 from ..solvers.settings import SolverSettings
 from .build import build_model, build_task, regularization
 from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_checkpoint
@@ -102,6 +103,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         raise
     finally:
         summary["wall_time_s"] = time.perf_counter() - started
+        writer.write_hparams(*tensorboard_hparams(OmegaConf.to_container(cfg, resolve=True), summary))
         writer.close()
         distributed.stop()
         if processes.main:
@@ -110,6 +112,23 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         headline = summary.get("headline")
         console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
     return summary
+
+
+HPARAM_GROUPS = ("model", "dataset", "solver", "grad", "optimizer", "regularizer", "train")
+HPARAM_METRICS = ("nfe_forward", "nfe_backward", "epoch_time_s", "wall_time_s", "saved_tensors_mb")
+
+
+def tensorboard_hparams(config: dict[str, Any], summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """For TensorBoard's HParams view: the config's single values (numbers, strings, booleans) of the groups
+    that define a run, the seed and the components' names; and the summary's finite test metrics and costs."""
+    groups = flatten({group: config[group] for group in HPARAM_GROUPS if isinstance(config.get(group), dict)})
+    hparams = {key: value for key, value in groups.items()
+               if isinstance(value, (bool, int, float, str)) and not key.endswith("_target_")}
+    hparams.update({key: summary[key] for key in ("task", "dataset", "model") if isinstance(summary.get(key), str)})
+    hparams["seed"] = config.get("seed")
+    metrics = {key: value for key, value in summary.items() if key.startswith("test_") or key in HPARAM_METRICS}
+    return hparams, {key: float(value) for key, value in metrics.items()
+                     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
 
 
 def check_outcome(record: dict[str, Any], trainer: Trainer) -> None:
