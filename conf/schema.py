@@ -7,6 +7,7 @@ wrong type. The values live in the yaml files; ranges (positive sizes, known nam
 A new key is declared here, in the dataclass of its group option (root keys: ``NoderunConfig``; the keys
 of every ``train`` schedule and of conf/config.yaml's ``train:`` block: ``TrainConfig``), in the yaml's
 order, with its value in the yaml file."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,16 +19,16 @@ from omegaconf import MISSING
 
 @dataclass
 class TrainConfig:
-    epochs: int = MISSING                 # the schedule: conf/train/<dataset>.yaml
+    epochs: int = MISSING  # the schedule: conf/train/<dataset>.yaml
     batch_size: int = MISSING
     test_batch_size: int = MISSING
     lr: float = MISSING
     lr_milestones: List[int] = MISSING
     lr_gamma: float = MISSING
-    max_iters: Optional[int] = MISSING    # the rest: conf/config.yaml
+    max_iters: Optional[int] = MISSING  # the rest: conf/config.yaml
     progress: bool = MISSING
     on_solver_error: str = MISSING
-    fallback: Any = MISSING               # a solver node; its keys depend on its method (checked on use)
+    fallback: Any = MISSING  # a solver node; its keys depend on its method (checked on use)
     max_bad_batches: Optional[int] = MISSING
     distributed: bool = MISSING
     end_time_jitter: float = MISSING
@@ -176,7 +177,7 @@ class FixedStepSolver:
     method: str = MISSING
     step_size: Optional[float] = MISSING
     compile: bool = MISSING
-    rtol: Optional[float] = MISSING       # unused by fixed steps: a preset's tolerances when its solver is swapped
+    rtol: Optional[float] = MISSING  # unused by fixed steps: a preset's tolerances when its solver is swapped
     atol: Optional[float] = MISSING
 
 
@@ -267,10 +268,24 @@ class DensityMatching(Target):
 
 SCHEMAS = {
     "dataset": {"mnist": MNIST, "mnist5k": MNIST5k, "spirals": Spirals, "toy2d": Toy2D},
-    "model": {"cnf": CNF, "latent_ode": LatentODE, "mlp": MLP, "odenet": ODENet, "planar_nf": PlanarNF,
-              "resnet": ResNet, "rnn": GridRNN},
-    "solver": {"adaptive": AdaptiveSolver, "fixed_step": FixedStepSolver, "newton": NewtonSolver, "stiff": StiffSolver,
-               "explicit_adams": ExplicitAdamsSolver, "implicit_adams": ImplicitAdamsSolver, "scipy": ScipySolver},
+    "model": {
+        "cnf": CNF,
+        "latent_ode": LatentODE,
+        "mlp": MLP,
+        "odenet": ODENet,
+        "planar_nf": PlanarNF,
+        "resnet": ResNet,
+        "rnn": GridRNN,
+    },
+    "solver": {
+        "adaptive": AdaptiveSolver,
+        "fixed_step": FixedStepSolver,
+        "newton": NewtonSolver,
+        "stiff": StiffSolver,
+        "explicit_adams": ExplicitAdamsSolver,
+        "implicit_adams": ImplicitAdamsSolver,
+        "scipy": ScipySolver,
+    },
     "grad": {"adjoint": AdjointGrad, "plain": Grad},
     "optimizer": {"adam": Adam, "sgd": SGD},
     "task": {"target": Target, "density_matching": DensityMatching},

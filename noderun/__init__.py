@@ -1,4 +1,5 @@
 """noderun: Neural ODE solvers with adjoint and checkpoint gradients, and an experiment runner."""
+
 from .dense import DenseSolution, odeint_dense
 from .errors import SolverError
 from .event import odeint_event

@@ -1,4 +1,5 @@
 """``noderun <command>``: thin entry points, no logic."""
+
 from __future__ import annotations
 
 import argparse
@@ -88,31 +89,46 @@ def positive_numbers(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noderun", description="Neural ODE experiment runner. "
-                                     "`noderun train [overrides]` trains (Hydra; `noderun train --help`).")
+    parser = argparse.ArgumentParser(
+        prog="noderun",
+        description="Neural ODE experiment runner. `noderun train [overrides]` trains (Hydra; `noderun train --help`).",
+    )
     parser.add_argument("--version", action="version", version=f"noderun {__version__}")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("train", help="train a model: noderun train [key=value ...] (Hydra overrides, -m for sweeps)")
     report = commands.add_parser("report", help="tabulate every summary.json under a directory")
     report.add_argument("directory")
-    report.add_argument("--group-by", default=None, help="config keys, comma-separated, to aggregate runs by "
-                        "(mean ± std over each combination), written to report_by_KEY.md and .csv")
+    report.add_argument(
+        "--group-by",
+        default=None,
+        help="config keys, comma-separated, to aggregate runs by "
+        "(mean ± std over each combination), written to report_by_KEY.md and .csv",
+    )
     report.add_argument("--metrics", default=None, help="comma-separated summary keys to show")
-    report.add_argument("--plot", nargs=2, metavar=("X", "Y"), default=None, help="a PNG of summary value Y against "
-                        "X, one point per configuration with mean ± std over its seeds")
+    report.add_argument(
+        "--plot",
+        nargs=2,
+        metavar=("X", "Y"),
+        default=None,
+        help="a PNG of summary value Y against X, one point per configuration with mean ± std over its seeds",
+    )
     report.add_argument("--hue", default=None, help="with --plot: the config key whose values get a line each")
     figure3 = commands.add_parser("figure3", help="the paper's Figure 3 (NFE statistics) from a trained ODE-Net run")
     figure3.add_argument("run", help="a run directory or its checkpoint.pt")
     figure3.add_argument("--out", default=None, help="output directory (default: RUN/figure3)")
     figure3.add_argument("--batch-size", type=int, default=128, help="test images to solve")
     figure3.add_argument("--tolerances", default=None, help="comma-separated dopri5 tolerances to sweep")
-    gradcheck = commands.add_parser("gradcheck", help="each gradient mode's gradient error against a float64 "
-                                    "reference, across tolerances, with NFE, time and memory, for a trained run")
+    gradcheck = commands.add_parser(
+        "gradcheck",
+        help="each gradient mode's gradient error against a float64 "
+        "reference, across tolerances, with NFE, time and memory, for a trained run",
+    )
     gradcheck.add_argument("run", help="a run directory or its checkpoint.pt (trained with an adaptive method)")
     gradcheck.add_argument("--out", default=None, help="output directory (default: RUN/gradcheck)")
     gradcheck.add_argument("--batch-size", type=int, default=32, help="test samples in the loss")
-    gradcheck.add_argument("--tolerances", type=positive_numbers, default=None,
-                           help="comma-separated tolerances (default: 1e-3 ... 1e-7)")
+    gradcheck.add_argument(
+        "--tolerances", type=positive_numbers, default=None, help="comma-separated tolerances (default: 1e-3 ... 1e-7)"
+    )
     memory = commands.add_parser("memory-depth", help="memory of one training iteration against depth, per grad mode")
     memory.add_argument("--out", default="outputs/memory_depth")
     memory.add_argument("--multiples", default="1,2,4,8")
@@ -122,23 +138,40 @@ def build_parser() -> argparse.ArgumentParser:
     spirals.add_argument("--latent-ode", required=True, help="a latent ODE run directory or checkpoint")
     spirals.add_argument("--rnn", required=True, help="an RNN run directory or checkpoint (same spirals)")
     spirals.add_argument("--out", default="outputs/spiral_figures")
-    flows = commands.add_parser("flow-figures", help="the paper's Figures 4-6 (densities, samples, the flow "
-                                "from noise to data) from cnf or planar_nf runs, one row per run")
+    flows = commands.add_parser(
+        "flow-figures",
+        help="the paper's Figures 4-6 (densities, samples, the flow "
+        "from noise to data) from cnf or planar_nf runs, one row per run",
+    )
     flows.add_argument("runs", nargs="+", help="run directories or checkpoints")
     flows.add_argument("--out", default="outputs/flow_figures")
-    bench = commands.add_parser("bench", help="time, NFE, error and memory of fixed problems, beside torchdiffeq "
-                                "when it is installed (pip install -e '.[bench]')")
+    bench = commands.add_parser(
+        "bench",
+        help="time, NFE, error and memory of fixed problems, beside torchdiffeq "
+        "when it is installed (pip install -e '.[bench]')",
+    )
     bench.add_argument("--cases", default=None, help="comma-separated cases (default: all)")
     bench.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     bench.add_argument("--threads", type=int, default=1, help="torch threads")
     bench.add_argument("--tiny", action="store_true", help="shrink every problem to seconds (a smoke run)")
-    bench.add_argument("--work-precision", action="store_true", help="work-precision diagrams instead: every "
-                       "applicable method across tolerances (fixed-step ones across step sizes), with torchdiffeq and "
-                       "SciPy where installed; CSV and one PNG per problem")
-    bench.add_argument("--tolerances", type=positive_numbers, default=None,
-                       help="with --work-precision: comma-separated tolerances (default: 1e-3 ... 1e-10, stiff 1e-8)")
-    bench.add_argument("--out", default=None, help="output directory (default: outputs/bench, "
-                       "outputs/work_precision with --work-precision)")
+    bench.add_argument(
+        "--work-precision",
+        action="store_true",
+        help="work-precision diagrams instead: every "
+        "applicable method across tolerances (fixed-step ones across step sizes), with torchdiffeq and "
+        "SciPy where installed; CSV and one PNG per problem",
+    )
+    bench.add_argument(
+        "--tolerances",
+        type=positive_numbers,
+        default=None,
+        help="with --work-precision: comma-separated tolerances (default: 1e-3 ... 1e-10, stiff 1e-8)",
+    )
+    bench.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: outputs/bench, outputs/work_precision with --work-precision)",
+    )
     commands.add_parser("methods", help="list the ODE solver methods")
     demo = commands.add_parser("demo", help="solve a small ODE with every method and every gradient mode")
     demo.add_argument("--rtol", type=positive_number, default=1e-6, help="rtol = atol of every solve")
@@ -173,11 +206,13 @@ def gradcheck(args) -> int:
 def memory_depth(args) -> int:
     from .studies.memory_depth import memory_depth
 
-    rows = memory_depth(args.out, tuple(int(x) for x in args.multiples.split(",")), args.batch_size,
-                        device=args.device)
+    rows = memory_depth(args.out, tuple(int(x) for x in args.multiples.split(",")), args.batch_size, device=args.device)
     for row in rows:
-        print(", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
-                        for key, value in row.items()))
+        print(
+            ", ".join(
+                f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}" for key, value in row.items()
+            )
+        )
     return print_paths([f"{args.out}/memory_depth.csv", f"{args.out}/memory_depth.png"])
 
 
@@ -231,8 +266,17 @@ def demo(args) -> int:
     return run_demo(rtol=args.rtol)
 
 
-COMMANDS = {"report": report, "figure3": figure3, "gradcheck": gradcheck, "memory-depth": memory_depth, "spiral-figures": spiral_figures,
-            "flow-figures": flow_figures, "bench": bench, "methods": methods, "demo": demo}
+COMMANDS = {
+    "report": report,
+    "figure3": figure3,
+    "gradcheck": gradcheck,
+    "memory-depth": memory_depth,
+    "spiral-figures": spiral_figures,
+    "flow-figures": flow_figures,
+    "bench": bench,
+    "methods": methods,
+    "demo": demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
 """``noderun demo``: every method on a small nonlinear ODE, and the three gradient modes compared."""
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,13 @@ def run_demo(rtol: float = 1e-6) -> int:
     print(f"{'method':<14}{'NFE':>8}{'steps':>8}{'max error':>12}")
     for name, method in METHODS.items():
         stats = SolveStats()
-        options = {} if isinstance(method, SolveMethod) else {"max_num_steps": 100_000} if method.adaptive else \
-            {"step_size": 0.01}
+        options = (
+            {}
+            if isinstance(method, SolveMethod)
+            else {"max_num_steps": 100_000}
+            if method.adaptive
+            else {"step_size": 0.01}
+        )
         with torch.no_grad():
             ys = odeint(func, y0, t, method=name, rtol=rtol, atol=rtol, options=options, stats=stats)
         error = (ys - reference).abs().max().item()

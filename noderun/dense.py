@@ -1,5 +1,6 @@
 """``odeint_dense``: one adaptive solve from ``t0`` to ``t1`` kept as a continuous solution, evaluated at any
 time inside by the method's own dense output."""
+
 from __future__ import annotations
 
 import bisect
@@ -24,8 +25,7 @@ class DenseSolution:
     (either order), shape ``(*t.shape, *y0.shape)``. Only each accepted step's start is kept; the first
     evaluation inside a step recomputes its stages (``stats.nfe_forward`` counts them), which are then kept."""
 
-    def __init__(self, rhs: CountingRHS, opts: SolverOptions, steps: list[StepRecord], y1: Tensor,
-                 stats: SolveStats):
+    def __init__(self, rhs: CountingRHS, opts: SolverOptions, steps: list[StepRecord], y1: Tensor, stats: SolveStats):
         self.rhs, self.opts, self.tableau, self.steps, self.y1, self.stats = rhs, opts, opts.tableau, steps, y1, stats
         self.t0, self.t1 = steps[0].t, steps[-1].t_end
         self.starts = [record.t for record in steps] if self.t1 > self.t0 else [-record.t for record in steps]
@@ -54,17 +54,29 @@ class DenseSolution:
             self.stats.add_forward(self.rhs.calls - calls)
         return self.computed[index]
 
-def odeint_dense(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t0: float | Tensor, t1: float | Tensor, *,
-                 rtol: float = 1e-7, atol: float = 1e-9, method: str = "dopri5",
-                 options: Mapping[str, Any] | None = None, stats: SolveStats | None = None) -> DenseSolution:
+
+def odeint_dense(
+    func: Callable[[Tensor, Tensor], Tensor],
+    y0: Tensor,
+    t0: float | Tensor,
+    t1: float | Tensor,
+    *,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    method: str = "dopri5",
+    options: Mapping[str, Any] | None = None,
+    stats: SolveStats | None = None,
+) -> DenseSolution:
     """Solve ``dy/dt = func(t, y)`` from ``y(t0) = y0`` to ``t1`` by an adaptive ``method``; return the
     solution as a function of time (``DenseSolution``). Gradients flow through it as under ``grad="backprop"``."""
     settings = parsed(method, rtol, atol, options, "backprop")
     tableau, opts = settings.forward.tableau, settings.forward
     if isinstance(tableau, SolveMethod) or not tableau.adaptive or opts.per_sample:
-        raise ValueError(f"odeint_dense needs an adaptive Runge–Kutta method (explicit or implicit) with one step "
-                         f"size (its dense output); got method={method!r}"
-                         f"{' with per_sample' if opts.per_sample else ''}")
+        raise ValueError(
+            f"odeint_dense needs an adaptive Runge–Kutta method (explicit or implicit) with one step "
+            f"size (its dense output); got method={method!r}"
+            f"{' with per_sample' if opts.per_sample else ''}"
+        )
     if not isinstance(y0, Tensor) or not y0.is_floating_point():
         raise ValueError("odeint_dense takes y0 as one floating-point tensor")
     times = [float(t0), float(t1)]

@@ -8,6 +8,7 @@ state at the fixed time ``t*`` and ``φ`` are ``event_fn``'s own parameters; and
 (``x - x.detach()``), so the values are those of the solve and autograd carries the gradients to ``y0``,
 ``func``'s parameters (through the solve's own gradient mode), ``t0`` and ``event_fn``'s parameters.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,9 +22,16 @@ from .solvers.events import EventFunction
 from .solvers.layout import Layout
 
 
-def odeint_event(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t0: Any, *,
-                 event_fn: EventFn, reverse_time: bool = False, odeint_interface: Callable = odeint,
-                 **kwargs: Any) -> tuple[Tensor, Tensor | tuple[Tensor, ...]]:
+def odeint_event(
+    func: Callable[[Tensor, Any], Any],
+    y0: Tensor | tuple[Tensor, ...],
+    t0: Any,
+    *,
+    event_fn: EventFn,
+    reverse_time: bool = False,
+    odeint_interface: Callable = odeint,
+    **kwargs: Any,
+) -> tuple[Tensor, Tensor | tuple[Tensor, ...]]:
     """Solve from ``t0`` (forwards, or backwards with ``reverse_time``) until ``event_fn(t, y)`` changes sign;
     return ``(event_t, solution)`` as ``odeint(..., event_fn=...)`` does, with the gradient of ``event_t``
     (and the state's through it) with respect to ``y0``, the parameters, ``t0`` and ``event_fn``'s tensors.
@@ -52,13 +60,20 @@ def odeint_event(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, 
     def flat_event(s: Tensor, y: Tensor) -> Tensor:
         return event_fn(s, layout.unflatten(y))
 
-    event_t, end = with_event_gradient(flat_func, flat_event, float(start.detach()), layout.flatten(tuple(y0)), event_t,
-                                       layout.flatten([s[-1] for s in solution]))
+    event_t, end = with_event_gradient(
+        flat_func,
+        flat_event,
+        float(start.detach()),
+        layout.flatten(tuple(y0)),
+        event_t,
+        layout.flatten([s[-1] for s in solution]),
+    )
     return event_t, tuple(torch.cat([s[:-1], e[None]]) for s, e in zip(solution, layout.unflatten(end)))
 
 
-def with_event_gradient(func: Callable[[Tensor, Tensor], Tensor], event_fn: EventFn, t0: float, y0: Tensor,
-                        event_t: Tensor, y_event: Tensor) -> tuple[Tensor, Tensor]:
+def with_event_gradient(
+    func: Callable[[Tensor, Tensor], Tensor], event_fn: EventFn, t0: float, y0: Tensor, event_t: Tensor, y_event: Tensor
+) -> tuple[Tensor, Tensor]:
     """``(event_t, y_event)`` of the same values with the implicit function theorem's gradients added: ``y_event``
     is the state at the fixed time ``event_t`` (its graph that of a fixed-time solve), ``y0`` the state at
     ``t0`` (where the event value's signs are taken)."""
@@ -75,9 +90,12 @@ def with_event_gradient(func: Callable[[Tensor, Tensor], Tensor], event_fn: Even
     dg_dt, dg_dy = (torch.zeros_like(x) if g is None else g for g, x in zip(partials, leaves))
     slope = float(dg_dt + (dg_dy * f_event).sum())
     if slope == 0:
-        warnings.warn(f"event_fn's total time derivative is zero at the event t={float(time)!r} (it touches zero "
-                      "without crossing): the event time is returned without a gradient", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"event_fn's total time derivative is zero at the event t={float(time)!r} (it touches zero "
+            "without crossing): the event time is returned without a gradient",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return event_t, y_event
     value = event(time, y_event)
     moved = time - (value - value.detach()) / slope

@@ -1,6 +1,7 @@
 """The public entry points: ``odeint`` and ``odeint_adjoint`` parse their keywords once into a ``SolverSettings``;
 ``solve`` runs a parsed setting (validating the state and times) in its gradient mode. A tuple state is
 flattened here, once, into the one tensor the solver core sees, and its solution unflattened."""
+
 from __future__ import annotations
 
 import contextlib
@@ -70,24 +71,45 @@ def odeint(
     gradients in the chosen mode as for the fixed end time ``event_t``; ``event_t`` itself has none
     (``odeint_event`` adds it).
     """
-    settings = parsed(method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method,
-                      events=event_fn is not None)
+    settings = parsed(
+        method,
+        rtol,
+        atol,
+        options,
+        grad,
+        adjoint_options,
+        adjoint_rtol,
+        adjoint_atol,
+        adjoint_method,
+        events=event_fn is not None,
+    )
     if event_fn is not None:
         return _solve_until_event(func, y0, t, settings, event_fn, adjoint_params, stats)
     return solve(func, y0, t, settings, adjoint_params=adjoint_params, stats=stats)
 
 
-def solve(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Tensor, settings: SolverSettings,
-          *, adjoint_params: Sequence[Tensor] | None = None,
-          stats: SolveStats | None = None) -> Tensor | tuple[Tensor, ...]:
+def solve(
+    func: Callable[[Tensor, Any], Any],
+    y0: Tensor | tuple[Tensor, ...],
+    t: Tensor,
+    settings: SolverSettings,
+    *,
+    adjoint_params: Sequence[Tensor] | None = None,
+    stats: SolveStats | None = None,
+) -> Tensor | tuple[Tensor, ...]:
     """``odeint`` with its settings already parsed (``SolverSettings``, made once, e.g. by an ODE block)."""
     problem, flat_y0, time_tensor = _flat_problem(func, y0, t, settings, stats)
     ys = _run(problem, flat_y0, time_tensor, settings, func, adjoint_params)
     return ys if problem.layout is None else problem.layout.unflatten(ys)
 
 
-def _flat_problem(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Any,
-                  settings: SolverSettings, stats: SolveStats | None) -> tuple[ODEProblem, Tensor, Tensor]:
+def _flat_problem(
+    func: Callable[[Tensor, Any], Any],
+    y0: Tensor | tuple[Tensor, ...],
+    t: Any,
+    settings: SolverSettings,
+    stats: SolveStats | None,
+) -> tuple[ODEProblem, Tensor, Tensor]:
     """The validated problem, the state as one tensor and the times as a tensor. A tuple state is flattened
     once (``Layout``) and solved as one tensor: ``(N,)``, or ``(B, N)`` batch first under per-sample step
     control, where each sample's error is the RMS norm over its whole row."""
@@ -95,8 +117,9 @@ def _flat_problem(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor,
     if not isinstance(y0, (tuple, list)):
         _check_state(y0, "y0")
         times, time_tensor = _check_times(t, y0.dtype)
-        problem = ODEProblem(func=func, times=times, options=settings.forward, stats=stats,
-                             **_callbacks(func, settings, lambda y: y))
+        problem = ODEProblem(
+            func=func, times=times, options=settings.forward, stats=stats, **_callbacks(func, settings, lambda y: y)
+        )
         return problem, y0, time_tensor
     y0 = tuple(y0)
     _check_tuple(y0, settings.forward.per_sample)
@@ -108,14 +131,26 @@ def _flat_problem(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor,
         return layout.flatten(layout.check(func(t, state), state, "func"))
 
     # the adjoint parameters are those of func (an nn.Module's), not of the flattening wrapper
-    problem = ODEProblem(func=flat_func, times=times, options=settings.forward, stats=stats, layout=layout,
-                         **_callbacks(func, settings, layout.unflatten))
+    problem = ODEProblem(
+        func=flat_func,
+        times=times,
+        options=settings.forward,
+        stats=stats,
+        layout=layout,
+        **_callbacks(func, settings, layout.unflatten),
+    )
     return problem, layout.flatten(y0), time_tensor
 
 
-def _solve_until_event(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Any,
-                       settings: SolverSettings, event_fn: EventFn, adjoint_params: Sequence[Tensor] | None,
-                       stats: SolveStats | None) -> tuple[Tensor, Tensor | tuple[Tensor, ...]]:
+def _solve_until_event(
+    func: Callable[[Tensor, Any], Any],
+    y0: Tensor | tuple[Tensor, ...],
+    t: Any,
+    settings: SolverSettings,
+    event_fn: EventFn,
+    adjoint_params: Sequence[Tensor] | None,
+    stats: SolveStats | None,
+) -> tuple[Tensor, Tensor | tuple[Tensor, ...]]:
     """``odeint`` with ``event_fn``: ``(event_t, [y0, y(event_t)])``, a tuple state flattened as in ``solve``."""
     _check_event_call(event_fn, t, settings)
     problem, flat_y0, time_tensor = _flat_problem(func, y0, t, settings, stats)
@@ -126,8 +161,15 @@ def _solve_until_event(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Te
     return event_t, (ys if layout is None else layout.unflatten(ys))
 
 
-def _run_until_event(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, func: Any,
-                     adjoint_params: Sequence[Tensor] | None, event: EventFunction) -> tuple[Tensor, Tensor]:
+def _run_until_event(
+    problem: ODEProblem,
+    y0: Tensor,
+    t: Tensor,
+    settings: SolverSettings,
+    func: Any,
+    adjoint_params: Sequence[Tensor] | None,
+    event: EventFunction,
+) -> tuple[Tensor, Tensor]:
     """Locate the event without a graph, then give the state there the gradient mode's gradients as for the
     fixed end time ``event_t``. Backprop (``t`` without gradient): the locating solve itself runs in the
     ambient grad mode and its interpolated state is returned. Otherwise, when a gradient is wanted, the
@@ -167,8 +209,9 @@ def _settings_to_event(settings: SolverSettings, times: list[float], t_event: fl
         points = inside if (end - start) * direction > 0 else inside[::-1]
         return torch.tensor([start, *points, end], dtype=torch.float64)
 
-    options = {key: value for key, value in settings.options.items()
-               if key not in ("step_size", "max_num_steps", "interp")}
+    options = {
+        key: value for key, value in settings.options.items() if key not in ("step_size", "max_num_steps", "interp")
+    }
     return dataclasses.replace(settings, options={**options, "grid_constructor": grid}, events=False)
 
 
@@ -178,29 +221,45 @@ def _check_event_call(event_fn: Any, t: Any, settings: SolverSettings) -> None:
         raise ValueError(f"event_fn must be a callable (t, y) -> tensor, got {type(event_fn).__name__}")
     times = t.detach() if isinstance(t, Tensor) else torch.as_tensor(t)
     if times.dim() != 1 or len(times) != 2:
-        raise ValueError("with event_fn, t must hold exactly two times: t[0] the start, t[1] only the direction "
-                         f"of time (the event may lie beyond it); got shape {tuple(times.shape)}")
+        raise ValueError(
+            "with event_fn, t must hold exactly two times: t[0] the start, t[1] only the direction "
+            f"of time (the event may lie beyond it); got shape {tuple(times.shape)}"
+        )
     if bool(times[0] == times[1]):
-        raise ValueError(f"with event_fn, t must hold two distinct times (t[1] gives the direction of time), got "
-                         f"{times.tolist()}")
+        raise ValueError(
+            f"with event_fn, t must hold two distinct times (t[1] gives the direction of time), got {times.tolist()}"
+        )
     if settings.forward.per_sample:
-        raise ValueError("event_fn and options['per_sample'] cannot be combined: an event stops the whole state "
-                         "at one time; drop per_sample")
+        raise ValueError(
+            "event_fn and options['per_sample'] cannot be combined: an event stops the whole state "
+            "at one time; drop per_sample"
+        )
     if isinstance(settings.forward.tableau, SolveMethod):
-        raise ValueError(f"method {settings.method!r} solves the whole problem itself and cannot locate an "
-                         "event_fn's event; use an adaptive or fixed-step method")
+        raise ValueError(
+            f"method {settings.method!r} solves the whole problem itself and cannot locate an "
+            "event_fn's event; use an adaptive or fixed-step method"
+        )
 
 
 def _callbacks(func: Any, settings: SolverSettings, state: Callable[[Tensor], Any]) -> dict[str, Any]:
     """``func``'s step callbacks for the forward solve and the adjoint's backward one (``solvers.callbacks``)."""
     backward = settings.backward
-    return {"callbacks": step_callbacks(func, settings.forward.tableau, state),
-            "adjoint_callbacks": None if backward is None else step_callbacks(func, backward.tableau, lambda y: y,
-                                                                              adjoint=True)}
+    return {
+        "callbacks": step_callbacks(func, settings.forward.tableau, state),
+        "adjoint_callbacks": None
+        if backward is None
+        else step_callbacks(func, backward.tableau, lambda y: y, adjoint=True),
+    }
 
 
-def _run(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, func: Any,
-         adjoint_params: Sequence[Tensor] | None) -> Tensor:
+def _run(
+    problem: ODEProblem,
+    y0: Tensor,
+    t: Tensor,
+    settings: SolverSettings,
+    func: Any,
+    adjoint_params: Sequence[Tensor] | None,
+) -> Tensor:
     """The validated problem from ``y0`` (one tensor) in the settings' gradient mode: ``(len(t), *y0.shape)``.
     ``func`` and ``adjoint_params`` (as the user gave them) say which tensors the adjoint/checkpoint differentiate."""
     if settings.forward.per_sample:
@@ -216,8 +275,9 @@ def _run(problem: ODEProblem, y0: Tensor, t: Tensor, settings: SolverSettings, f
     return run(y0)
 
 
-def odeint_adjoint(func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Tensor,
-                   **kwargs: Any) -> Tensor | tuple[Tensor, ...]:
+def odeint_adjoint(
+    func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Tensor, **kwargs: Any
+) -> Tensor | tuple[Tensor, ...]:
     """``odeint(..., grad="adjoint")``: the drop-in for ``torchdiffeq.odeint_adjoint``."""
     if "grad" in kwargs:
         raise TypeError("odeint_adjoint always uses grad='adjoint'; call odeint(..., grad=...) to choose")
@@ -269,8 +329,9 @@ def _check_state(y0: Any, name: str) -> None:
     if y0.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(y0.shape)}); the state needs at least one element")
     if not all_finite(y0):
-        raise SolverError(f"{name} contains NaN or infinite values: the model feeding the solve has diverged",
-                          nonfinite=True)
+        raise SolverError(
+            f"{name} contains NaN or infinite values: the model feeding the solve has diverged", nonfinite=True
+        )
 
 
 def _check_tuple(y0: tuple[Tensor, ...], per_sample: bool) -> None:
@@ -284,8 +345,10 @@ def _check_tuple(y0: tuple[Tensor, ...], per_sample: bool) -> None:
     if per_sample:
         batches = [x.shape[0] if x.dim() else None for x in y0]
         if None in batches or len(set(batches)) > 1:
-            raise ValueError("options['per_sample'] needs every tensor of y0 batch first, with one batch size "
-                             f"(dim 0); got shapes {', '.join(str(tuple(x.shape)) for x in y0)}")
+            raise ValueError(
+                "options['per_sample'] needs every tensor of y0 batch first, with one batch size "
+                f"(dim 0); got shapes {', '.join(str(tuple(x.shape)) for x in y0)}"
+            )
 
 
 def _check_times(t: Any, dtype: torch.dtype) -> tuple[list[float], Tensor]:
@@ -326,4 +389,3 @@ def _adjoint_params(func: Any, adjoint_params: Sequence[Tensor] | None, grad: st
         if not isinstance(p, Tensor):
             raise ValueError(f"adjoint_params must be tensors, got {type(p).__name__}")
     return tuple(p for p in params if p.requires_grad)
-

@@ -1,6 +1,7 @@
 """``noderun report DIR``: every run under DIR as a table (rich on the console, report.md, report.csv); with
 ``--group-by KEY[,KEY...]``, one row per combination of their values in report_by_KEY.md and .csv beside them;
 with ``--plot X Y [--hue KEY]``, a figure beside them (report_plot.py)."""
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,10 @@ def read_summary(path: Path) -> dict[str, Any]:
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        print(f"noderun report: {path.parent}: unreadable summary.json ({error}); listed without its numbers",
-              file=sys.stderr)
+        print(
+            f"noderun report: {path.parent}: unreadable summary.json ({error}); listed without its numbers",
+            file=sys.stderr,
+        )
         return {"status": "unreadable summary"}
     return summary if isinstance(summary, dict) else {"status": "unreadable summary"}
 
@@ -81,8 +84,7 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         return flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     except Exception as error:  # a torn or hand-edited file: list the run without its config
-        print(f"noderun report: {path}: unreadable config ({type(error).__name__}); listed without it",
-              file=sys.stderr)
+        print(f"noderun report: {path}: unreadable config ({type(error).__name__}); listed without it", file=sys.stderr)
         return {}
 
 
@@ -98,8 +100,9 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
 def varying_keys(runs: list[RunRecord]) -> list[str]:
     """The sweep's axes: overrides, then the summary's identity fields, whose values differ between runs."""
     candidates = sorted({key for run in runs for key in run.overrides}) + IDENTITY_FIELDS
-    keys = [key for key in dict.fromkeys(candidates)
-            if len({json.dumps(run.get(key), default=str) for run in runs}) > 1]
+    keys = [
+        key for key in dict.fromkeys(candidates) if len({json.dumps(run.get(key), default=str) for run in runs}) > 1
+    ]
     return keys
 
 
@@ -111,8 +114,10 @@ def metric_keys(runs: list[RunRecord], requested: str | None) -> list[str]:
 
 
 def run_rows(runs: list[RunRecord], directory: Path, columns: list[str], metrics: list[str]) -> list[dict[str, Any]]:
-    return [{"run": str(run.path.relative_to(directory)) or ".", **{key: run.get(key) for key in columns + metrics}}
-            for run in runs]
+    return [
+        {"run": str(run.path.relative_to(directory)) or ".", **{key: run.get(key) for key in columns + metrics}}
+        for run in runs
+    ]
 
 
 def grouped_rows(runs: list[RunRecord], group_by: list[str], metrics: list[str]) -> list[dict[str, Any]]:
@@ -121,9 +126,14 @@ def grouped_rows(runs: list[RunRecord], group_by: list[str], metrics: list[str])
     groups: dict[tuple[str, ...], list[RunRecord]] = {}
     for run in runs:
         groups.setdefault(tuple(str(run.get(key)) for key in group_by), []).append(run)
-    return [{**dict(zip(group_by, values)), "runs": len(members), **{key: aggregate([run.get(key) for run in members])
-                                                                      for key in metrics}}
-            for values, members in groups.items()]
+    return [
+        {
+            **dict(zip(group_by, values)),
+            "runs": len(members),
+            **{key: aggregate([run.get(key) for run in members]) for key in metrics},
+        }
+        for values, members in groups.items()
+    ]
 
 
 def aggregate(values: list[Any]) -> str:
@@ -157,8 +167,13 @@ def report_name(group_by: str | None) -> str:
     return "report" if not group_by else "report_by_" + re.sub(r"[^\w.-]", "_", group_by)
 
 
-def report_command(directory: str, group_by: str | None = None, metrics: str | None = None,
-                   plot: list[str] | None = None, hue: str | None = None) -> int:
+def report_command(
+    directory: str,
+    group_by: str | None = None,
+    metrics: str | None = None,
+    plot: list[str] | None = None,
+    hue: str | None = None,
+) -> int:
     root = Path(directory)
     runs = load_runs(root) if root.is_dir() else []
     if not runs:

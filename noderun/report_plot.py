@@ -2,6 +2,7 @@
 per configuration (its runs differing only in ``seed``) at the mean of X and Y with ± one std error bars
 over those seeds, points of one ``hue`` value joined and coloured alike. Axes are logarithmic where the
 values are positive and span more than a factor of 30."""
+
 from __future__ import annotations
 
 import statistics
@@ -15,7 +16,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def points(runs: list[RunRecord], x: str, y: str, hue: str | None) -> dict[str, list[tuple[float, float, float, float]]]:
+def points(
+    runs: list[RunRecord], x: str, y: str, hue: str | None
+) -> dict[str, list[tuple[float, float, float, float]]]:
     """Per hue value, ``(x mean, x std, y mean, y std)`` of each configuration whose runs all have both values."""
     axes = [key for key in varying_keys(runs) if key not in ("seed", x, y)]
     groups: dict[tuple[str, ...], list[RunRecord]] = {}
@@ -25,7 +28,7 @@ def points(runs: list[RunRecord], x: str, y: str, hue: str | None) -> dict[str, 
     by_hue: dict[str, list[tuple[float, float, float, float]]] = {}
     for members in groups.values():
         xs, ys = [run.get(x) for run in members], [run.get(y) for run in members]
-        spread = (lambda values: statistics.stdev(values) if len(values) > 1 else 0.0)
+        spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0
         label = str(members[0].get(hue)) if hue else y
         by_hue.setdefault(label, []).append((statistics.fmean(xs), spread(xs), statistics.fmean(ys), spread(ys)))
     return {label: sorted(series) for label, series in by_hue.items()}
@@ -52,8 +55,13 @@ def plot_runs(runs: list[RunRecord], x: str, y: str, hue: str | None, path: Path
         axes.errorbar(x_mean, y_mean, xerr=x_std, yerr=y_std, fmt="o-", capsize=3, markersize=4, label=label)
     all_x = [point[0] for data in series.values() for point in data]
     all_y = [point[2] for data in series.values() for point in data]
-    axes.set(xlabel=x, ylabel=y, xscale="log" if wide(all_x) else "linear", yscale="log" if wide(all_y) else "linear",
-             title=f"{y} against {x}" + (f" by {hue}" if hue else "") + " (mean ± std over seeds)")
+    axes.set(
+        xlabel=x,
+        ylabel=y,
+        xscale="log" if wide(all_x) else "linear",
+        yscale="log" if wide(all_y) else "linear",
+        title=f"{y} against {x}" + (f" by {hue}" if hue else "") + " (mean ± std over seeds)",
+    )
     axes.grid(True, which="major", alpha=0.3)
     if hue:
         axes.legend(title=hue, fontsize=8)

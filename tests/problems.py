@@ -1,4 +1,5 @@
 """Small nonlinear test problems, each as a torch right-hand side and a NumPy one for SciPy."""
+
 import numpy as np
 import torch
 
@@ -58,9 +59,8 @@ def reference_solution(name, times):
     from scipy.integrate import solve_ivp
 
     func, y0, _ = PROBLEMS[name]
-    sol = solve_ivp(numpy_rhs(func), (times[0], times[-1]), np.array(y0), method="DOP853",
-                    t_eval=times, rtol=1e-13, atol=1e-13)
+    sol = solve_ivp(
+        numpy_rhs(func), (times[0], times[-1]), np.array(y0), method="DOP853", t_eval=times, rtol=1e-13, atol=1e-13
+    )
     assert sol.success
     return torch.from_numpy(sol.y.T.copy())
-
-

@@ -1,4 +1,5 @@
 """The Adams methods: their variable-step weights, observed orders, the corrector, options and gradients."""
+
 import math
 import warnings
 from fractions import Fraction
@@ -123,8 +124,9 @@ def test_a_corrector_that_does_not_converge_warns_once_and_keeps_its_last_iterat
     t = torch.tensor([0.0, 2.0], dtype=D)
     stats = SolveStats()
     with pytest.warns(RuntimeWarning, match=r"max_iters=1 evaluations at t=") as record:
-        ys = odeint(rhs, Y0, t, method="implicit_adams", options={"step_size": 0.1, "max_iters": 1}, **TIGHT,
-                    stats=stats)
+        ys = odeint(
+            rhs, Y0, t, method="implicit_adams", options={"step_size": 0.1, "max_iters": 1}, **TIGHT, stats=stats
+        )
     assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
     assert "step_size" in str(record[0].message) and "rtol/atol" in str(record[0].message)
     # 20 steps, each evaluating its start (the first given by the loop); 2 RK4 start-up steps evaluate 3 more
@@ -132,15 +134,30 @@ def test_a_corrector_that_does_not_converge_warns_once_and_keeps_its_last_iterat
     assert stats.nfe_forward == 20 + 2 * 3 + 18
     error = (ys[-1] - exact(2.0)).abs().max().item()
     assert 0 < error < 1e-3  # predictor-corrector steps: still accurate, less than converged ones
-    assert error > (odeint(rhs, Y0, t, method="implicit_adams", options={"step_size": 0.1, "max_iters": 50},
-                           **TIGHT)[-1] - exact(2.0)).abs().max().item()
+    assert (
+        error
+        > (
+            odeint(rhs, Y0, t, method="implicit_adams", options={"step_size": 0.1, "max_iters": 50}, **TIGHT)[-1]
+            - exact(2.0)
+        )
+        .abs()
+        .max()
+        .item()
+    )
 
 
 def test_a_converging_corrector_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        odeint(rhs, Y0, torch.tensor([0.0, 1.0], dtype=D), method="implicit_adams", options={"step_size": 0.05},
-               rtol=1e-6, atol=1e-8)
+        odeint(
+            rhs,
+            Y0,
+            torch.tensor([0.0, 1.0], dtype=D),
+            method="implicit_adams",
+            options={"step_size": 0.05},
+            rtol=1e-6,
+            atol=1e-8,
+        )
 
 
 @pytest.mark.parametrize("method", ["explicit_adams", "implicit_adams"])
@@ -160,11 +177,17 @@ def test_max_iters_is_validated(value):
 
 def test_option_names_follow_the_caller():
     with pytest.raises(SettingError, match=r"solver\.max_iters must be a positive integer"):
-        SolverSettings.from_config({"method": "implicit_adams", "step_size": 0.1, "max_iters": 0},
-                                   {"mode": "backprop"})
+        SolverSettings.from_config({"method": "implicit_adams", "step_size": 0.1, "max_iters": 0}, {"mode": "backprop"})
     with pytest.raises(SettingError, match=r"adjoint_options\['max_order'\]"):
-        odeint(rhs, Y0, torch.tensor([0.0, 1.0], dtype=D), method="explicit_adams", grad="adjoint",
-               adjoint_params=(), adjoint_options={"max_order": 20})
+        odeint(
+            rhs,
+            Y0,
+            torch.tensor([0.0, 1.0], dtype=D),
+            method="explicit_adams",
+            grad="adjoint",
+            adjoint_params=(),
+            adjoint_options={"max_order": 20},
+        )
     with pytest.raises(SettingError, match=r"unknown options key\(s\) \['max_iters'\].*'explicit_adams'"):
         odeint(rhs, Y0, torch.tensor([0.0, 1.0], dtype=D), method="explicit_adams", options={"max_iters": 3})
 
@@ -176,8 +199,18 @@ def test_the_extreme_orders_are_accepted():
     for method in ("explicit_adams", "implicit_adams"):
         errors = {}
         for max_order in (1, MAX_ORDER):
-            ys = odeint(rhs, Y0, t, method=method, options={"step_size": 0.02, "max_order": max_order, **(
-                {"max_iters": 50} if method == "implicit_adams" else {})}, **TIGHT)
+            ys = odeint(
+                rhs,
+                Y0,
+                t,
+                method=method,
+                options={
+                    "step_size": 0.02,
+                    "max_order": max_order,
+                    **({"max_iters": 50} if method == "implicit_adams" else {}),
+                },
+                **TIGHT,
+            )
             errors[max_order] = (ys[-1] - exact(0.5)).abs().max().item()
         assert 1e-3 < errors[1] < 3e-2 and errors[MAX_ORDER] < 1e-10, (method, errors)
 
@@ -245,6 +278,7 @@ def test_the_methods_are_registered_as_a_family():
     assert all(METHODS[name] is ADAMS[name] and get_method(name).multistep for name in ADAMS)
     with pytest.raises(ValueError, match="multistep explicit_adams, implicit_adams"):
         get_method("adams")
-    listed = subprocess.run([sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True,
-                            check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True, check=True
+    ).stdout
     assert "multistep:  explicit_adams, implicit_adams" in listed

@@ -1,4 +1,5 @@
 """Adaptive methods against SciPy's DOP853 at very tight tolerance, error measured in tolerance units."""
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +17,16 @@ TOLERANCES = {"adaptive_heun": (1e-4, 1e-6), "fehlberg2": (1e-4, 1e-6)}
 def solve(name, method, tol, times):
     func, y0, _ = PROBLEMS[name]
     stats = noderun.SolveStats()
-    ys = noderun.odeint(func, torch.tensor(y0, dtype=torch.float64), torch.from_numpy(times), method=method,
-                        rtol=tol, atol=tol, options={"max_num_steps": 100_000}, stats=stats)
+    ys = noderun.odeint(
+        func,
+        torch.tensor(y0, dtype=torch.float64),
+        torch.from_numpy(times),
+        method=method,
+        rtol=tol,
+        atol=tol,
+        options={"max_num_steps": 100_000},
+        stats=stats,
+    )
     return ys, stats
 
 

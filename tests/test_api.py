@@ -1,4 +1,5 @@
 """The public API's contract: shapes, dtypes, time direction, fixed grids, stats, torchdiffeq-style calls."""
+
 import subprocess
 import sys
 
@@ -33,17 +34,25 @@ def test_shape_and_dtype_are_kept(shape, dtype):
 
 
 # 4,000 Newton steps each: two implicit methods by default, the others with -m slow (test_implicit checks them all)
-BACK_AND_FORTH = [pytest.param(name, marks=pytest.mark.slow)
-                  if name in noderun.IMPLICIT and name not in ("implicit_euler", "gl4") else name
-                  for name in noderun.METHODS]
+BACK_AND_FORTH = [
+    pytest.param(name, marks=pytest.mark.slow)
+    if name in noderun.IMPLICIT and name not in ("implicit_euler", "gl4")
+    else name
+    for name in noderun.METHODS
+]
 
 
 @pytest.mark.parametrize("method", BACK_AND_FORTH)
 def test_integrating_backwards_returns_to_the_start(method):
     func = lambda t, y: torch.stack([y[1], -torch.sin(y[0])])  # noqa: E731  (pendulum)
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    options = ({} if method == "scipy_solver" else {"max_num_steps": 100_000} if noderun.METHODS[method].adaptive
-               else {"step_size": 0.001})
+    options = (
+        {}
+        if method == "scipy_solver"
+        else {"max_num_steps": 100_000}
+        if noderun.METHODS[method].adaptive
+        else {"step_size": 0.001}
+    )
     kwargs = {"method": method, "rtol": 1e-8, "atol": 1e-8, "options": options}
     forward = odeint(func, y0, torch.tensor([0.0, 2.0], dtype=torch.float64), **kwargs)
     back = odeint(func, forward[-1], torch.tensor([2.0, 0.0], dtype=torch.float64), **kwargs)
@@ -53,8 +62,9 @@ def test_integrating_backwards_returns_to_the_start(method):
 def test_fixed_step_lands_on_every_output_time():
     times = torch.tensor([0.0, 0.25, 1.0, 1.1], dtype=torch.float64)
     stats = noderun.SolveStats()
-    ys = odeint(decay, torch.ones(1, dtype=torch.float64), times, method="euler", options={"step_size": 0.3},
-                stats=stats)
+    ys = odeint(
+        decay, torch.ones(1, dtype=torch.float64), times, method="euler", options={"step_size": 0.3}, stats=stats
+    )
     # ceil(0.25/0.3) + ceil(0.75/0.3) + ceil(0.1/0.3) = 1 + 3 + 1 equal steps
     assert stats.steps_accepted == 5 and stats.nfe_forward == 5
     assert ys[1].item() == pytest.approx(1 - 0.25)
@@ -84,8 +94,17 @@ def test_torchdiffeq_style_calls():
 
     func, y0, t = Func(), torch.ones(3), torch.linspace(0, 1, 5)
     ys = odeint(func, y0, t, rtol=1e-6, atol=1e-8, method="dopri5", options=dict(first_step=0.1))
-    ys_adj = odeint_adjoint(func, y0, t, rtol=1e-6, atol=1e-8, method="dopri5", adjoint_rtol=1e-6,
-                            adjoint_atol=1e-8, adjoint_options=dict(norm="seminorm"))
+    ys_adj = odeint_adjoint(
+        func,
+        y0,
+        t,
+        rtol=1e-6,
+        atol=1e-8,
+        method="dopri5",
+        adjoint_rtol=1e-6,
+        adjoint_atol=1e-8,
+        adjoint_options=dict(norm="seminorm"),
+    )
     assert torch.allclose(ys, ys_adj)
     ys_adj[-1].sum().backward()
     assert func.rate.grad.item() == pytest.approx(-3 * torch.exp(torch.tensor(-0.5)).item(), rel=1e-4)
@@ -105,7 +124,9 @@ def test_custom_norm_and_list_times():
 
 
 def test_console_script_lists_methods():
-    result = subprocess.run([sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "noderun.cli", "methods"], capture_output=True, text=True, check=True
+    )
     assert "dopri5" in result.stdout and "heun3" in result.stdout and "heun2 (= heun)" in result.stdout
     assert "radauIIA5" in result.stdout
 
@@ -116,8 +137,9 @@ def test_an_alias_solves_as_its_method():
     ys = {}
     for name in ("heun", "heun2"):
         stats = noderun.SolveStats()
-        ys[name] = odeint(lambda t, y: torch.stack([y[1], -y[0]]), y0, t, method=name,
-                          options={"step_size": 0.1}, stats=stats)
+        ys[name] = odeint(
+            lambda t, y: torch.stack([y[1], -y[0]]), y0, t, method=name, options={"step_size": 0.1}, stats=stats
+        )
         assert stats.nfe_forward == 2 * 12
     assert torch.equal(ys["heun"], ys["heun2"])
 
@@ -151,4 +173,6 @@ def test_repeated_settings_are_parsed_once_and_never_confused():
     with pytest.raises(ValueError, match="must be True or False"):
         parsed("dopri5", 1e-6, 1e-6, {"per_sample": 1}, "backprop")
     tolerance = torch.tensor(1e-6)
-    assert parsed("dopri5", tolerance, 1e-6, None, "backprop") is not parsed("dopri5", tolerance, 1e-6, None, "backprop")
+    assert parsed("dopri5", tolerance, 1e-6, None, "backprop") is not parsed(
+        "dopri5", tolerance, 1e-6, None, "backprop"
+    )

@@ -1,5 +1,6 @@
 """dataset.kind=archimedean: the authors' public spiral generator (torchdiffeq examples/latent_ode.py),
 its window and extrapolation layout, its noise, and the extrapolation RMSE on it."""
+
 import math
 
 import pytest
@@ -21,8 +22,10 @@ def loaded(n_spirals=40, n_obs=30, seed=0, **kwargs):
 def everything(data):
     """All trajectories in generation order (the test split comes first), as stacked tensors."""
     parts = [data.test, data.train]
-    return {key: torch.cat([torch.stack([part[i][key] for i in range(len(part))]) for part in parts])
-            for key in ("values", "mask", "truth")}
+    return {
+        key: torch.cat([torch.stack([part[i][key] for i in range(len(part))]) for part in parts])
+        for key in ("values", "mask", "truth")
+    }
 
 
 def test_shapes_times_and_masks():
@@ -74,7 +77,7 @@ def test_window_bounds_and_noise_free_future():
     truth = everything(data)["truth"]
     for k in (0, 1, 500, 999):
         curve = cw if spirals.clockwise[k] else ccw
-        assert torch.allclose(truth[k], curve[start[k]: start[k] + 200].float())
+        assert torch.allclose(truth[k], curve[start[k] : start[k] + 200].float())
 
 
 def test_noise_level_is_the_examples():

@@ -1,4 +1,5 @@
 """The benchmark runs at a tiny size and computes its columns right; it asserts no timing."""
+
 import json
 
 import pytest
@@ -8,10 +9,12 @@ from noderun.cli import main
 
 
 def test_derived_columns():
-    rows = [{"case": "a", "library": "noderun", "pass": "forward", "time_s": 2.0, "nfe": 10, "eval_s": 0.1},
-            {"case": "a", "library": "torchdiffeq", "pass": "forward", "time_s": 4.0, "nfe": 20, "eval_s": 0.1},
-            {"case": "a", "library": "noderun", "pass": "backward:adjoint", "time_s": 3.0, "nfe": 5},
-            {"case": "b", "library": "noderun", "pass": "forward", "time_s": 1.0, "nfe": 4, "eval_s": 0.5}]
+    rows = [
+        {"case": "a", "library": "noderun", "pass": "forward", "time_s": 2.0, "nfe": 10, "eval_s": 0.1},
+        {"case": "a", "library": "torchdiffeq", "pass": "forward", "time_s": 4.0, "nfe": 20, "eval_s": 0.1},
+        {"case": "a", "library": "noderun", "pass": "backward:adjoint", "time_s": 3.0, "nfe": 5},
+        {"case": "b", "library": "noderun", "pass": "forward", "time_s": 1.0, "nfe": 4, "eval_s": 0.5},
+    ]
     rows = add_derived_columns(rows)
     assert rows[0]["overhead"] == pytest.approx(2.0) and rows[1]["overhead"] == pytest.approx(2.0)
     assert rows[0]["vs_torchdiffeq"] == pytest.approx(0.5)
@@ -22,11 +25,22 @@ def test_derived_columns():
 def test_tiny_bench_measures_every_pass(tmp_path):
     rows = run_bench(["mlp", "van_der_pol"], repeats=1, tiny=True, out=tmp_path)
     ours = {(row["case"], row["pass"]): row for row in rows if row["library"] == "noderun"}
-    assert set(ours) == {("mlp", "forward"), ("mlp", "forward:compiled"), ("mlp", "backward:backprop"),
-                         ("mlp", "backward:adjoint"), ("mlp", "backward:adjoint_seminorm"), ("mlp", "backward:checkpoint"),
-                         ("van_der_pol", "forward"), ("van_der_pol", "forward:per_sample")}
-    forward_passes = [("mlp", "forward"), ("mlp", "forward:compiled"), ("van_der_pol", "forward"),
-                      ("van_der_pol", "forward:per_sample")]
+    assert set(ours) == {
+        ("mlp", "forward"),
+        ("mlp", "forward:compiled"),
+        ("mlp", "backward:backprop"),
+        ("mlp", "backward:adjoint"),
+        ("mlp", "backward:adjoint_seminorm"),
+        ("mlp", "backward:checkpoint"),
+        ("van_der_pol", "forward"),
+        ("van_der_pol", "forward:per_sample"),
+    }
+    forward_passes = [
+        ("mlp", "forward"),
+        ("mlp", "forward:compiled"),
+        ("van_der_pol", "forward"),
+        ("van_der_pol", "forward:per_sample"),
+    ]
     for case, forward_pass in forward_passes:
         forward = ours[(case, forward_pass)]
         assert forward["nfe"] > 0 and forward["time_s"] > 0 and forward["error"] < 1e-3 and forward["overhead"] > 0
@@ -36,8 +50,11 @@ def test_tiny_bench_measures_every_pass(tmp_path):
     assert compiled["compile_s"] > compiled["time_s"] and "compile_s" not in eager
     assert ours[("van_der_pol", "forward:per_sample")]["steps"] < ours[("van_der_pol", "forward")]["steps"]
     assert ours[("mlp", "backward:backprop")]["nfe"] == 0 < ours[("mlp", "backward:adjoint")]["nfe"]
-    assert ours[("mlp", "backward:adjoint")]["saved_mb"] < ours[("mlp", "backward:checkpoint")]["saved_mb"] \
+    assert (
+        ours[("mlp", "backward:adjoint")]["saved_mb"]
+        < ours[("mlp", "backward:checkpoint")]["saved_mb"]
         < ours[("mlp", "backward:backprop")]["saved_mb"]
+    )
     assert ours[("mlp", "backward:adjoint_seminorm")]["nfe"] <= ours[("mlp", "backward:adjoint")]["nfe"]
     assert {row["library"] for row in rows} == set(libraries())
     written = json.loads((tmp_path / "bench.json").read_text())
@@ -69,8 +86,15 @@ def test_tiny_stiff_cases_compare_the_implicit_methods_with_scipy():
     rows = run_bench(["stiff_van_der_pol", "robertson"], repeats=1, tiny=True)
     for case in ("stiff_van_der_pol", "robertson"):
         by_pass = {row["pass"]: row for row in rows if row["case"] == case}
-        assert set(by_pass) == {"forward:kvaerno3", "forward:kvaerno4", "forward:kvaerno5", "forward:radau5",
-                                "forward:dopri5", "forward:Radau", "forward:BDF"}
+        assert set(by_pass) == {
+            "forward:kvaerno3",
+            "forward:kvaerno4",
+            "forward:kvaerno5",
+            "forward:radau5",
+            "forward:dopri5",
+            "forward:Radau",
+            "forward:BDF",
+        }
         for method in ("kvaerno3", "kvaerno4", "kvaerno5", "radau5"):
             row = by_pass[f"forward:{method}"]
             assert row["library"] == "noderun" and row["time_s"] > 0 and row["error"] < 1e-4

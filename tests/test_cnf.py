@@ -1,4 +1,5 @@
 """Continuous normalizing flows and their planar baseline: traces, densities, toy data, presets."""
+
 import math
 
 import pytest
@@ -13,10 +14,23 @@ from noderun.train.run import run
 
 from conftest import compose_config
 
-SMALL = ["dataset.n_train=64", "dataset.n_test=64", "dataset.n_reference=256", "train.batch_size=32",
-         "train.test_batch_size=64", "train.max_iters=2", "train.progress=false"]
-PRESETS = {"cnf_circles": ["model.width=8"], "cnf_moons": ["model.width=8"], "nf_circles": [], "nf_moons": [],
-           "dm_cnf": ["model.width=8", "task.eval_samples=64"], "dm_nf": ["task.eval_samples=64"]}
+SMALL = [
+    "dataset.n_train=64",
+    "dataset.n_test=64",
+    "dataset.n_reference=256",
+    "train.batch_size=32",
+    "train.test_batch_size=64",
+    "train.max_iters=2",
+    "train.progress=false",
+]
+PRESETS = {
+    "cnf_circles": ["model.width=8"],
+    "cnf_moons": ["model.width=8"],
+    "nf_circles": [],
+    "nf_moons": [],
+    "dm_cnf": ["model.width=8", "task.eval_samples=64"],
+    "dm_nf": ["task.eval_samples=64"],
+}
 
 
 def square_grid(half_width: float, points: int) -> tuple[torch.Tensor, float]:
@@ -28,8 +42,9 @@ def square_grid(half_width: float, points: int) -> tuple[torch.Tensor, float]:
 def strong_cnf(grad: str = "backprop", trace: str = "exact", tolerance: float = 1e-7) -> CNF:
     """A CNF whose random flow moves mass far from its base (hypernetwork output scaled up), in float64."""
     torch.manual_seed(0)
-    model = CNF(2, SolverSettings("dopri5", tolerance, tolerance, grad=grad), width=8, hyper_hidden=8,
-                trace=trace, t_end=1.0).double()
+    model = CNF(
+        2, SolverSettings("dopri5", tolerance, tolerance, grad=grad), width=8, hyper_hidden=8, trace=trace, t_end=1.0
+    ).double()
     with torch.no_grad():
         model.dynamics.field.hypernet[-1].weight.mul_(8.0)
         model.dynamics.field.hypernet[-1].bias.normal_(0.0, 1.5)

@@ -1,4 +1,5 @@
 """Config composition through Hydra's compose API: every option of every group, and the failure messages."""
+
 from pathlib import Path
 
 import pytest
@@ -27,17 +28,19 @@ def test_every_method_has_a_solver_config():
 
 # Options that only make sense together: a sequence model needs trajectories and the time-series task,
 # a flow needs 2-D samples and a density task.
-COMPANIONS = {("model", "latent_ode"): ["dataset=spirals", "task=timeseries"],
-              ("model", "rnn"): ["dataset=spirals", "task=timeseries"],
-              ("dataset", "spirals"): ["model=latent_ode", "task=timeseries"],
-              ("task", "timeseries"): ["dataset=spirals", "model=rnn"],
-              ("model", "cnf"): ["dataset=toy2d", "task=density"],
-              ("model", "planar_nf"): ["dataset=toy2d", "task=density"],
-              ("dataset", "toy2d"): ["model=cnf", "task=density"],
-              ("task", "density"): ["dataset=toy2d", "model=planar_nf"],
-              ("task", "density_matching"): ["dataset=toy2d", "model=planar_nf", "model.direction=generative"],
-              # implicit methods form dense Jacobians: a small ODE-Net state (2 channels) keeps them quick
-              **{("solver", name): ["model.channels=2"] for name in (*IMPLICIT, *STIFF)}}
+COMPANIONS = {
+    ("model", "latent_ode"): ["dataset=spirals", "task=timeseries"],
+    ("model", "rnn"): ["dataset=spirals", "task=timeseries"],
+    ("dataset", "spirals"): ["model=latent_ode", "task=timeseries"],
+    ("task", "timeseries"): ["dataset=spirals", "model=rnn"],
+    ("model", "cnf"): ["dataset=toy2d", "task=density"],
+    ("model", "planar_nf"): ["dataset=toy2d", "task=density"],
+    ("dataset", "toy2d"): ["model=cnf", "task=density"],
+    ("task", "density"): ["dataset=toy2d", "model=planar_nf"],
+    ("task", "density_matching"): ["dataset=toy2d", "model=planar_nf", "model.direction=generative"],
+    # implicit methods form dense Jacobians: a small ODE-Net state (2 channels) keeps them quick
+    **{("solver", name): ["model.channels=2"] for name in (*IMPLICIT, *STIFF)},
+}
 
 
 def runtime_info(dataset):
@@ -62,10 +65,12 @@ def smoke_loss(cfg, model, task):
 
 
 # each implicit method builds and backpropagates like implicit_euler, at some seconds each: those run with -m slow
-BUILDS = [pytest.param(group, option, marks=pytest.mark.slow)
-          if group == "solver" and option in (*IMPLICIT, *STIFF) and option not in ("implicit_euler", "kvaerno5")
-          else (group, option)
-          for group, option in OPTIONS]
+BUILDS = [
+    pytest.param(group, option, marks=pytest.mark.slow)
+    if group == "solver" and option in (*IMPLICIT, *STIFF) and option not in ("implicit_euler", "kvaerno5")
+    else (group, option)
+    for group, option in OPTIONS
+]
 
 
 @pytest.mark.parametrize("group, option", BUILDS)

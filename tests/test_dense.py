@@ -1,4 +1,5 @@
 """``odeint_dense``: an adaptive solve kept as a function of time."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Device choice: auto picks what exists; asking for a device that is not there is a clear error."""
+
 import pytest
 import torch
 

@@ -26,7 +26,10 @@ def decay(t, y):
         ({"method": "rk4", "options": {"step_size": 0.0}}, "step_size"),
         ({"method": "euler", "options": {"step_size": float("inf")}}, "step_size"),
         ({"method": "rk4", "options": {"step_size": -0.1}}, "step_size"),
-        ({"method": "rk4", "options": {"first_step": 0.1}}, "unknown options key.*first_step.*accepted keys: step_size"),
+        (
+            {"method": "rk4", "options": {"first_step": 0.1}},
+            "unknown options key.*first_step.*accepted keys: step_size",
+        ),
         ({"method": "dopri5", "options": {"step_size": 0.1}}, "unknown options key.*step_size.*first_step"),
         ({"options": {"max_num_steps": 0}}, "max_num_steps"),
         ({"options": {"max_num_steps": 10.5}}, "max_num_steps"),
@@ -84,8 +87,12 @@ def test_step_budget_exhausted():
 def test_blow_up_underflows_with_time_and_step_in_message():
     """y' = y^2, y(0) = 1 has y = 1 / (1 - t): the solve must stop near t = 1 with a SolverError."""
     with pytest.raises(SolverError) as info:
-        odeint(lambda t, y: y**2, torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.0, 2.0]),
-               options={"max_num_steps": 100_000})
+        odeint(
+            lambda t, y: y**2,
+            torch.tensor([1.0], dtype=torch.float64),
+            torch.tensor([0.0, 2.0]),
+            options={"max_num_steps": 100_000},
+        )
     message = str(info.value)
     reached = float(message.split("t=")[1].split(" ")[0])
     assert 0.99 < reached < 1.01 and "last step size" in message

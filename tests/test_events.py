@@ -1,6 +1,7 @@
 """Events: ``odeint(..., event_fn=...)`` against analytic event times for every method, both directions of
 time, float32/float64 and tuple states; ``odeint_event``'s gradients of the event time against finite
 differences and closed forms; a solve with no event; the refusals."""
+
 import math
 
 import pytest
@@ -28,12 +29,18 @@ def solve_decay(method, dtype, direction, **kwargs):
     options = {"step_size": 0.01, "interp": "cubic"} if method in FIXED_STEP else {}
     t = torch.tensor([0.0, float(direction)], dtype=dtype)
     y0 = torch.tensor([2.0], dtype=dtype)
-    return noderun.odeint(decay, y0, t, event_fn=lambda t, y: y[0] - level, method=method, options=options,
-                          **kwargs)
+    return noderun.odeint(decay, y0, t, event_fn=lambda t, y: y[0] - level, method=method, options=options, **kwargs)
 
 
-TIME_TOLERANCE = {"euler": 2e-2, "midpoint": 1e-4, "heun": 1e-4, "heun3": 1e-5, "rk4": 1e-7,
-                  "adaptive_heun": 1e-4, "fehlberg2": 1e-3}  # fehlberg2's first-order estimate understates its error
+TIME_TOLERANCE = {
+    "euler": 2e-2,
+    "midpoint": 1e-4,
+    "heun": 1e-4,
+    "heun3": 1e-5,
+    "rk4": 1e-7,
+    "adaptive_heun": 1e-4,
+    "fehlberg2": 1e-3,
+}  # fehlberg2's first-order estimate understates its error
 LOW_ORDER = ("adaptive_heun", "fehlberg2")  # second order: tolerances of 1e-8 would cost ~10^4 steps
 
 
@@ -60,13 +67,25 @@ def hits_ground(t, state):
     return state[0][0]
 
 
-@pytest.mark.parametrize("method,options", [("dopri5", {}), ("rk4", {"step_size": 0.05, "interp": "cubic"}),
-                                            ("midpoint", {"step_size": 0.05, "interp": "cubic"})])
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        ("dopri5", {}),
+        ("rk4", {"step_size": 0.05, "interp": "cubic"}),
+        ("midpoint", {"step_size": 0.05, "interp": "cubic"}),
+    ],
+)
 def test_free_fall_as_a_tuple_state(method, options):
     """A free fall is quadratic in time: every method here and the cubic interpolant are exact on it."""
     height, velocity = torch.tensor([3.0], dtype=D), torch.tensor([0.0], dtype=D)
-    event_t, (heights, velocities) = noderun.odeint(falling, (height, velocity), torch.tensor([0.0, 1.0], dtype=D),
-                                                    event_fn=hits_ground, method=method, options=options)
+    event_t, (heights, velocities) = noderun.odeint(
+        falling,
+        (height, velocity),
+        torch.tensor([0.0, 1.0], dtype=D),
+        event_fn=hits_ground,
+        method=method,
+        options=options,
+    )
     expected = math.sqrt(2 * 3.0 / GRAVITY)  # beyond t[1] = 1: t[1] gives only the direction
     assert float(event_t) == pytest.approx(expected, rel=1e-12)
     assert heights.shape == (2, 1) and velocities.shape == (2, 1)
@@ -77,9 +96,14 @@ def test_free_fall_as_a_tuple_state(method, options):
 def test_cubic_interpolation_locates_more_precisely_than_linear():
     errors = {}
     for interp in ("linear", "cubic"):
-        event_t, _ = noderun.odeint(decay, torch.tensor(2.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                                    event_fn=lambda t, y: y - 0.5, method="rk4",
-                                    options={"step_size": 0.25, "interp": interp})
+        event_t, _ = noderun.odeint(
+            decay,
+            torch.tensor(2.0, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            event_fn=lambda t, y: y - 0.5,
+            method="rk4",
+            options={"step_size": 0.25, "interp": interp},
+        )
         errors[interp] = abs(float(event_t) - math.log(4.0))
     assert errors["cubic"] < errors["linear"] / 10
 
@@ -93,16 +117,27 @@ def test_event_at_the_initial_time_returns_it():
 
 def test_several_event_values_end_at_the_first_sign_change():
     """``y`` falls from 2 through 1 (at ln 2) before 0.5 (at ln 4); the element that starts negative counts too."""
-    event_t, _ = noderun.odeint(decay, torch.tensor(2.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                                event_fn=lambda t, y: torch.stack([y - 0.5, 1.0 - y, t - 5.0]), rtol=1e-10,
-                                atol=1e-12)
+    event_t, _ = noderun.odeint(
+        decay,
+        torch.tensor(2.0, dtype=D),
+        torch.tensor([0.0, 1.0], dtype=D),
+        event_fn=lambda t, y: torch.stack([y - 0.5, 1.0 - y, t - 5.0]),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     assert float(event_t) == pytest.approx(math.log(2.0), rel=1e-8)
 
 
 def test_event_value_may_depend_on_time():
     """``y = e^{-t}`` meets ``t / 4`` where ``t = 4 e^{-t}``: ``t = W(4)``, Lambert's W."""
-    event_t, _ = noderun.odeint(decay, torch.tensor(1.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                                event_fn=lambda t, y: y - t / 4, rtol=1e-10, atol=1e-12)
+    event_t, _ = noderun.odeint(
+        decay,
+        torch.tensor(1.0, dtype=D),
+        torch.tensor([0.0, 1.0], dtype=D),
+        event_fn=lambda t, y: y - t / 4,
+        rtol=1e-10,
+        atol=1e-12,
+    )
     w = float(event_t)
     assert w * math.exp(w) == pytest.approx(4.0, rel=1e-8)
 
@@ -125,12 +160,22 @@ class PlainMidpoint(StepMethod):
 @pytest.mark.parametrize("interp", ["linear", "cubic"])
 def test_fixed_step_methods_that_are_not_tableaus(monkeypatch, interp):
     monkeypatch.setitem(METHODS, PlainMidpoint.name, PlainMidpoint())
-    reference, _ = noderun.odeint(decay, torch.tensor(2.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                                  event_fn=lambda t, y: y - 0.5, method="midpoint",
-                                  options={"step_size": 0.1, "interp": interp})
-    event_t, ys = noderun.odeint(decay, torch.tensor(2.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                                 event_fn=lambda t, y: y - 0.5, method=PlainMidpoint.name,
-                                 options={"step_size": 0.1, "interp": interp})
+    reference, _ = noderun.odeint(
+        decay,
+        torch.tensor(2.0, dtype=D),
+        torch.tensor([0.0, 1.0], dtype=D),
+        event_fn=lambda t, y: y - 0.5,
+        method="midpoint",
+        options={"step_size": 0.1, "interp": interp},
+    )
+    event_t, ys = noderun.odeint(
+        decay,
+        torch.tensor(2.0, dtype=D),
+        torch.tensor([0.0, 1.0], dtype=D),
+        event_fn=lambda t, y: y - 0.5,
+        method=PlainMidpoint.name,
+        options={"step_size": 0.1, "interp": interp},
+    )
     assert float(event_t) == pytest.approx(float(reference), rel=1e-12)
     assert float(ys[1]) == pytest.approx(0.5, rel=1e-12)
 
@@ -143,19 +188,28 @@ class Pendulum(nn.Module):
         self.w = nn.Parameter(torch.tensor(1.3, dtype=D))
 
     def forward(self, t, y):
-        return torch.stack([y[1], -self.w ** 2 * torch.sin(y[0]) - 0.1 * y[1]])
+        return torch.stack([y[1], -(self.w**2) * torch.sin(y[0]) - 0.1 * y[1]])
 
 
 def pendulum_loss(y0, level, mode):
     """The first time the pendulum's angle falls to ``level + t / 20`` (a moving threshold), plus a weighted
     state there, through ``odeint_event`` in gradient mode ``mode``."""
+
     def event_fn(t, y):
         return y[0] - level - t / 20
 
     interface = noderun.odeint_adjoint if mode == "adjoint" else noderun.odeint
     extra = {} if mode == "adjoint" else {"grad": mode}
-    event_t, ys = noderun.odeint_event(PENDULUM, y0, torch.tensor(0.0, dtype=D), event_fn=event_fn,
-                                       odeint_interface=interface, rtol=1e-11, atol=1e-12, **extra)
+    event_t, ys = noderun.odeint_event(
+        PENDULUM,
+        y0,
+        torch.tensor(0.0, dtype=D),
+        event_fn=event_fn,
+        odeint_interface=interface,
+        rtol=1e-11,
+        atol=1e-12,
+        **extra,
+    )
     return event_t + 0.3 * ys[-1, 1] - 0.2 * ys[-1, 0]
 
 
@@ -174,8 +228,9 @@ def test_event_time_gradient_against_finite_differences(mode):
     def loss_at(shift_y0=(0.0, 0.0), shift_level=0.0, shift_w=0.0):
         with torch.no_grad():
             PENDULUM.w += shift_w
-            value = float(pendulum_loss(y0.detach() + torch.tensor(shift_y0, dtype=D), level.detach() + shift_level,
-                                        "backprop"))
+            value = float(
+                pendulum_loss(y0.detach() + torch.tensor(shift_y0, dtype=D), level.detach() + shift_level, "backprop")
+            )
             PENDULUM.w -= shift_w
         return value
 
@@ -196,10 +251,18 @@ def test_event_time_gradient_of_decay_in_closed_form(mode):
     c = torch.tensor(0.5, dtype=D, requires_grad=True)
     interface = noderun.odeint_adjoint if mode == "adjoint" else noderun.odeint
     extra = {"adjoint_params": (a,)} if mode == "adjoint" else {}
-    event_t, _ = noderun.odeint_event(lambda t, y: -a * y, y0, 0.0, event_fn=lambda t, y: y - c,
-                                      odeint_interface=interface, rtol=1e-11, atol=1e-12, **extra)
+    event_t, _ = noderun.odeint_event(
+        lambda t, y: -a * y,
+        y0,
+        0.0,
+        event_fn=lambda t, y: y - c,
+        odeint_interface=interface,
+        rtol=1e-11,
+        atol=1e-12,
+        **extra,
+    )
     grads = torch.autograd.grad(event_t, (y0, a, c))
-    expected = (1 / (1.5 * 2.0), -math.log(4.0) / 1.5 ** 2, -1 / (1.5 * 0.5))
+    expected = (1 / (1.5 * 2.0), -math.log(4.0) / 1.5**2, -1 / (1.5 * 0.5))
     assert [float(g) for g in grads] == pytest.approx(expected, rel=1e-7)
 
 
@@ -210,10 +273,11 @@ def test_event_time_gradient_of_a_tuple_state(mode):
     velocity = torch.tensor([0.0], dtype=D)
     interface = noderun.odeint_adjoint if mode == "adjoint" else noderun.odeint
     extra = {"adjoint_params": ()} if mode == "adjoint" else {}
-    event_t, (_, velocities) = noderun.odeint_event(falling, (height, velocity), 0.0, event_fn=hits_ground,
-                                                    odeint_interface=interface, **extra)
-    dt_dh, = torch.autograd.grad(event_t, height, retain_graph=True)
-    dv_dh, = torch.autograd.grad(velocities[-1, 0], height)
+    event_t, (_, velocities) = noderun.odeint_event(
+        falling, (height, velocity), 0.0, event_fn=hits_ground, odeint_interface=interface, **extra
+    )
+    (dt_dh,) = torch.autograd.grad(event_t, height, retain_graph=True)
+    (dv_dh,) = torch.autograd.grad(velocities[-1, 0], height)
     t_star = math.sqrt(2 * 3.0 / GRAVITY)
     assert float(dt_dh) == pytest.approx(1 / (GRAVITY * t_star), rel=1e-8)
     assert float(dv_dh) == pytest.approx(-1 / t_star, rel=1e-8)
@@ -230,8 +294,9 @@ def test_event_value_without_a_graph_gives_no_time_gradient_and_says_so():
 def test_reverse_time_event_gradient():
     """Backwards from ``y(0) = y0`` under ``y' = -y`` until ``y = 4``: ``t* = ln(y0 / 4)``, ``dt*/dy0 = 1/y0``."""
     y0 = torch.tensor(2.0, dtype=D, requires_grad=True)
-    event_t, _ = noderun.odeint_event(decay, y0, torch.tensor(0.0, dtype=D), event_fn=lambda t, y: y - 4.0,
-                                      reverse_time=True, rtol=1e-11, atol=1e-12)
+    event_t, _ = noderun.odeint_event(
+        decay, y0, torch.tensor(0.0, dtype=D), event_fn=lambda t, y: y - 4.0, reverse_time=True, rtol=1e-11, atol=1e-12
+    )
     assert float(event_t.detach()) == pytest.approx(-math.log(2.0), rel=1e-9)
     assert float(torch.autograd.grad(event_t, y0)[0]) == pytest.approx(0.5, rel=1e-8)
 
@@ -240,19 +305,21 @@ def test_reverse_time_event_gradient():
 def test_state_at_the_event_has_the_gradient_of_a_fixed_end_time(mode):
     y0 = torch.tensor([1.0, 0.2], dtype=D, requires_grad=True)
     kwargs = dict(rtol=1e-10, atol=1e-12, grad=mode)
-    event_t, ys = noderun.odeint(PENDULUM, y0, torch.tensor([0.0, 1.0], dtype=D),
-                                 event_fn=lambda t, y: y[0] + 0.3, **kwargs)
-    grad, = torch.autograd.grad(ys[-1].sum(), y0)
+    event_t, ys = noderun.odeint(
+        PENDULUM, y0, torch.tensor([0.0, 1.0], dtype=D), event_fn=lambda t, y: y[0] + 0.3, **kwargs
+    )
+    (grad,) = torch.autograd.grad(ys[-1].sum(), y0)
     fixed = noderun.odeint(PENDULUM, y0, torch.tensor([0.0, float(event_t.detach())], dtype=D), **kwargs)
-    expected, = torch.autograd.grad(fixed[-1].sum(), y0)
+    (expected,) = torch.autograd.grad(fixed[-1].sum(), y0)
     assert torch.allclose(grad, expected, rtol=1e-6, atol=1e-8)
     assert torch.allclose(ys[-1], fixed[-1], rtol=1e-8, atol=1e-10)
 
 
 def test_odeint_event_time_is_in_the_graph_with_zero_gradient():
     y0 = torch.tensor([1.0, 0.2], dtype=D, requires_grad=True)
-    event_t, ys = noderun.odeint_adjoint(PENDULUM, y0, torch.tensor([0.0, 1.0], dtype=D),
-                                         event_fn=lambda t, y: y[0] + 0.3)
+    event_t, ys = noderun.odeint_adjoint(
+        PENDULUM, y0, torch.tensor([0.0, 1.0], dtype=D), event_fn=lambda t, y: y[0] + 0.3
+    )
     event_t.backward()
     assert event_t.requires_grad and torch.equal(y0.grad, torch.zeros_like(y0))
 
@@ -260,38 +327,61 @@ def test_odeint_event_time_is_in_the_graph_with_zero_gradient():
 def test_no_event_within_the_step_budget_is_a_solver_error():
     never = lambda t, y: y + 1.0  # noqa: E731  (y = 2 e^{-t} stays positive)
     with pytest.raises(SolverError, match="no event found.*max_num_steps=50"):
-        noderun.odeint(decay, torch.tensor(2.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D), event_fn=never,
-                       options={"max_num_steps": 50})
+        noderun.odeint(
+            decay,
+            torch.tensor(2.0, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            event_fn=never,
+            options={"max_num_steps": 50},
+        )
     with pytest.raises(SolverError, match="no event found.*max_num_steps=30 steps of size 0.1"):
-        noderun.odeint(decay, torch.tensor(2.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D), event_fn=never,
-                       method="rk4", options={"step_size": 0.1, "max_num_steps": 30})
+        noderun.odeint(
+            decay,
+            torch.tensor(2.0, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            event_fn=never,
+            method="rk4",
+            options={"step_size": 0.1, "max_num_steps": 30},
+        )
 
 
 def test_solver_error_when_the_event_value_is_not_finite():
     with pytest.raises(SolverError, match="event_fn.*not finite"):
-        noderun.odeint(decay, torch.tensor(2.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                       event_fn=lambda t, y: torch.sqrt(y - 1.5) + 0.1)  # NaN below 1.5 before a sign change
+        noderun.odeint(
+            decay,
+            torch.tensor(2.0, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            event_fn=lambda t, y: torch.sqrt(y - 1.5) + 0.1,
+        )  # NaN below 1.5 before a sign change
 
 
-@pytest.mark.parametrize("t,event_fn,options,match", [
-    ([0.0, 1.0, 2.0], lambda t, y: y, {}, "exactly two times"),
-    ([1.0, 1.0], lambda t, y: y, {}, "two distinct times"),
-    ([0.0, 1.0], "y", {}, "event_fn must be a callable"),
-    ([0.0, 1.0], lambda t, y: 1.0, {}, "non-empty floating-point tensor.*got float"),
-    ([0.0, 1.0], lambda t, y: y[:0], {}, "non-empty floating-point tensor"),
-    ([0.0, 1.0], lambda t, y: y * math.inf, {}, r"event_fn\(t0, y0\) is not finite"),
-    ([0.0, 1.0], lambda t, y: y[0], {"per_sample": True}, "per_sample"),
-])
+@pytest.mark.parametrize(
+    "t,event_fn,options,match",
+    [
+        ([0.0, 1.0, 2.0], lambda t, y: y, {}, "exactly two times"),
+        ([1.0, 1.0], lambda t, y: y, {}, "two distinct times"),
+        ([0.0, 1.0], "y", {}, "event_fn must be a callable"),
+        ([0.0, 1.0], lambda t, y: 1.0, {}, "non-empty floating-point tensor.*got float"),
+        ([0.0, 1.0], lambda t, y: y[:0], {}, "non-empty floating-point tensor"),
+        ([0.0, 1.0], lambda t, y: y * math.inf, {}, r"event_fn\(t0, y0\) is not finite"),
+        ([0.0, 1.0], lambda t, y: y[0], {"per_sample": True}, "per_sample"),
+    ],
+)
 def test_bad_event_input_is_refused(t, event_fn, options, match):
     with pytest.raises(ValueError, match=match):
-        noderun.odeint(decay, torch.ones(2, 1, dtype=D), torch.tensor(t, dtype=D), event_fn=event_fn,
-                       options=options)
+        noderun.odeint(decay, torch.ones(2, 1, dtype=D), torch.tensor(t, dtype=D), event_fn=event_fn, options=options)
 
 
 def test_event_options_are_checked():
     with pytest.raises(noderun.SettingError, match=r"options\['interp'\]='quadratic'.*'linear' or 'cubic'"):
-        noderun.odeint(decay, torch.ones(1), torch.tensor([0.0, 1.0]), method="rk4", options={"interp": "quadratic"},
-                       event_fn=lambda t, y: y - 0.5)
+        noderun.odeint(
+            decay,
+            torch.ones(1),
+            torch.tensor([0.0, 1.0]),
+            method="rk4",
+            options={"interp": "quadratic"},
+            event_fn=lambda t, y: y - 0.5,
+        )
     with pytest.raises(noderun.SettingError, match="max_num_steps applies to a fixed-step method only with event_fn"):
         noderun.odeint(decay, torch.ones(1), torch.tensor([0.0, 1.0]), method="rk4", options={"max_num_steps": 10})
     with pytest.raises(ValueError, match="t0 must be one time"):
@@ -304,9 +394,15 @@ def test_a_fixed_step_event_state_comes_from_the_locating_grid_in_every_mode(gra
     |t[1] - t[0]| here), not in one step, so every mode agrees to the method's error at that step."""
     rate = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
     y0 = torch.ones(1, dtype=torch.float64, requires_grad=True)
-    _, ys = noderun.odeint(lambda t, y: rate * y, y0, torch.tensor([0.0, 0.25], dtype=torch.float64),
-                           method="rk4", event_fn=lambda t, y: (y - math.e**2).sum(), grad=grad,
-                           adjoint_params=(rate,))
+    _, ys = noderun.odeint(
+        lambda t, y: rate * y,
+        y0,
+        torch.tensor([0.0, 0.25], dtype=torch.float64),
+        method="rk4",
+        event_fn=lambda t, y: (y - math.e**2).sum(),
+        grad=grad,
+        adjoint_params=(rate,),
+    )
     assert float(ys[-1].detach()) == pytest.approx(math.e**2, rel=1e-4)
 
 
@@ -321,6 +417,5 @@ def test_step_callbacks_run_in_the_solve_that_locates_the_event():
             self.steps += 1
 
     func, stats = Counted(), noderun.SolveStats()
-    noderun.odeint(func, torch.ones(1), torch.tensor([0.0, 1.0]), event_fn=lambda t, y: (y - 0.5).sum(),
-                   stats=stats)
+    noderun.odeint(func, torch.ones(1), torch.tensor([0.0, 1.0]), event_fn=lambda t, y: (y - 0.5).sum(), stats=stats)
     assert func.steps == stats.steps_accepted + stats.steps_rejected > 0

@@ -1,6 +1,7 @@
 """``options={"compile": True}``: the compiled step gives the eager step's solution, evaluations and
 gradients; settings that cannot be compiled are refused up front. Compilation takes seconds per
 (method, shape, grad mode), so the default run compiles dopri5 once; the rest is marked slow."""
+
 import pytest
 import torch
 from torch import nn
@@ -67,11 +68,14 @@ def test_adjoint_forward_compiled_backward_eager():
         torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("options, adjoint_options, match", [
-    ({"compile": "yes"}, None, r"options\['compile'\] must be True or False"),
-    ({"compile": True, "per_sample": True}, None, "shared step size"),
-    ({}, {"compile": True}, "compile applies to the forward solve"),
-])
+@pytest.mark.parametrize(
+    "options, adjoint_options, match",
+    [
+        ({"compile": "yes"}, None, r"options\['compile'\] must be True or False"),
+        ({"compile": True, "per_sample": True}, None, "shared step size"),
+        ({}, {"compile": True}, "compile applies to the forward solve"),
+    ],
+)
 def test_settings_that_cannot_compile_are_refused(options, adjoint_options, match):
     with pytest.raises(ValueError, match=match):
         odeint(Field(), y0_batch(), TIMES, options=options, grad="adjoint", adjoint_options=adjoint_options)
@@ -89,8 +93,10 @@ def test_compiled_fixed_step_matches_eager():
     func = Field()
     stats = [SolveStats(), SolveStats()]
     with torch.no_grad():
-        eager, compiled = (odeint(func, y0_batch(), TIMES, method="rk4", options={"step_size": 0.1, "compile": c},
-                                  stats=s) for c, s in zip((False, True), stats))
+        eager, compiled = (
+            odeint(func, y0_batch(), TIMES, method="rk4", options={"step_size": 0.1, "compile": c}, stats=s)
+            for c, s in zip((False, True), stats)
+        )
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-12)
     assert stats[0] == stats[1]
 

@@ -1,4 +1,5 @@
 """The gradient-mode study: its reference against finite differences, its errors, and its command."""
+
 import csv
 
 import pytest
@@ -27,8 +28,9 @@ class Small(nn.Module):
         func = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
         with torch.no_grad():
             func[0].weight.mul_(3.0)  # dynamics that a loose tolerance gets visibly wrong
-        self.block = ODEBlock(TimeFree(func), SolverSettings("dopri5", 1e-3, 1e-3, grad="backprop"),
-                              integration_time=4.0)
+        self.block = ODEBlock(
+            TimeFree(func), SolverSettings("dopri5", 1e-3, 1e-3, grad="backprop"), integration_time=4.0
+        )
 
     def forward(self, x):
         return self.block(x)
@@ -81,15 +83,34 @@ def test_every_mode_approaches_the_reference_as_the_tolerance_tightens():
 
 def test_the_command_writes_its_table_and_figure(tmp_path):
     run_dir = tmp_path / "run"
-    assert main(["train", "experiment=mnist5k_odenet_smoke", "model.channels=8", "train.max_iters=1",
-                 "dataset.test_fraction=0.02", "train.test_batch_size=100", "train.progress=false",
-                 f"hydra.run.dir={run_dir}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "experiment=mnist5k_odenet_smoke",
+                "model.channels=8",
+                "train.max_iters=1",
+                "dataset.test_fraction=0.02",
+                "train.test_batch_size=100",
+                "train.progress=false",
+                f"hydra.run.dir={run_dir}",
+            ]
+        )
+        == 0
+    )
     assert main(["gradcheck", str(run_dir), "--batch-size", "4", "--tolerances", "1e-3,1e-5"]) == 0
     with open(run_dir / "gradcheck" / "gradcheck.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 1 + 2 * len(MODES)
-    assert set(rows[0]) == {"mode", "tolerance", "relative_error", "nfe_forward", "nfe_backward", "seconds",
-                            "saved_tensors_mb"}
+    assert set(rows[0]) == {
+        "mode",
+        "tolerance",
+        "relative_error",
+        "nfe_forward",
+        "nfe_backward",
+        "seconds",
+        "saved_tensors_mb",
+    }
     assert all(float(row["relative_error"]) < 0.5 for row in rows)
     assert rows[0]["mode"] == "reference" and all(row["mode"] in MODES for row in rows[1:])
     assert (run_dir / "gradcheck" / "gradcheck.png").stat().st_size > 10_000
@@ -97,8 +118,22 @@ def test_the_command_writes_its_table_and_figure(tmp_path):
 
 def test_a_fixed_step_run_is_refused_in_one_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main(["train", "experiment=mnist5k_odenet_smoke", "model.channels=8", "train.max_iters=1", "solver=rk4",
-                 "solver.step_size=0.5", "dataset.test_fraction=0.02", "train.test_batch_size=100",
-                 "train.progress=false", f"hydra.run.dir={run_dir}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "experiment=mnist5k_odenet_smoke",
+                "model.channels=8",
+                "train.max_iters=1",
+                "solver=rk4",
+                "solver.step_size=0.5",
+                "dataset.test_fraction=0.02",
+                "train.test_batch_size=100",
+                "train.progress=false",
+                f"hydra.run.dir={run_dir}",
+            ]
+        )
+        == 0
+    )
     assert main(["gradcheck", str(run_dir)]) == 2
     assert "takes fixed steps" in capsys.readouterr().err

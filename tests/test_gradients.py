@@ -1,4 +1,5 @@
 """Gradients of every mode: gradcheck, agreement between modes, the seminorm, and time gradients."""
+
 import pytest
 import torch
 from torch import nn
@@ -36,8 +37,16 @@ def gradients(func, y0, t, grad, **kwargs):
 
 
 # The adjoint gives the continuous gradient, not a fixed grid's, so it is checked on a tight dopri5 solve.
-@pytest.mark.parametrize("grad, method", [("backprop", "rk4"), ("checkpoint", "rk4"), ("backprop", "dopri5"),
-                                          ("checkpoint", "dopri5"), ("adjoint", "dopri5")])
+@pytest.mark.parametrize(
+    "grad, method",
+    [
+        ("backprop", "rk4"),
+        ("checkpoint", "rk4"),
+        ("backprop", "dopri5"),
+        ("checkpoint", "dopri5"),
+        ("adjoint", "dopri5"),
+    ],
+)
 def test_gradcheck(grad, method):
     w1 = torch.randn(2, 4, dtype=D, requires_grad=True)
     b1 = torch.randn(4, dtype=D, requires_grad=True)
@@ -72,8 +81,12 @@ def test_checkpoint_equals_backprop(method, direction):
     func = MLPDynamics()
     y0 = torch.randn(5, 2, dtype=D, requires_grad=True)
     t = direction * torch.linspace(0.0, 2.0, 7, dtype=D)
-    settings = {"method": method, "rtol": 1e-6, "atol": 1e-6, "options": {"step_size": 0.1}
-                if method in noderun.FIXED_STEP else None}
+    settings = {
+        "method": method,
+        "rtol": 1e-6,
+        "atol": 1e-6,
+        "options": {"step_size": 0.1} if method in noderun.FIXED_STEP else None,
+    }
     backprop, _ = gradients(func, y0, t, "backprop", **settings)
     checkpoint, stats = gradients(func, y0, t, "checkpoint", **settings)
     for a, b in zip(checkpoint, backprop):
@@ -158,8 +171,15 @@ def test_float32_gradients_keep_dtype(grad):
 
 def test_adjoint_with_parameter_free_dynamics():
     y0 = torch.tensor([1.0, 2.0], dtype=D, requires_grad=True)
-    ys = noderun.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0], dtype=D), grad="adjoint",
-                        adjoint_params=(), rtol=1e-10, atol=1e-10)
+    ys = noderun.odeint(
+        lambda t, y: -y,
+        y0,
+        torch.tensor([0.0, 1.0], dtype=D),
+        grad="adjoint",
+        adjoint_params=(),
+        rtol=1e-10,
+        atol=1e-10,
+    )
     ys[-1].sum().backward()
     assert torch.allclose(y0.grad, torch.full_like(y0, torch.exp(torch.tensor(-1.0, dtype=D)).item()))
 
@@ -216,8 +236,9 @@ def test_adjoint_step_budget_is_per_output_interval():
     ys.pow(2).sum().backward()
     assert stats.steps_accepted + stats.steps_rejected <= 50 < stats.steps_accepted_backward
     with pytest.raises(noderun.SolverError, match="max_num_steps=1 steps taken per interval between its 100 output"):
-        ys = noderun.odeint(func, y0, t, grad="adjoint", rtol=1e-5, atol=1e-5,
-                            adjoint_options={"max_num_steps": 1, "first_step": 1e-6})  # 99 intervals, 99 steps
+        ys = noderun.odeint(
+            func, y0, t, grad="adjoint", rtol=1e-5, atol=1e-5, adjoint_options={"max_num_steps": 1, "first_step": 1e-6}
+        )  # 99 intervals, 99 steps
         ys.pow(2).sum().backward()
 
 

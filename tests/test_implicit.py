@@ -1,5 +1,6 @@
 """Implicit Runge–Kutta methods: their tableaux, orders, stability, nonlinear solves, gradients in every
 mode, Newton's failures and the ``max_iters`` option."""
+
 import math
 
 import numpy as np
@@ -97,9 +98,16 @@ def test_global_order(name):
     order, T = IMPLICIT[name].order, 2.0
     exact = rotation_exact(T)
     hs, errors = [], []
-    for n in ([12, 16, 24, 32] if order >= 5 else [32, 64, 128, 256]):
-        ys = noderun.odeint(linear, Y0, torch.tensor([0.0, T], dtype=D), method=name, rtol=1e-12, atol=1e-12,
-                            options={"step_size": T / n})
+    for n in [12, 16, 24, 32] if order >= 5 else [32, 64, 128, 256]:
+        ys = noderun.odeint(
+            linear,
+            Y0,
+            torch.tensor([0.0, T], dtype=D),
+            method=name,
+            rtol=1e-12,
+            atol=1e-12,
+            options={"step_size": T / n},
+        )
         hs.append(T / n)
         errors.append((ys[-1] - exact).abs().max().item())
     assert abs(slope(hs, errors) - order) <= 0.3
@@ -163,8 +171,7 @@ class Dynamics(nn.Module):
 
 def loss_of(func, y0, grad, name, step_size):
     t = torch.tensor([0.0, 0.4, 1.0], dtype=D)
-    ys = noderun.odeint(func, y0, t, method=name, grad=grad, rtol=1e-12, atol=1e-12,
-                        options={"step_size": step_size})
+    ys = noderun.odeint(func, y0, t, method=name, grad=grad, rtol=1e-12, atol=1e-12, options={"step_size": step_size})
     return (ys**2).sum() + ys[-1, 0]
 
 
@@ -186,9 +193,13 @@ def central_differences(func, y0, name, step_size, eps=1e-6):
 
 
 # the adjoint's backward Newton solves take Jacobians by differences (seconds each): two methods by default
-GRADIENT_CASES = [pytest.param(name, grad, marks=pytest.mark.slow)
-                  if grad == "adjoint" and name not in ("gl4", "sdirk2") else (name, grad)
-                  for name in IMPLICIT for grad in noderun.GRAD_MODES]
+GRADIENT_CASES = [
+    pytest.param(name, grad, marks=pytest.mark.slow)
+    if grad == "adjoint" and name not in ("gl4", "sdirk2")
+    else (name, grad)
+    for name in IMPLICIT
+    for grad in noderun.GRAD_MODES
+]
 
 
 @pytest.mark.parametrize("name, grad", GRADIENT_CASES)
@@ -233,8 +244,9 @@ def test_the_newton_iterations_are_not_recorded():
     sizes, evaluations = [], []
     for tolerance in (1e-2, 1e-12):
         stats = noderun.SolveStats()
-        ys = noderun.odeint(van_der_pol, y0, t, method="gl4", rtol=tolerance, atol=tolerance, stats=stats,
-                            options={"step_size": 0.25})
+        ys = noderun.odeint(
+            van_der_pol, y0, t, method="gl4", rtol=tolerance, atol=tolerance, stats=stats, options={"step_size": 0.25}
+        )
         sizes.append(graph_size(ys[-1]))
         evaluations.append(stats.nfe_forward)
     assert evaluations[1] > evaluations[0]  # the tight solve iterated more
@@ -264,19 +276,22 @@ def test_newton_failure_names_the_step_and_the_remedies():
     """``y' = y^2`` from 1: an implicit Euler step of 2 has no real solution, ``K = (1 + 2K)^2``."""
     blow_up = lambda t, y: y**2  # noqa: E731
     with pytest.raises(noderun.SolverError, match=r"t=0\.0 of size 2\.0.*step_size.*max_iters") as caught:
-        noderun.odeint(blow_up, torch.ones(1, dtype=D), torch.tensor([0.0, 2.0], dtype=D),
-                       method="implicit_euler")
+        noderun.odeint(blow_up, torch.ones(1, dtype=D), torch.tensor([0.0, 2.0], dtype=D), method="implicit_euler")
     assert "implicit_euler" in str(caught.value)
     with pytest.raises(noderun.SolverError, match="did not converge in 1 iterations"):
-        noderun.odeint(van_der_pol, torch.tensor([2.0, 0.0], dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                       method="gl4", options={"max_iters": 1})
+        noderun.odeint(
+            van_der_pol,
+            torch.tensor([2.0, 0.0], dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            method="gl4",
+            options={"max_iters": 1},
+        )
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "5", None])
 def test_max_iters_must_be_a_positive_integer(bad):
     with pytest.raises(noderun.SettingError, match=r"options\['max_iters'\] must be a positive integer") as caught:
-        noderun.odeint(linear, Y0, torch.tensor([0.0, 1.0], dtype=D), method="radauIIA5",
-                       options={"max_iters": bad})
+        noderun.odeint(linear, Y0, torch.tensor([0.0, 1.0], dtype=D), method="radauIIA5", options={"max_iters": bad})
     assert caught.value.key == "max_iters"
 
 
@@ -295,4 +310,6 @@ def test_a_state_too_large_for_a_dense_jacobian_is_refused():
     from noderun.solvers.implicit import MAX_DENSE_STATE
 
     with pytest.raises(ValueError, match="dense Jacobian of the state, which here has 16,385 elements"):
-        noderun.odeint(lambda t, y: -y, torch.ones(MAX_DENSE_STATE + 1), torch.tensor([0.0, 1.0]), method="implicit_euler")
+        noderun.odeint(
+            lambda t, y: -y, torch.ones(MAX_DENSE_STATE + 1), torch.tensor([0.0, 1.0]), method="implicit_euler"
+        )

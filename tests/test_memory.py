@@ -1,4 +1,5 @@
 """Memory: bytes saved for backward stay constant for the adjoint as the number of steps grows tenfold."""
+
 import pytest
 import torch
 from torch import nn
@@ -19,8 +20,16 @@ def saved_bytes(grad, end, method="rk4"):
 
     stats = noderun.SolveStats()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        ys = noderun.odeint(wrapped, y0, torch.tensor([0.0, end]), method=method, grad=grad, stats=stats,
-                            adjoint_params=tuple(func.parameters()), options={"step_size": 0.1})
+        ys = noderun.odeint(
+            wrapped,
+            y0,
+            torch.tensor([0.0, end]),
+            method=method,
+            grad=grad,
+            stats=stats,
+            adjoint_params=tuple(func.parameters()),
+            options={"step_size": 0.1},
+        )
     ys.sum().backward()
     return total, stats.steps_accepted
 
@@ -50,6 +59,11 @@ def test_checkpoint_memory_is_one_state_per_step():
 def test_no_graph_is_kept_when_no_gradient_is_needed(grad):
     func = nn.Linear(4, 4)
     with torch.no_grad():
-        ys = noderun.odeint(lambda t, y: func(y), torch.randn(2, 4),
-                            torch.tensor([0.0, 1.0]), grad=grad, adjoint_params=tuple(func.parameters()))
+        ys = noderun.odeint(
+            lambda t, y: func(y),
+            torch.randn(2, 4),
+            torch.tensor([0.0, 1.0]),
+            grad=grad,
+            adjoint_params=tuple(func.parameters()),
+        )
     assert ys.grad_fn is None

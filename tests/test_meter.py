@@ -1,4 +1,5 @@
 """The iteration meter: saved-tensor accounting that changes nothing and keeps nothing alive."""
+
 import gc
 
 import torch

@@ -1,4 +1,5 @@
 """Observed orders of convergence: of each method's solution, its error estimate and its dense output."""
+
 import pytest
 import torch
 
@@ -77,12 +78,14 @@ def test_stage_buffer_matches_stage_list(name):
         listed = rk_step(rhs, tableau, 0.0, Y0, h, None)
         buffered = rk_step(rhs, tableau, 0.0, Y0, h, None, buffer)
         torch.testing.assert_close(buffered.y1, listed.y1, rtol=1e-14, atol=1e-14)
-        torch.testing.assert_close(error_estimate(tableau, buffered), error_estimate(tableau, listed),
-                                   rtol=1e-9, atol=1e-13)  # the estimate cancels: rounding shows
+        torch.testing.assert_close(
+            error_estimate(tableau, buffered), error_estimate(tableau, listed), rtol=1e-9, atol=1e-13
+        )  # the estimate cancels: rounding shows
         dense_stages(rhs, tableau, listed)
         dense_stages(rhs, tableau, buffered)
-        torch.testing.assert_close(dense_output(tableau, buffered, 0.37), dense_output(tableau, listed, 0.37),
-                                   rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(
+            dense_output(tableau, buffered, 0.37), dense_output(tableau, listed, 0.37), rtol=1e-14, atol=1e-14
+        )
 
 
 @pytest.mark.parametrize("name", ["fehlberg2", "bosh3", "dopri5", "tsit5", "dopri8"])  # all reject steps here
@@ -97,11 +100,27 @@ def test_solves_with_and_without_a_graph_agree_through_rejections(name):
     y0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64).repeat(4, 1)
     times = torch.linspace(0.0, 3.0, 4, dtype=torch.float64)
     with_graph, without_graph = SolveStats(), SolveStats()
-    ys = odeint(van_der_pol, y0.clone().requires_grad_(True), times, method=name, rtol=1e-6, atol=1e-6,
-                stats=with_graph, options={"max_num_steps": 100_000})
+    ys = odeint(
+        van_der_pol,
+        y0.clone().requires_grad_(True),
+        times,
+        method=name,
+        rtol=1e-6,
+        atol=1e-6,
+        stats=with_graph,
+        options={"max_num_steps": 100_000},
+    )
     with torch.no_grad():
-        ys_no_graph = odeint(van_der_pol, y0, times, method=name, rtol=1e-6, atol=1e-6, stats=without_graph,
-                             options={"max_num_steps": 100_000})
+        ys_no_graph = odeint(
+            van_der_pol,
+            y0,
+            times,
+            method=name,
+            rtol=1e-6,
+            atol=1e-6,
+            stats=without_graph,
+            options={"max_num_steps": 100_000},
+        )
     assert with_graph.steps_rejected > 0
     assert without_graph == with_graph
     torch.testing.assert_close(ys_no_graph, ys.detach(), rtol=1e-6, atol=1e-6)

@@ -1,4 +1,5 @@
 """Per-sample step control: each sample's own step size, independent of the rest of the batch."""
+
 import math
 
 import pytest
@@ -23,8 +24,15 @@ def test_each_sample_solves_as_if_alone():
     together = odeint(func, y0, times, rtol=1e-6, atol=1e-6, options=PER_SAMPLE, stats=stats)
     for i in range(6):
         alone_stats = SolveStats()
-        alone = odeint(VanDerPol(func.mu[i : i + 1]), y0[i : i + 1], times, rtol=1e-6, atol=1e-6, options=PER_SAMPLE,
-                       stats=alone_stats)
+        alone = odeint(
+            VanDerPol(func.mu[i : i + 1]),
+            y0[i : i + 1],
+            times,
+            rtol=1e-6,
+            atol=1e-6,
+            options=PER_SAMPLE,
+            stats=alone_stats,
+        )
         torch.testing.assert_close(together[:, i : i + 1], alone, rtol=1e-12, atol=1e-12)
         assert stats.sample_steps[i] == alone_stats.sample_steps[0]
     assert stats.sample_steps[-1] > stats.sample_steps[0]  # the stiffer oscillator takes more steps
@@ -56,8 +64,12 @@ def test_time_is_one_per_sample():
 def test_backward_in_time():
     func, y0 = van_der_pol(4)
     times = torch.tensor([1.0, 0.5, 0.0]).double()
-    torch.testing.assert_close(odeint(func, y0, times, rtol=1e-9, atol=1e-9, options=PER_SAMPLE),
-                               odeint(func, y0, times, method="dopri8", rtol=1e-12, atol=1e-12), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        odeint(func, y0, times, rtol=1e-9, atol=1e-9, options=PER_SAMPLE),
+        odeint(func, y0, times, method="dopri8", rtol=1e-12, atol=1e-12),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("grad", ["backprop", "adjoint"])
@@ -70,21 +82,32 @@ def test_gradients_match_a_shared_step_solve(grad):
 
     def gradients(options):
         func.zero_grad()
-        odeint(field, y0, times, rtol=1e-10, atol=1e-10, options=options, grad=grad,
-               adjoint_params=tuple(func.parameters())).pow(2).sum().backward()
+        odeint(
+            field,
+            y0,
+            times,
+            rtol=1e-10,
+            atol=1e-10,
+            options=options,
+            grad=grad,
+            adjoint_params=tuple(func.parameters()),
+        ).pow(2).sum().backward()
         return [p.grad.clone() for p in func.parameters()]
 
     for ours, shared in zip(gradients(PER_SAMPLE), gradients(None)):
         torch.testing.assert_close(ours, shared, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"options": {"per_sample": 1}}, "must be True or False"),
-    ({"options": PER_SAMPLE, "grad": "checkpoint"}, "not 'checkpoint'"),
-    ({"adjoint_options": PER_SAMPLE, "grad": "adjoint"}, "adjoint's backward state is not batched"),
-    ({"options": {"per_sample": True, "norm": "rms"}}, "drop options\\['norm'\\]"),
-    ({"method": "rk4", "options": PER_SAMPLE}, "accepted keys: step_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"options": {"per_sample": 1}}, "must be True or False"),
+        ({"options": PER_SAMPLE, "grad": "checkpoint"}, "not 'checkpoint'"),
+        ({"adjoint_options": PER_SAMPLE, "grad": "adjoint"}, "adjoint's backward state is not batched"),
+        ({"options": {"per_sample": True, "norm": "rms"}}, "drop options\\['norm'\\]"),
+        ({"method": "rk4", "options": PER_SAMPLE}, "accepted keys: step_size"),
+    ],
+)
 def test_bad_per_sample_settings(kwargs, message):
     func, y0 = van_der_pol(2)
     with pytest.raises(ValueError, match=message):
@@ -106,15 +129,32 @@ def evaluation_times(options: dict, method: str = "dopri5") -> tuple[list[float]
         return func(t, y)
 
     stats = SolveStats()
-    ys = odeint(recording, y0, torch.tensor([0.0, 3.0]).double(), method=method, rtol=1e-6, atol=1e-6,
-                options=options, stats=stats)
+    ys = odeint(
+        recording,
+        y0,
+        torch.tensor([0.0, 3.0]).double(),
+        method=method,
+        rtol=1e-6,
+        atol=1e-6,
+        options=options,
+        stats=stats,
+    )
     return seen, ys, stats
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"first_step": 1e-4}, {"first_step": 0.5}, {"safety": 0.7}, {"ifactor": 2.0}, {"dfactor": 0.5},
-    {"beta": 0.04}, {"beta": 0.1, "safety": 0.8, "ifactor": 4.0, "dfactor": 0.3},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"first_step": 1e-4},
+        {"first_step": 0.5},
+        {"safety": 0.7},
+        {"ifactor": 2.0},
+        {"dfactor": 0.5},
+        {"beta": 0.04},
+        {"beta": 0.1, "safety": 0.8, "ifactor": 4.0, "dfactor": 0.3},
+    ],
+)
 @pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun"])
 def test_every_option_means_the_same_per_sample(options, method):
     """A one-sample batch under per-sample control takes the shared path's steps: the same evaluation
@@ -125,8 +165,11 @@ def test_every_option_means_the_same_per_sample(options, method):
     torch.testing.assert_close(torch.tensor(sample_times), torch.tensor(shared_times), rtol=1e-12, atol=1e-14)
     if "first_step" in options:
         assert sample_times[1] == pytest.approx(options["first_step"] * noderun.METHODS[method].c[1], rel=1e-12)
-    assert (sample_stats.steps_accepted, sample_stats.steps_rejected, sample_stats.nfe_forward) == \
-        (shared_stats.steps_accepted, shared_stats.steps_rejected, shared_stats.nfe_forward)
+    assert (sample_stats.steps_accepted, sample_stats.steps_rejected, sample_stats.nfe_forward) == (
+        shared_stats.steps_accepted,
+        shared_stats.steps_rejected,
+        shared_stats.nfe_forward,
+    )
     torch.testing.assert_close(per_sample, shared, rtol=1e-10, atol=1e-12)
 
 

@@ -1,6 +1,7 @@
 """Where a run is: the time left for the epoch and the run, plain progress lines off a terminal, per-step
 TensorBoard scalars, the learning rate as trained, the run folder at start, summary numbers rounded by kind,
 the device used and the config's names, grouped reports in their own file, missing plugins named."""
+
 import io
 import json
 import logging
@@ -22,19 +23,44 @@ from noderun.train.run import run
 
 from conftest import compose_config
 
-SPIRALS = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.test_batch_size=8",
-           "train.epochs=2", "threads=1"]
+SPIRALS = [
+    "experiment=spiral_latent_ode",
+    "dataset.n_spirals=40",
+    "train.batch_size=16",
+    "train.test_batch_size=8",
+    "train.epochs=2",
+    "threads=1",
+]
 
 
 def test_summary_numbers_are_rounded_by_what_they_mean():
-    summary = {"test_error": 2.4000000000000057, "test_accuracy": 97.59999999999999, "test_rmse_extrap": 0.0123456789,
-               "train_loss": 2.2818673054377236, "forward_s": 0.018593443499412388, "wall_time_s": 1234.5678,
-               "peak_rss_mb": 977.42578125, "nfe_forward": 26.333333333333332, "rtol": 1.23456789e-3,
-               "steps": 7, "status": "completed", "test_nll": float("nan")}
+    summary = {
+        "test_error": 2.4000000000000057,
+        "test_accuracy": 97.59999999999999,
+        "test_rmse_extrap": 0.0123456789,
+        "train_loss": 2.2818673054377236,
+        "forward_s": 0.018593443499412388,
+        "wall_time_s": 1234.5678,
+        "peak_rss_mb": 977.42578125,
+        "nfe_forward": 26.333333333333332,
+        "rtol": 1.23456789e-3,
+        "steps": 7,
+        "status": "completed",
+        "test_nll": float("nan"),
+    }
     shown = rounded(summary)
-    assert shown == {**summary, "test_error": 2.4, "test_accuracy": 97.6, "test_rmse_extrap": 0.01235, "train_loss": 2.282,
-                     "forward_s": 0.0186, "wall_time_s": 1230.0, "peak_rss_mb": 977.4, "nfe_forward": 26.33,
-                     "test_nll": shown["test_nll"]}
+    assert shown == {
+        **summary,
+        "test_error": 2.4,
+        "test_accuracy": 97.6,
+        "test_rmse_extrap": 0.01235,
+        "train_loss": 2.282,
+        "forward_s": 0.0186,
+        "wall_time_s": 1230.0,
+        "peak_rss_mb": 977.4,
+        "nfe_forward": 26.33,
+        "test_nll": shown["test_nll"],
+    }
     assert shown["test_nll"] != shown["test_nll"]  # NaN stays NaN
 
 
@@ -65,8 +91,12 @@ def test_off_a_terminal_a_plain_line_every_n_steps(monkeypatch, caplog):
 
 
 def test_steps_to_tensorboard_and_the_learning_rate_as_trained(tmp_path):
-    summary = run(compose_config(*SPIRALS, "train.lr_milestones=[1]", "train.lr_gamma=0.1", "log.every_steps=1",
-                                 "train.progress=false"), tmp_path)
+    summary = run(
+        compose_config(
+            *SPIRALS, "train.lr_milestones=[1]", "train.lr_gamma=0.1", "log.every_steps=1", "train.progress=false"
+        ),
+        tmp_path,
+    )
     assert [record["lr"] for record in read_metrics(tmp_path)] == [0.01, pytest.approx(0.001)]
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
     assert {"step/loss", "step/nfe_forward", "step/nfe_backward"} <= set(events.Tags()["scalars"])
@@ -78,9 +108,22 @@ def test_steps_to_tensorboard_and_the_learning_rate_as_trained(tmp_path):
 
 def test_the_command_line_says_where_the_run_is(tmp_path):
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "noderun.cli", "train", *SPIRALS, "train.epochs=1",
-                             "log.every_steps=1", f"hydra.run.dir={run_dir}"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "noderun.cli",
+            "train",
+            *SPIRALS,
+            "train.epochs=1",
+            "log.every_steps=1",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert f"run folder {run_dir}" in lines[0]
@@ -94,8 +137,9 @@ def test_a_grouped_report_leaves_the_plain_report_alone(tmp_path, capsys):
     for seed, solver in ((0, "euler"), (1, "rk4")):
         run_dir = tmp_path / str(seed)
         run_dir.mkdir()
-        (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "solver": solver, "seed": seed,
-                                                          "nfe_forward": 4.0 * (seed + 1)}))
+        (run_dir / "summary.json").write_text(
+            json.dumps({"status": "completed", "solver": solver, "seed": seed, "nfe_forward": 4.0 * (seed + 1)})
+        )
     assert report_command(str(tmp_path)) == 0
     plain = (tmp_path / "report.md").read_text()
     assert report_command(str(tmp_path), group_by="solver", metrics="status,nfe_forward") == 0
@@ -105,11 +149,14 @@ def test_a_grouped_report_leaves_the_plain_report_alone(tmp_path, capsys):
     assert (tmp_path / "report_by_solver.csv").exists() and "report_by_solver.md" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("override, module", [
-    ("hydra/launcher=joblib", "joblib"),
-    ("hydra/launcher=submitit_slurm", "hydra_plugins.hydra_submitit_launcher"),
-    ("hparams_search=optuna", "optuna"),
-])
+@pytest.mark.parametrize(
+    "override, module",
+    [
+        ("hydra/launcher=joblib", "joblib"),
+        ("hydra/launcher=submitit_slurm", "hydra_plugins.hydra_submitit_launcher"),
+        ("hparams_search=optuna", "optuna"),
+    ],
+)
 def test_a_missing_plugin_says_how_to_install_it(monkeypatch, capsys, override, module):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed
     assert main(["train", "-m", override]) == 2

@@ -1,5 +1,6 @@
 """Regularisers integrated in the solve (kinetic energy, Jacobian Frobenius norm) against their closed forms
 on a linear ODE, in every gradient mode; STEER's end time; augmented ODE models keep their output shape."""
+
 import pytest
 import torch
 from torch import nn
@@ -40,8 +41,11 @@ def jacobian_closed_form(a):
     return T * (a**2).sum()
 
 
-SOLVERS = {"dopri5": dict(rtol=1e-10, atol=1e-10), "rk4": dict(options={"step_size": 1e-3}),
-           "kvaerno5": dict(rtol=1e-9, atol=1e-9)}
+SOLVERS = {
+    "dopri5": dict(rtol=1e-10, atol=1e-10),
+    "rk4": dict(options={"step_size": 1e-3}),
+    "kvaerno5": dict(rtol=1e-9, atol=1e-9),
+}
 
 
 def regularized_block(method, grad, **weights):
@@ -104,8 +108,9 @@ def test_a_backward_solve_integrates_a_positive_kinetic_energy():
     block = regularized_block("dopri5", "backprop", kinetic=1.0)
     block.trajectory(H0, torch.tensor([T, 0.0], dtype=torch.float64))
     h_start = H0 * torch.exp(-block.func.a * T)  # the state at 0 when H0 is the state at T
-    assert block.integrals["kinetic"].item() == pytest.approx(kinetic_closed_form(block.func.a, h_start).item(),
-                                                              rel=1e-6)
+    assert block.integrals["kinetic"].item() == pytest.approx(
+        kinetic_closed_form(block.func.a, h_start).item(), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("grad", ["backprop", "adjoint"])
@@ -157,8 +162,11 @@ def test_augmented_odenet_keeps_its_output_shape_and_starts_the_extra_channels_a
 
 def test_augmented_latent_ode_keeps_its_output_shape_and_flows_zero_dimensions():
     settings = SolverSettings("dopri5", 1e-4, 1e-4, grad="backprop")
-    batch = {"values": torch.randn(3, 5, 2), "mask": torch.ones(3, 5, dtype=torch.bool),
-             "times": torch.linspace(0, 1, 8).expand(3, 8)}
+    batch = {
+        "values": torch.randn(3, 5, 2),
+        "mask": torch.ones(3, 5, dtype=torch.bool),
+        "times": torch.linspace(0, 1, 8).expand(3, 8),
+    }
     plain = LatentODE(2, settings, latent_dim=4)
     augmented = LatentODE(2, settings, latent_dim=4, augment_dim=2)
     path, decoded = augmented.decode_path(torch.randn(3, 4), batch["times"][0])
@@ -169,13 +177,23 @@ def test_augmented_latent_ode_keeps_its_output_shape_and_flows_zero_dimensions()
 
 
 def test_a_regularised_augmented_jittered_run_logs_each_term(tmp_path):
-    summary = run(compose_config("experiment=mnist5k_odenet_smoke", "regularizer=rnode", "model.augment_dim=2",
-                                 "train.end_time_jitter=0.3", "model.channels=8", "train.max_iters=2",
-                                 "train.test_batch_size=500", "dataset.test_fraction=0.02", "train.progress=false",
-                                 "solver=rk4", "solver.step_size=0.5"), tmp_path)
+    summary = run(
+        compose_config(
+            "experiment=mnist5k_odenet_smoke",
+            "regularizer=rnode",
+            "model.augment_dim=2",
+            "train.end_time_jitter=0.3",
+            "model.channels=8",
+            "train.max_iters=2",
+            "train.test_batch_size=500",
+            "dataset.test_fraction=0.02",
+            "train.progress=false",
+            "solver=rk4",
+            "solver.step_size=0.5",
+        ),
+        tmp_path,
+    )
     assert summary["status"] == "completed"
     record = read_metrics(tmp_path)[-1]
     assert record["reg_kinetic_mean"] > 0 and record["reg_jacobian_mean"] > 0
     assert summary["reg_kinetic"] == pytest.approx(record["reg_kinetic_mean"])
-
-

@@ -1,4 +1,5 @@
 """Failures during training, interruption and resume, corrupt checkpoints, and a sweep that diverges."""
+
 import json
 import os
 import signal
@@ -21,8 +22,13 @@ from noderun.train.run import run
 from conftest import compose_config
 
 # The latent ODE on 40 spirals (32 for training): two batches an epoch, a fraction of a second each.
-SMALL = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.test_batch_size=8",
-         "train.progress=false"]
+SMALL = [
+    "experiment=spiral_latent_ode",
+    "dataset.n_spirals=40",
+    "train.batch_size=16",
+    "train.test_batch_size=8",
+    "train.progress=false",
+]
 NO_SOLVE = "solver.max_num_steps=1"  # every adaptive solve runs out of steps: a SolverError on every batch
 
 
@@ -31,8 +37,14 @@ def config(*overrides):
 
 
 def cli(*args, cwd, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "noderun.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "noderun.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def finished(process, timeout=600):
@@ -86,8 +98,11 @@ def test_a_run_without_a_finite_test_metric_is_not_completed(tmp_path, monkeypat
         return {"test_rmse_extrap": float("nan")}
 
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
-    message = ("the final test_rmse_extrap is nan" if outcome == "nan"
-               else r"no test_rmse_extrap from the last evaluation \(skipped: SolverError")
+    message = (
+        "the final test_rmse_extrap is nan"
+        if outcome == "nan"
+        else r"no test_rmse_extrap from the last evaluation \(skipped: SolverError"
+    )
     with pytest.raises(StopTraining, match=message):
         run(config("train.max_iters=1", "train.on_solver_error=skip"), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -126,8 +141,9 @@ def test_parameters_made_non_finite_stop_the_run_whatever_the_policy(tmp_path, m
 
 def test_sweep_with_a_diverging_job_completes_and_reports_it(tmp_path):
     sweep = tmp_path / "sweep"
-    code, output = finished(cli("train", "-m", *SMALL, "train.epochs=1", "optimizer.lr=0.001,1e6",
-                                f"hydra.sweep.dir={sweep}", cwd=tmp_path))
+    code, output = finished(
+        cli("train", "-m", *SMALL, "train.epochs=1", "optimizer.lr=0.001,1e6", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    )
     assert code == 1, output[-3000:]
     statuses = [json.loads((sweep / str(job) / "summary.json").read_text())["status"] for job in (0, 1)]
     assert statuses == ["completed", "diverged"]

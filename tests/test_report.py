@@ -1,4 +1,5 @@
 """`noderun report --group-by`: runs aggregated over one or several keys (mean ± sample std)."""
+
 import json
 
 import pytest
@@ -19,8 +20,11 @@ def sweep(tmp_path):
     for (experiment, n_obs), rmses in values.items():
         for seed, rmse in enumerate(rmses):
             interp = None if n_obs == 50 else rmse / 10  # a metric only some groups have
-            fake_run(tmp_path / str(job), {"experiment": experiment, "dataset.n_obs": n_obs, "seed": seed},
-                     {"status": "completed", "test_rmse_extrap": rmse, "test_rmse_interp": interp})
+            fake_run(
+                tmp_path / str(job),
+                {"experiment": experiment, "dataset.n_obs": n_obs, "seed": seed},
+                {"status": "completed", "test_rmse_extrap": rmse, "test_rmse_interp": interp},
+            )
             job += 1
     return tmp_path
 
@@ -34,13 +38,18 @@ def grouped_lines(sweep, keys):
 def test_group_by_two_keys_gives_mean_and_std_per_combination(sweep):
     lines = grouped_lines(sweep, "experiment,dataset.n_obs")
     assert lines[0] == "| experiment | dataset.n_obs | runs | status | test_rmse_extrap | test_rmse_interp |"
-    assert lines[2:] == ["| a | 30 | 3 | 3 completed | 2 ± 1 | 0.2 ± 0.1 |", "| a | 50 | 3 | 3 completed | 4 ± 0 |  |",
-                         "| b | 30 | 3 | 3 completed | 20 ± 10 | 2 ± 1 |"]
+    assert lines[2:] == [
+        "| a | 30 | 3 | 3 completed | 2 ± 1 | 0.2 ± 0.1 |",
+        "| a | 50 | 3 | 3 completed | 4 ± 0 |  |",
+        "| b | 30 | 3 | 3 completed | 20 ± 10 | 2 ± 1 |",
+    ]
 
 
 def test_group_by_one_key_pools_the_others(sweep):
     lines = grouped_lines(sweep, "experiment")
-    assert lines[2] == "| a | 6 | 6 completed | 3 ± 1.26 | 1 0.1, 1 0.2, 1 0.3, 3 None |"  # 1, 2, 3, 4, 4, 4: mean 3, sample std sqrt(8 / 5)
+    assert (
+        lines[2] == "| a | 6 | 6 completed | 3 ± 1.26 | 1 0.1, 1 0.2, 1 0.3, 3 None |"
+    )  # 1, 2, 3, 4, 4, 4: mean 3, sample std sqrt(8 / 5)
 
 
 def test_plot_places_each_configuration_at_its_seeds_mean_with_their_std(sweep):
@@ -49,7 +58,9 @@ def test_plot_places_each_configuration_at_its_seeds_mean_with_their_std(sweep):
 
     series = points(load_runs(sweep), "test_rmse_interp", "test_rmse_extrap", "experiment")
     assert set(series) == {"a", "b"}  # a at n_obs 50 has no x value: left out
-    assert series["a"] == [pytest.approx((0.2, 0.1, 2.0, 1.0))] and series["b"] == [pytest.approx((2.0, 1.0, 20.0, 10.0))]
+    assert series["a"] == [pytest.approx((0.2, 0.1, 2.0, 1.0))] and series["b"] == [
+        pytest.approx((2.0, 1.0, 20.0, 10.0))
+    ]
 
 
 def test_report_plot_writes_a_figure_beside_the_tables(sweep, capsys):
@@ -60,5 +71,7 @@ def test_report_plot_writes_a_figure_beside_the_tables(sweep, capsys):
 
 def test_report_plot_of_a_missing_metric_names_the_numeric_ones(sweep, capsys):
     assert report_command(str(sweep), plot=["nfe", "test_rmse_extrap"]) == 2
-    assert "no run has numbers for both 'nfe' and 'test_rmse_extrap'; numeric summary keys: test_rmse_extrap, " \
-           "test_rmse_interp" in capsys.readouterr().err
+    assert (
+        "no run has numbers for both 'nfe' and 'test_rmse_extrap'; numeric summary keys: test_rmse_extrap, "
+        "test_rmse_interp" in capsys.readouterr().err
+    )

@@ -1,5 +1,6 @@
 """Run folders are never shared, a refused launch leaves none behind, ``resume=RUN_DIR`` continues with the
 run's own config, and a checkpoint is loaded as data (one carrying a pickled object is refused unloaded)."""
+
 import json
 import os
 import pathlib
@@ -21,8 +22,14 @@ from noderun.train.run import run
 
 from conftest import compose_config
 
-SMALL = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.test_batch_size=8",
-         "train.progress=false", "train.max_iters=2"]
+SMALL = [
+    "experiment=spiral_latent_ode",
+    "dataset.n_spirals=40",
+    "train.batch_size=16",
+    "train.test_batch_size=8",
+    "train.progress=false",
+    "train.max_iters=2",
+]
 SAME_DEFAULT = "hydra.run.dir=${noderun.unique_folder:outputs/same}"  # as two runs started in the same second
 REPOSITORY = pathlib.Path(__file__).parents[1]  # the noderun the processes import: this one
 
@@ -35,10 +42,17 @@ def run_folders(root):
 def two_runs(tmp_path_factory):
     """Two `noderun train` processes started together, asking for the same default folder."""
     root = tmp_path_factory.mktemp("concurrent")
-    processes = [subprocess.Popen([sys.executable, "-m", "noderun.cli", "train", *SMALL, f"seed={seed}", SAME_DEFAULT],
-                                  cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(REPOSITORY)})
-                 for seed in (1, 2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "noderun.cli", "train", *SMALL, f"seed={seed}", SAME_DEFAULT],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        )
+        for seed in (1, 2)
+    ]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
     return root, [process.returncode for process in processes], outputs
 
@@ -154,4 +168,8 @@ def test_the_random_states_round_trip_as_plain_data(tmp_path):
 def test_resuming_a_finished_run_reports_its_final_metrics(tmp_path):
     first = run(compose_config(*SMALL, "train.epochs=1"), tmp_path / "first")
     again = run(compose_config(*SMALL, "train.epochs=1", f"resume={tmp_path / 'first'}"), tmp_path / "again")
-    assert again["status"] == "completed" and again["steps"] == 2 and again["test_rmse_extrap"] == first["test_rmse_extrap"]
+    assert (
+        again["status"] == "completed"
+        and again["steps"] == 2
+        and again["test_rmse_extrap"] == first["test_rmse_extrap"]
+    )

@@ -1,5 +1,6 @@
 """Scaling out for real on this machine: sweeps through the joblib and submitit_local launchers, an
 Optuna search, a requeued job resuming by itself, and one run on two processes (DDP, gloo)."""
+
 import json
 import os
 import signal
@@ -14,11 +15,27 @@ import yaml
 from noderun.log.files import read_metrics
 from noderun.report import report_command
 
-SPIRALS = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.test_batch_size=8",
-           "train.epochs=1", "train.progress=false"]
-CNF = ["experiment=cnf_moons", "dataset.n_train=64", "dataset.n_test=64", "dataset.n_reference=64", "model.width=8",
-       "model.hyper_hidden=8", "train.test_batch_size=64", "train.max_iters=2", "train.epochs=1",
-       "train.progress=false", "threads=1"]
+SPIRALS = [
+    "experiment=spiral_latent_ode",
+    "dataset.n_spirals=40",
+    "train.batch_size=16",
+    "train.test_batch_size=8",
+    "train.epochs=1",
+    "train.progress=false",
+]
+CNF = [
+    "experiment=cnf_moons",
+    "dataset.n_train=64",
+    "dataset.n_test=64",
+    "dataset.n_reference=64",
+    "model.width=8",
+    "model.hyper_hidden=8",
+    "train.test_batch_size=64",
+    "train.max_iters=2",
+    "train.epochs=1",
+    "train.progress=false",
+    "threads=1",
+]
 # Fixed steps: an adaptive solver would choose each process's steps from its own half of the batch, so the
 # two runs would agree only to the solver's tolerance.
 FIXED_STEPS = ["solver=rk4", "solver.step_size=0.5"]
@@ -34,10 +51,13 @@ def summaries(sweep):
     return [json.loads((sweep / str(job) / "summary.json").read_text()) for job in range(2)]
 
 
-@pytest.mark.parametrize("launcher, threads", [
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], max(1, (os.cpu_count() or 1) // 2)),
-    (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"], 1),
-])
+@pytest.mark.parametrize(
+    "launcher, threads",
+    [
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], max(1, (os.cpu_count() or 1) // 2)),
+        (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"], 1),
+    ],
+)
 def test_two_job_sweep_through_a_launcher(tmp_path, launcher, threads):
     sweep = tmp_path / "sweep"
     noderun("train", "-m", *SPIRALS, "optimizer.lr=0.001,0.01", *launcher, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
@@ -52,8 +72,15 @@ def test_two_job_sweep_through_a_launcher(tmp_path, launcher, threads):
 
 def test_optuna_search_minimises_the_headline(tmp_path):
     sweep = tmp_path / "search"
-    noderun("train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *SPIRALS,
-            f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    noderun(
+        "train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        *SPIRALS,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     values = [read_metrics(sweep / str(job))[-1]["test_rmse_extrap"] for job in range(3)]  # full precision
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(min(values))
@@ -70,21 +97,33 @@ def test_a_requeued_job_resumes_from_its_own_checkpoint(tmp_path):
     straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert requeued["resumed_from"] == str(job) and requeued["steps"] == straight["steps"] == 8
     assert read_metrics(job)[-1]["test_rmse_extrap"] == pytest.approx(
-        read_metrics(tmp_path / "straight")[-1]["test_rmse_extrap"], rel=1e-6)  # full precision (summary.json is rounded)
+        read_metrics(tmp_path / "straight")[-1]["test_rmse_extrap"], rel=1e-6
+    )  # full precision (summary.json is rounded)
 
 
 # the adjoint by default; checkpoint (20 s more) with -m slow, to keep the default run well under 10 minutes
 @pytest.mark.parametrize("grad", ["adjoint", pytest.param("checkpoint", marks=pytest.mark.slow)])
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path, grad):
-    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "noderun.cli")
+    torchrun = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "noderun.cli",
+    )
     settings = [*CNF, *FIXED_STEPS, f"grad={grad}"]
-    noderun("train", *settings, "train.batch_size=32", f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path,
-            launcher=torchrun)
+    noderun(
+        "train", *settings, "train.batch_size=32", f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path, launcher=torchrun
+    )
     noderun("train", *settings, "train.batch_size=32", f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
     noderun("train", *settings, "train.batch_size=16", f"hydra.run.dir={tmp_path / 'half'}", cwd=tmp_path)
-    params = {name: torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["model"]
-              for name in ("ddp", "one", "half")}
+    params = {
+        name: torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["model"]
+        for name in ("ddp", "one", "half")
+    }
 
     def gap(a, b):
         return max((params[a][key] - params[b][key]).abs().max().item() for key in params[a])
@@ -98,9 +137,23 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path, grad):
 
 def test_a_signal_to_one_process_stops_both_after_the_same_batch(tmp_path):
     run_dir = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-               "noderun.cli", "train", *CNF, *FIXED_STEPS, "train.batch_size=32", "train.max_iters=100000",
-               "train.epochs=100000", f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "noderun.cli",
+        "train",
+        *CNF,
+        *FIXED_STEPS,
+        "train.batch_size=32",
+        "train.max_iters=100000",
+        "train.epochs=100000",
+        f"hydra.run.dir={run_dir}",
+    ]
     agent = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline and agent.poll() is None:
@@ -119,9 +172,24 @@ def test_a_signal_to_one_process_stops_both_after_the_same_batch(tmp_path):
 
 def test_diverging_trials_do_not_stop_the_search(tmp_path):
     sweep = tmp_path / "search"
-    result = subprocess.run([sys.executable, "-m", "noderun.cli", "train", "-m", "hparams_search=optuna",
-                             "hydra.sweeper.n_trials=2", "optimizer.lr=tag(log, interval(1e5, 1e6))", *SPIRALS,
-                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "noderun.cli",
+            "train",
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            "optimizer.lr=tag(log, interval(1e5, 1e6))",
+            *SPIRALS,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 1  # no trial completed
     statuses = [json.loads((sweep / str(job) / "summary.json").read_text())["status"] for job in range(2)]
     assert statuses == ["diverged", "diverged"]

@@ -1,5 +1,6 @@
 """method="scipy_solver": SciPy's solve_ivp solving the whole problem, its options, its failures and its
 gradients (the adjoint only)."""
+
 import math
 import sys
 import warnings
@@ -58,8 +59,15 @@ def test_each_solver_matches_the_exact_solution(solver, dtype, reverse):
 def test_a_tuple_state_is_solved_tensor_by_tensor():
     y, z = torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([[3.0]], dtype=torch.float32)
     times = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
-    ys, zs = odeint(lambda t, state: (-state[0], 2 * state[1]), (y, z), times, method="scipy_solver",
-                    rtol=1e-10, atol=1e-12, options={"solver": "DOP853"})
+    ys, zs = odeint(
+        lambda t, state: (-state[0], 2 * state[1]),
+        (y, z),
+        times,
+        method="scipy_solver",
+        rtol=1e-10,
+        atol=1e-12,
+        options={"solver": "DOP853"},
+    )
     assert ys.shape == (4, 2) and ys.dtype == torch.float64 and zs.shape == (4, 1, 1) and zs.dtype == torch.float32
     torch.testing.assert_close(ys, y * torch.exp(-times)[:, None], rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(zs, z * torch.exp(2 * times).float()[:, None, None], rtol=1e-6, atol=1e-6)
@@ -73,8 +81,14 @@ def test_every_evaluation_is_counted():
         return rotation(t, y)
 
     stats = noderun.SolveStats()
-    odeint(func, torch.ones(2, dtype=torch.float64), torch.linspace(0, 3, 4), method="scipy_solver",
-           options={"solver": "Radau"}, stats=stats)
+    odeint(
+        func,
+        torch.ones(2, dtype=torch.float64),
+        torch.linspace(0, 3, 4),
+        method="scipy_solver",
+        options={"solver": "Radau"},
+        stats=stats,
+    )
     assert stats.nfe_forward == len(calls) > 0
 
 
@@ -121,25 +135,41 @@ def test_backprop_warns_that_the_solution_has_no_graph():
 
 
 def test_checkpoint_is_refused_pointing_to_the_adjoint():
-    with pytest.raises(SettingError, match=r"grad='checkpoint'.*'scipy_solver' solves the whole problem.*'adjoint'"
-                       ) as info:
+    with pytest.raises(
+        SettingError, match=r"grad='checkpoint'.*'scipy_solver' solves the whole problem.*'adjoint'"
+    ) as info:
         odeint(Net(), torch.ones(2), torch.linspace(0, 1, 3), method="scipy_solver", grad="checkpoint")
     assert info.value.key == "grad"
 
 
-@pytest.mark.parametrize("options, key, message", [
-    ({"solver": "RK99"}, "solver", r"unknown options\['solver'\] 'RK99'; SciPy's solvers: RK45, RK23, DOP853, "
-                                   r"Radau, BDF, LSODA"),
-    ({"max_step": -1.0}, "max_step", r"options\['max_step'\] must be a positive number \(inf: no bound\), got -1.0"),
-    ({"max_step": 0}, "max_step", r"options\['max_step'\] must be a positive number"),
-    ({"min_step": -0.1}, "min_step", r"options\['min_step'\] must be a finite number of at least 0"),
-    ({"min_step": math.inf}, "min_step", r"options\['min_step'\] must be a finite number"),
-    ({"first_step": 0.0}, "first_step", r"options\['first_step'\] must be a finite positive number"),
-    ({"norm": "l2"}, "norm", r"unknown norm options\['norm'\]='l2'"),
-    ({"step_size": 0.1}, None, r"unknown options key\(s\) \['step_size'\] for the method 'scipy_solver'; accepted "
-                               r"keys: solver, min_step, max_step, first_step, norm"),
-    ({"per_sample": True}, None, r"unknown options key\(s\) \['per_sample'\]"),
-])
+@pytest.mark.parametrize(
+    "options, key, message",
+    [
+        (
+            {"solver": "RK99"},
+            "solver",
+            r"unknown options\['solver'\] 'RK99'; SciPy's solvers: RK45, RK23, DOP853, "
+            r"Radau, BDF, LSODA",
+        ),
+        (
+            {"max_step": -1.0},
+            "max_step",
+            r"options\['max_step'\] must be a positive number \(inf: no bound\), got -1.0",
+        ),
+        ({"max_step": 0}, "max_step", r"options\['max_step'\] must be a positive number"),
+        ({"min_step": -0.1}, "min_step", r"options\['min_step'\] must be a finite number of at least 0"),
+        ({"min_step": math.inf}, "min_step", r"options\['min_step'\] must be a finite number"),
+        ({"first_step": 0.0}, "first_step", r"options\['first_step'\] must be a finite positive number"),
+        ({"norm": "l2"}, "norm", r"unknown norm options\['norm'\]='l2'"),
+        (
+            {"step_size": 0.1},
+            None,
+            r"unknown options key\(s\) \['step_size'\] for the method 'scipy_solver'; accepted "
+            r"keys: solver, min_step, max_step, first_step, norm",
+        ),
+        ({"per_sample": True}, None, r"unknown options key\(s\) \['per_sample'\]"),
+    ],
+)
 def test_bad_options_are_refused_naming_the_key(options, key, message):
     with pytest.raises(SettingError, match=message) as info:
         odeint(rotation, torch.ones(2), torch.linspace(0, 1, 3), method="scipy_solver", options=options)
@@ -175,15 +205,25 @@ def test_min_step_goes_to_lsoda_only():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # SciPy warns of arguments a solver ignores: none is passed
         for solver in SCIPY_SOLVERS:
-            odeint(rotation, torch.ones(2), torch.linspace(0, 1, 3), method="scipy_solver",
-                   options={"solver": solver, "min_step": 0.0, "max_step": 1.0, "first_step": 0.01})
+            odeint(
+                rotation,
+                torch.ones(2),
+                torch.linspace(0, 1, 3),
+                method="scipy_solver",
+                options={"solver": solver, "min_step": 0.0, "max_step": 1.0, "first_step": 0.01},
+            )
 
 
 def test_a_solve_scipy_cannot_finish_raises_solver_error():
     blow_up = lambda t, y: y**2  # noqa: E731  (y = 1 / (1 - t) from y(0) = 1: infinite at t = 1)
     with pytest.raises(SolverError, match=r"SciPy's RK45 could not solve from t=0.0 to t=2.0: .*Try a stiff solver"):
-        odeint(blow_up, torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 2.0]), method="scipy_solver",
-               options={"solver": "RK45"})
+        odeint(
+            blow_up,
+            torch.ones(1, dtype=torch.float64),
+            torch.tensor([0.0, 2.0]),
+            method="scipy_solver",
+            options={"solver": "RK45"},
+        )
 
 
 def test_a_nan_derivative_raises_solver_error():

@@ -1,4 +1,5 @@
 """A single output time, ``len(t) == 1``: the initial state, in every gradient mode, without evaluating func."""
+
 import pytest
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """Latent ODE on spirals: the data generator, the ELBO terms, the presets, extrapolation and the figures."""
+
 import math
 
 import pytest
@@ -56,7 +57,7 @@ def test_kl_and_likelihood_terms():
     expected = torch.distributions.Normal(mean, 0.3).log_prob(x)
     assert torch.allclose(gaussian_log_density(x, mean, 0.3), expected)
     samples = torch.randn(200_000, 2) * 0.5 + 1.0  # Monte Carlo KL of N(1, 0.25) to N(0, 1)
-    mc = (torch.distributions.Normal(1.0, 0.5).log_prob(samples) - torch.distributions.Normal(0, 1).log_prob(samples))
+    mc = torch.distributions.Normal(1.0, 0.5).log_prob(samples) - torch.distributions.Normal(0, 1).log_prob(samples)
     analytic = kl_to_standard_normal(torch.ones(1, 2), torch.full((1, 2), math.log(0.25))).item()
     assert mc.sum(1).mean().item() == pytest.approx(analytic, rel=0.02)
 
@@ -67,8 +68,9 @@ def test_unobserved_values_are_never_used():
     batch = first_batch()
     changed = dict(batch, values=batch["values"] + 5.0 * (~batch["mask"])[..., None])
     times = batch["times"][0, :100]
-    for a, b in zip(model.encoder(times, batch["values"], batch["mask"]),
-                    model.encoder(times, changed["values"], changed["mask"])):
+    for a, b in zip(
+        model.encoder(times, batch["values"], batch["mask"]), model.encoder(times, changed["values"], changed["mask"])
+    ):
         assert torch.equal(a, b)
     torch.manual_seed(1)
     log_likelihood, _ = model.elbo_terms(batch)
@@ -97,8 +99,15 @@ def test_rmse_counts_held_out_and_extrapolated_points():
     assert "test_rmse" not in metrics  # no score mixes the window's points with the extrapolated ones
 
 
-@pytest.mark.parametrize("preset, extra", [("spiral_latent_ode", []), ("spiral_latent_ode", ["grad=adjoint"]),
-                                           ("spiral_rnn", []), ("spiral_rnn", ["model.time_gaps=false"])])
+@pytest.mark.parametrize(
+    "preset, extra",
+    [
+        ("spiral_latent_ode", []),
+        ("spiral_latent_ode", ["grad=adjoint"]),
+        ("spiral_rnn", []),
+        ("spiral_rnn", ["model.time_gaps=false"]),
+    ],
+)
 def test_spiral_presets_run(preset, extra, tmp_path):
     cfg = compose_config(f"experiment={preset}", *SMALL, *extra)
     summary = run(cfg, tmp_path)
@@ -115,6 +124,9 @@ def test_spiral_figures_from_tiny_runs(tmp_path):
         run(cfg, tmp_path / preset)
         runs[preset] = str(tmp_path / preset)
     paths = spiral_figures(runs["spiral_latent_ode"], runs["spiral_rnn"], str(tmp_path / "figures"))
-    assert [p.name for p in paths] == ["figure8_reconstructions.png", "figure8_latent_paths.png",
-                                       "figure9_latent_sweep.png"]
+    assert [p.name for p in paths] == [
+        "figure8_reconstructions.png",
+        "figure8_latent_paths.png",
+        "figure9_latent_sweep.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -1,5 +1,6 @@
 """Options that shape the steps: perturb and grid_constructor (fixed step), min_step/max_step, step_t and
 jump_t (adaptive), and the step callbacks of func — in the forward solve and the adjoint's backward one."""
+
 import math
 import warnings
 
@@ -66,8 +67,9 @@ def test_grid_constructor_sets_the_steps(grad):
         return torch.linspace(float(t[0]), float(t[-1]), 11, dtype=torch.float64)
 
     y0 = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
-    ys = odeint(lambda t, y: y, y0, T01, method="euler", options={"grid_constructor": grid}, grad=grad,
-                adjoint_params=())
+    ys = odeint(
+        lambda t, y: y, y0, T01, method="euler", options={"grid_constructor": grid}, grad=grad, adjoint_params=()
+    )
     assert float(ys[1].detach()) == pytest.approx(1.1**10, rel=1e-12)
     ys[1].backward()
     assert float(y0.grad) == pytest.approx(1.1**10, rel=1e-12)
@@ -78,12 +80,23 @@ def test_grid_constructor_adds_the_output_times_and_refuses_a_bad_grid():
     stats = SolveStats()
     grid = lambda f, y0, t: torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
     t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
-    odeint(lambda t, y: -y, torch.ones(1, dtype=torch.float64), t, method="euler",
-           options={"grid_constructor": grid}, stats=stats)
+    odeint(
+        lambda t, y: -y,
+        torch.ones(1, dtype=torch.float64),
+        t,
+        method="euler",
+        options={"grid_constructor": grid},
+        stats=stats,
+    )
     assert stats.steps_accepted == 3  # 0 -> 0.3 -> 0.5 -> 1
     with pytest.raises(ValueError, match="grid_constructor.*from t\\[0\\]"):
-        odeint(lambda t, y: -y, torch.ones(1), T01, method="euler",
-               options={"grid_constructor": lambda f, y0, t: torch.tensor([0.0, 0.5])})
+        odeint(
+            lambda t, y: -y,
+            torch.ones(1),
+            T01,
+            method="euler",
+            options={"grid_constructor": lambda f, y0, t: torch.tensor([0.0, 0.5])},
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -133,8 +146,9 @@ def test_step_t_and_jump_t_outside_the_interval_are_ignored_and_reversed_time_wo
     back = torch.tensor([1.0, 0.0], dtype=torch.float64)
     ys = odeint(Jump(), y0, back, rtol=1e-8, atol=1e-8, options={"jump_t": [0.5, 3.0, -1.0]})
     reference = odeint(Jump(), y0, torch.tensor([1.0, 0.5], dtype=torch.float64), rtol=1e-10, atol=1e-10)
-    reference = odeint(lambda t, y: -0.5 * y, reference[-1], torch.tensor([0.5, 0.0], dtype=torch.float64),
-                       rtol=1e-10, atol=1e-10)
+    reference = odeint(
+        lambda t, y: -0.5 * y, reference[-1], torch.tensor([0.5, 0.0], dtype=torch.float64), rtol=1e-10, atol=1e-10
+    )
     assert torch.allclose(ys[-1], reference[-1], rtol=1e-6)
 
 
@@ -152,8 +166,9 @@ def test_max_step_bounds_every_step_and_min_step_accepts_every_step():
     assert max(sizes) <= 0.5 and len(sizes) >= 20
     sizes.clear()
     stats = SolveStats()
-    odeint(F(), torch.ones(2), torch.tensor([0.0, 10.0]), rtol=1e-12, atol=1e-12, options={"min_step": 2.0},
-           stats=stats)
+    odeint(
+        F(), torch.ones(2), torch.tensor([0.0, 10.0]), rtol=1e-12, atol=1e-12, options={"min_step": 2.0}, stats=stats
+    )
     assert min(sizes) >= 2.0 and stats.steps_rejected == 0 and stats.steps_accepted == 5
 
 
@@ -172,6 +187,7 @@ class Counted(nn.Module):
         def callback(self, t0, y0, dt):
             assert t0.dim() == 0 and dt.dim() == 0 and y0.shape[-1] >= 2
             self.counts[name] += 1
+
         return callback
 
     callback_step = _count("step")
@@ -190,16 +206,20 @@ def test_callbacks_count_every_step_forward_and_backward(method):
     stats = SolveStats()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fixed-step methods warn that they ignore accept/reject callbacks
-        ys = odeint_adjoint(func, torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), method=method,
-                            options=options, stats=stats)
+        ys = odeint_adjoint(
+            func, torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), method=method, options=options, stats=stats
+        )
     ys.sum().backward()
     c = func.counts
     if fixed:
         assert (c["step"], c["step_adj"]) == (10, 10) and c["accept"] == c["reject"] == 0
     else:
         assert c["step"] == c["accept"] + c["reject"] == stats.steps_accepted + stats.steps_rejected
-        assert c["step_adj"] == c["accept_adj"] + c["reject_adj"] == (stats.steps_accepted_backward
-                                                                        + stats.steps_rejected_backward)
+        assert (
+            c["step_adj"]
+            == c["accept_adj"] + c["reject_adj"]
+            == (stats.steps_accepted_backward + stats.steps_rejected_backward)
+        )
 
 
 def test_a_callback_the_method_never_calls_is_warned_about():
@@ -227,9 +247,14 @@ def test_a_tuple_state_reaches_the_callbacks_as_a_tuple():
 
 def test_a_step_of_min_step_is_accepted_though_t_end_minus_t_rounds_above_it():
     """0.1 + 0.1 - 0.1 is 0.10000000000000003: the step is still one of min_step, accepted whatever its error."""
-    ys = odeint(lambda t, y: torch.cos(50 * t) * torch.ones_like(y), torch.zeros(1, dtype=torch.float64),
-                torch.tensor([0.0, 3.0], dtype=torch.float64), rtol=1e-10, atol=1e-12,
-                options={"min_step": 0.1, "max_num_steps": 2000})
+    ys = odeint(
+        lambda t, y: torch.cos(50 * t) * torch.ones_like(y),
+        torch.zeros(1, dtype=torch.float64),
+        torch.tensor([0.0, 3.0], dtype=torch.float64),
+        rtol=1e-10,
+        atol=1e-12,
+        options={"min_step": 0.1, "max_num_steps": 2000},
+    )
     assert torch.isfinite(ys).all()
 
 
@@ -246,8 +271,9 @@ class TwoRates(nn.Module):
 
 
 @pytest.mark.parametrize("grad", ["backprop", "adjoint", "checkpoint"])
-@pytest.mark.parametrize("method, options", [("rk4", {"step_size": 0.25, "perturb": True}),
-                                             ("dopri5", {"jump_t": [0.5]})])
+@pytest.mark.parametrize(
+    "method, options", [("rk4", {"step_size": 0.25, "perturb": True}), ("dopri5", {"jump_t": [0.5]})]
+)
 def test_every_gradient_mode_sees_the_shifted_ends(method, options, grad):
     func = TwoRates()
     ys = odeint(func, torch.ones(1, dtype=torch.float64), T01, method=method, options=options, grad=grad)

@@ -1,6 +1,7 @@
 """Adaptive implicit methods (kvaerno3/4/5, radau5): their tableaux, order, the two stiff cases against SciPy's Radau,
 Newton's failures and the Jacobian options, dense output, Newton's work in ``SolveStats`` and gradients in
 every mode on a small stiff problem."""
+
 import numpy as np
 import pytest
 import torch
@@ -64,10 +65,17 @@ def test_global_order_on_a_non_stiff_problem(name):
     """Steps held at ``h`` (``min_step = max_step = first_step``): the error falls as ``h**order``."""
     order, T = STIFF[name].order, 2.0
     hs, errors = [], []
-    for n in ([8, 12, 16, 24] if order >= 5 else [16, 32, 64, 128]):
+    for n in [8, 12, 16, 24] if order >= 5 else [16, 32, 64, 128]:
         h = T / n
-        ys = noderun.odeint(rotation, ROTATION_Y0, torch.tensor([0.0, T], dtype=D), method=name, rtol=1e-12,
-                            atol=1e-12, options={"first_step": h, "min_step": h, "max_step": h})
+        ys = noderun.odeint(
+            rotation,
+            ROTATION_Y0,
+            torch.tensor([0.0, T], dtype=D),
+            method=name,
+            rtol=1e-12,
+            atol=1e-12,
+            options={"first_step": h, "min_step": h, "max_step": h},
+        )
         hs.append(h)
         errors.append((ys[-1] - rotation_exact(T)).abs().max().item())
     assert abs(observed_order(hs, errors) - order) <= 0.3
@@ -76,10 +84,16 @@ def test_global_order_on_a_non_stiff_problem(name):
 STIFF_CASES = {"van_der_pol": stiff_van_der_pol_case(tiny=False), "robertson": robertson_case(tiny=False)}
 
 
-@pytest.mark.parametrize("case, method", [("robertson", "kvaerno5"),
-                                          *[pytest.param(case, method, marks=pytest.mark.slow) for case, method in
-                                            [("robertson", "radau5"), ("van_der_pol", "kvaerno5"),
-                                             ("van_der_pol", "radau5")]]])
+@pytest.mark.parametrize(
+    "case, method",
+    [
+        ("robertson", "kvaerno5"),
+        *[
+            pytest.param(case, method, marks=pytest.mark.slow)
+            for case, method in [("robertson", "radau5"), ("van_der_pol", "kvaerno5"), ("van_der_pol", "radau5")]
+        ],
+    ],
+)
 def test_stiff_cases_against_scipy_radau(case, method):
     """Within 10x the tolerance of a Radau solve at rtol 1e-10, in at most twice the accepted steps SciPy's
     Radau takes at the same tolerances."""
@@ -87,8 +101,15 @@ def test_stiff_cases_against_scipy_radau(case, method):
     reference = reference_end(case).numpy()
     radau = scipy_solve(case, "Radau", case.rtol, case.atol)
     stats = noderun.SolveStats()
-    ys = noderun.odeint(case.func, case.y0, torch.tensor([0.0, case.t_end], dtype=D), method=method, rtol=case.rtol,
-                        atol=case.atol, stats=stats)
+    ys = noderun.odeint(
+        case.func,
+        case.y0,
+        torch.tensor([0.0, case.t_end], dtype=D),
+        method=method,
+        rtol=case.rtol,
+        atol=case.atol,
+        stats=stats,
+    )
     scaled = np.abs(ys[-1].numpy() - reference) / (case.atol + case.rtol * np.abs(reference))
     assert scaled.max() < 10
     assert stats.steps_accepted <= 2 * (len(radau.t) - 1)
@@ -120,8 +141,9 @@ def test_batch_diagonal_jacobian_solves_independent_samples_as_dense_does():
     t = torch.tensor([0.0, 5.0], dtype=D)
     dense, blocks = noderun.SolveStats(), noderun.SolveStats()
     expected = noderun.odeint(func, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-6, stats=dense)
-    got = noderun.odeint(func, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-6, stats=blocks,
-                         options={"jacobian": "batch_diagonal"})
+    got = noderun.odeint(
+        func, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-6, stats=blocks, options={"jacobian": "batch_diagonal"}
+    )
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert blocks.steps_accepted == pytest.approx(dense.steps_accepted, rel=0.1)
 
@@ -135,8 +157,9 @@ def test_matrix_free_newton_krylov_solves_as_dense_does(method):
     t = torch.tensor([0.0, 1.0], dtype=D)
     dense, krylov = noderun.SolveStats(), noderun.SolveStats()
     expected = noderun.odeint(func, y0, t, method=method, rtol=1e-6, atol=1e-6, stats=dense)
-    got = noderun.odeint(func, y0, t, method=method, rtol=1e-6, atol=1e-6, stats=krylov,
-                         options={"jacobian": "matrix_free"})
+    got = noderun.odeint(
+        func, y0, t, method=method, rtol=1e-6, atol=1e-6, stats=krylov, options={"jacobian": "matrix_free"}
+    )
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert krylov.nfe_forward > dense.nfe_forward
 
@@ -153,18 +176,28 @@ def test_newton_failures_reject_and_shrink_the_step():
     ys = noderun.odeint(func, y0, t, method="kvaerno5", rtol=rtol, atol=atol, stats=tight, options={"max_iters": 3})
     torch.testing.assert_close(ys, expected, rtol=1e-5, atol=1e-9)
     assert tight.steps_rejected > free.steps_rejected + 10
-    with pytest.raises(noderun.SolverError, match=r"Newton's method .* 'kvaerno3' failed \(its iterates became "
-                                                  r"non-finite\) at t=0\.0 .*max_iters"):
-        noderun.odeint(lambda t, y: torch.sqrt(y - 1) - 1, torch.ones(1, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                       method="kvaerno3")
+    with pytest.raises(
+        noderun.SolverError,
+        match=r"Newton's method .* 'kvaerno3' failed \(its iterates became "
+        r"non-finite\) at t=0\.0 .*max_iters",
+    ):
+        noderun.odeint(
+            lambda t, y: torch.sqrt(y - 1) - 1,
+            torch.ones(1, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            method="kvaerno3",
+        )
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"jacobian": "sparse"}, r"unknown options\['jacobian'\]='sparse'; use 'dense'.*'matrix_free'"),
-    ({"per_sample": True}, r"options\['per_sample'\] applies to explicit Runge–Kutta methods; 'kvaerno5'"),
-    ({"compile": True}, r"options\['compile'\] applies to explicit Runge–Kutta methods"),
-    ({"max_iters": 0}, r"options\['max_iters'\] must be a positive integer .*default 10"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"jacobian": "sparse"}, r"unknown options\['jacobian'\]='sparse'; use 'dense'.*'matrix_free'"),
+        ({"per_sample": True}, r"options\['per_sample'\] applies to explicit Runge–Kutta methods; 'kvaerno5'"),
+        ({"compile": True}, r"options\['compile'\] applies to explicit Runge–Kutta methods"),
+        ({"max_iters": 0}, r"options\['max_iters'\] must be a positive integer .*default 10"),
+    ],
+)
 def test_options_refused(options, message):
     with pytest.raises(noderun.SettingError, match=message):
         noderun.odeint(rotation, ROTATION_Y0, torch.tensor([0.0, 1.0], dtype=D), method="kvaerno5", options=options)
@@ -172,18 +205,36 @@ def test_options_refused(options, message):
 
 def test_batch_diagonal_needs_a_batch_and_stays_forward():
     with pytest.raises(ValueError, match="one block per sample along dim 0"):
-        noderun.odeint(lambda t, y: -y, torch.tensor(1.0, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                       method="kvaerno5", options={"jacobian": "batch_diagonal"})
+        noderun.odeint(
+            lambda t, y: -y,
+            torch.tensor(1.0, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            method="kvaerno5",
+            options={"jacobian": "batch_diagonal"},
+        )
     with pytest.raises(noderun.SettingError, match="adjoint's backward state .* is not a batch"):
-        noderun.odeint(lambda t, y: -y, torch.ones(2, 1, dtype=D), torch.tensor([0.0, 1.0], dtype=D),
-                       method="kvaerno5", grad="adjoint", adjoint_params=(),
-                       adjoint_options={"jacobian": "batch_diagonal"})
+        noderun.odeint(
+            lambda t, y: -y,
+            torch.ones(2, 1, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            method="kvaerno5",
+            grad="adjoint",
+            adjoint_params=(),
+            adjoint_options={"jacobian": "batch_diagonal"},
+        )
 
 
 def test_adaptive_implicit_tableaux_must_be_stiffly_accurate_with_an_explicit_first_stage():
     with pytest.raises(ValueError, match="stiffly accurate with an explicit first stage"):
-        ImplicitTableau(name="bad", a=((0.5, 0.0), (0.5, 0.5)), b=(0.5, 0.5), c=(0.5, 1.0), order=1,
-                        b_err=(0.5, -0.5), error_order=1)
+        ImplicitTableau(
+            name="bad",
+            a=((0.5, 0.0), (0.5, 0.5)),
+            b=(0.5, 0.5),
+            c=(0.5, 1.0),
+            order=1,
+            b_err=(0.5, -0.5),
+            error_order=1,
+        )
 
 
 class StiffDynamics(nn.Module):
@@ -233,10 +284,13 @@ def finite_differences():
 
 
 # kvaerno5 in every mode by default; radau5 and the matrix-free solve by backprop (their other modes: -m slow)
-GRADIENT_CASES = [pytest.param(grad, method, jacobian, marks=pytest.mark.slow)
-                  if (method, jacobian) != ("kvaerno5", "dense") and grad != "backprop" else (grad, method, jacobian)
-                  for method, jacobian in [("kvaerno5", "dense"), ("radau5", "dense"), ("kvaerno5", "matrix_free")]
-                  for grad in noderun.GRAD_MODES]
+GRADIENT_CASES = [
+    pytest.param(grad, method, jacobian, marks=pytest.mark.slow)
+    if (method, jacobian) != ("kvaerno5", "dense") and grad != "backprop"
+    else (grad, method, jacobian)
+    for method, jacobian in [("kvaerno5", "dense"), ("radau5", "dense"), ("kvaerno5", "matrix_free")]
+    for grad in noderun.GRAD_MODES
+]
 
 
 @pytest.mark.parametrize("grad, method, jacobian", GRADIENT_CASES)
@@ -245,8 +299,9 @@ def test_gradients_in_every_mode_agree_with_finite_differences(grad, method, jac
     explicit solve. The adjoint re-integrates the state backwards in time, where its decay becomes growth
     (e^{50 t}): outputs every 0.1 reset it before that growth matters."""
     stats = noderun.SolveStats()
-    got = gradient(StiffDynamics(), torch.tensor([0.3, -0.8], dtype=D), method, grad, 1e-8, stats,
-                   {"jacobian": jacobian})
+    got = gradient(
+        StiffDynamics(), torch.tensor([0.3, -0.8], dtype=D), method, grad, 1e-8, stats, {"jacobian": jacobian}
+    )
     torch.testing.assert_close(got, finite_differences, rtol=1e-5, atol=1e-5)
     if grad == "adjoint":
         assert stats.newton_iterations_backward > 0 and stats.jacobian_evaluations_backward > 0
@@ -262,8 +317,15 @@ def test_odeint_dense_and_events_take_the_implicit_methods(name):
     solution = noderun.odeint_dense(func, y0, 0.0, 1.0, method=name, rtol=1e-7, atol=1e-9)
     expected = noderun.odeint(func, y0, t, method=name, rtol=1e-7, atol=1e-9)
     torch.testing.assert_close(solution(t), expected, rtol=1e-6, atol=1e-6)
-    event_t, _ = noderun.odeint_event(lambda t, y: -y, torch.ones(1, dtype=D), torch.tensor(0.0, dtype=D),
-                                      event_fn=lambda t, y: y[0] - 0.5, method=name, rtol=1e-8, atol=1e-10)
+    event_t, _ = noderun.odeint_event(
+        lambda t, y: -y,
+        torch.ones(1, dtype=D),
+        torch.tensor(0.0, dtype=D),
+        event_fn=lambda t, y: y[0] - 0.5,
+        method=name,
+        rtol=1e-8,
+        atol=1e-10,
+    )
     assert float(event_t) == pytest.approx(np.log(2.0), abs=1e-6)
 
 
@@ -273,8 +335,15 @@ def test_a_failed_newton_step_is_never_accepted_at_min_step():
     robertson = STIFF_CASES["robertson"]
     func, y0, rtol, atol = robertson.func, robertson.y0, robertson.rtol, robertson.atol
     with pytest.raises(noderun.SolverError, match=r"Newton's method .* failed .* min_step=0\.01"):
-        noderun.odeint(func, y0, torch.tensor([0.0, 1.0], dtype=D), method="radau5", rtol=rtol, atol=atol,
-                       options={"max_iters": 1, "min_step": 0.01, "first_step": 0.01})
+        noderun.odeint(
+            func,
+            y0,
+            torch.tensor([0.0, 1.0], dtype=D),
+            method="radau5",
+            rtol=rtol,
+            atol=atol,
+            options={"max_iters": 1, "min_step": 0.01, "first_step": 0.01},
+        )
 
 
 def test_the_gradient_reaches_parameters_that_enter_after_the_first_stage():
@@ -284,8 +353,15 @@ def test_the_gradient_reaches_parameters_that_enter_after_the_first_stage():
     func = lambda t, y: -20.0 * y + (p if float(t) > 0.5 else 0.0)  # noqa: E731
     grads = {}
     for method in ("kvaerno5", "radau5", "dopri5"):
-        ys = noderun.odeint(func, torch.ones(1, dtype=D), torch.tensor([0.0, 1.0], dtype=D), method=method,
-                            rtol=1e-8, atol=1e-8, options={"jump_t": [0.5]})
+        ys = noderun.odeint(
+            func,
+            torch.ones(1, dtype=D),
+            torch.tensor([0.0, 1.0], dtype=D),
+            method=method,
+            rtol=1e-8,
+            atol=1e-8,
+            options={"jump_t": [0.5]},
+        )
         grads[method] = torch.autograd.grad(ys[-1].sum(), p)[0]
     torch.testing.assert_close(grads["kvaerno5"], grads["dopri5"], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grads["radau5"], grads["dopri5"], rtol=1e-5, atol=1e-7)

@@ -1,4 +1,5 @@
 """Table 1 and Figure 3: the four models, their presets, the memory-versus-depth check, the figure command."""
+
 import csv
 
 import pytest
@@ -14,8 +15,13 @@ from noderun.train.run import run
 
 from conftest import compose_config
 
-FAST = ["train.batch_size=8", "train.test_batch_size=100", "dataset.test_fraction=0.02", "train.progress=false",
-        "train.max_iters=1"]
+FAST = [
+    "train.batch_size=8",
+    "train.test_batch_size=100",
+    "dataset.test_fraction=0.02",
+    "train.progress=false",
+    "train.max_iters=1",
+]
 
 
 def parameters(model):
@@ -28,8 +34,11 @@ def parameters(model):
         (MLP((1, 28, 28), 10), 0.23e6, 0.25e6),  # paper: 0.24 M
         (ResNet((1, 28, 28), 10), 0.55e6, 0.62e6),  # paper: 0.60 M (0.58 M with bias-free convs)
         (ODENet((1, 28, 28), 10, SolverSettings()), 0.20e6, 0.23e6),  # paper: 0.22 M (ODE-Net and RK-Net)
-        (ODENet((1, 28, 28), 10, SolverSettings(method="rk4", options={"step_size": 0.25}, grad="backprop")),
-         0.20e6, 0.23e6),
+        (
+            ODENet((1, 28, 28), 10, SolverSettings(method="rk4", options={"step_size": 0.25}, grad="backprop")),
+            0.20e6,
+            0.23e6,
+        ),
     ],
 )
 def test_models_forward_shape_and_size(model, low, high):
@@ -69,8 +78,12 @@ def test_figure3_from_a_tiny_checkpoint(tmp_path):
     cfg = compose_config("experiment=mnist_odenet", *FAST)
     run(cfg, tmp_path / "run")
     paths = figure3(str(tmp_path / "run"), str(tmp_path / "fig"), batch_size=4, tolerances=(1e-2, 1e-3), repeats=1)
-    assert sorted(p.name for p in paths) == ["figure3a_nfe_vs_error.png", "figure3b_nfe_vs_time.png",
-                                             "figure3c_backward_vs_forward.png", "figure3d_nfe_over_training.png"]
+    assert sorted(p.name for p in paths) == [
+        "figure3a_nfe_vs_error.png",
+        "figure3b_nfe_vs_time.png",
+        "figure3c_backward_vs_forward.png",
+        "figure3d_nfe_over_training.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in paths)
     with (tmp_path / "fig" / "figure3_tolerance_sweep.csv").open() as file:
         sweep = list(csv.DictReader(file))

@@ -1,4 +1,5 @@
 """Every method's tableau satisfies the consistency conditions, and bad tableaus are refused."""
+
 import pytest
 
 from noderun.solvers.methods import ADAPTIVE, ALIASES, FIXED_STEP, METHODS, get_method
@@ -35,10 +36,21 @@ def test_fsal_detection():
         ({"a": ((), (0.4,)), "b": (0.5, 0.5), "c": (0.0, 0.5)}, "row 1 of a"),
         ({"a": ((), (0.5,)), "b": (0.4, 0.5), "c": (0.0, 0.5)}, "b sums"),
         ({"a": ((), (0.5, 0.1)), "b": (0.5, 0.5), "c": (0.0, 0.5)}, "lower triangular"),
-        ({"a": ((), (0.5,)), "b": (0.5, 0.5), "c": (0.0, 0.5), "b_err": (0.1, 0.0), "error_order": 1,
-          "dense": ((0.5,), (0.5,))}, "b_err sums"),
-        ({"a": ((), (0.5,)), "b": (0.5, 0.5), "c": (0.0, 0.5), "b_err": (0.1, -0.1), "error_order": 1},
-         "continuous extension"),
+        (
+            {
+                "a": ((), (0.5,)),
+                "b": (0.5, 0.5),
+                "c": (0.0, 0.5),
+                "b_err": (0.1, 0.0),
+                "error_order": 1,
+                "dense": ((0.5,), (0.5,)),
+            },
+            "b_err sums",
+        ),
+        (
+            {"a": ((), (0.5,)), "b": (0.5, 0.5), "c": (0.0, 0.5), "b_err": (0.1, -0.1), "error_order": 1},
+            "continuous extension",
+        ),
     ],
 )
 def test_invalid_tableau_is_refused(kwargs, message):

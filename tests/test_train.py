@@ -1,4 +1,5 @@
 """End to end: `noderun train` runs, sweeps and reports; resume continues exactly; errors are clear."""
+
 import json
 import subprocess
 import sys
@@ -17,8 +18,9 @@ FAST = ["train.batch_size=16", "train.test_batch_size=100", "dataset.test_fracti
 
 
 def noderun_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "noderun.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "noderun.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def compose_config(*overrides, fast=True):
@@ -30,8 +32,22 @@ def test_train_subprocess_writes_everything(tmp_path):
     result = noderun_cli("train", "experiment=mnist5k_odenet_smoke", f"hydra.run.dir={run_dir}", *FAST, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    required = ["status", "task", "dataset", "model", "solver", "grad", "seed", "params", "epochs", "nfe_forward",
-                "nfe_backward", "peak_memory_mb", "wall_time_s", "test_error"]
+    required = [
+        "status",
+        "task",
+        "dataset",
+        "model",
+        "solver",
+        "grad",
+        "seed",
+        "params",
+        "epochs",
+        "nfe_forward",
+        "nfe_backward",
+        "peak_memory_mb",
+        "wall_time_s",
+        "test_error",
+    ]
     assert all(key in summary for key in required)
     assert summary["status"] == "completed" and summary["steps"] == 3 and summary["nfe_backward"] > 0
     assert summary["params"] > 200_000 and 0 <= summary["test_error"] <= 100
@@ -47,8 +63,16 @@ def test_train_subprocess_writes_everything(tmp_path):
 
 def test_multirun_then_report(tmp_path):
     sweep = tmp_path / "sweep"
-    result = noderun_cli("train", "-m", "experiment=mnist5k_odenet_smoke", "solver=euler,rk4", "train.max_iters=1",
-                         f"hydra.sweep.dir={sweep}", *FAST, cwd=tmp_path)
+    result = noderun_cli(
+        "train",
+        "-m",
+        "experiment=mnist5k_odenet_smoke",
+        "solver=euler,rk4",
+        "train.max_iters=1",
+        f"hydra.sweep.dir={sweep}",
+        *FAST,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = sorted(sweep.glob("*/summary.json"))
     assert [json.loads(p.read_text())["solver"] for p in summaries] == ["euler", "rk4"]
@@ -67,8 +91,9 @@ def test_resume_continues_to_the_same_result(tmp_path):
     straight = run(compose_config("train.max_iters=4", "train.epochs=1"), tmp_path / "straight")
     first = run(compose_config("train.max_iters=2", "train.epochs=1"), tmp_path / "first")
     assert first["steps"] == 2
-    resumed = run(compose_config("train.max_iters=4", "train.epochs=1", f"resume={tmp_path / 'first'}"),
-                  tmp_path / "resumed")
+    resumed = run(
+        compose_config("train.max_iters=4", "train.epochs=1", f"resume={tmp_path / 'first'}"), tmp_path / "resumed"
+    )
     assert resumed["steps"] == 4 and resumed["resumed_from"] == str(tmp_path / "first")
     assert resumed["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-6)
     assert resumed["test_loss"] == pytest.approx(straight["test_loss"], rel=1e-6)

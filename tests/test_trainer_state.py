@@ -1,4 +1,5 @@
 """The Trainer's own state (state_dict / load_state_dict), the failure policy object and the Task protocol."""
+
 import io
 
 import pytest
@@ -18,8 +19,13 @@ from noderun.train.loop import REQUIRED_STATE_KEYS, STATE_KEYS
 from noderun.train.run import build_trainer
 
 # The latent ODE on 40 spirals (32 for training): two batches an epoch, a fraction of a second each.
-SMALL = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.test_batch_size=8",
-         "train.progress=false"]
+SMALL = [
+    "experiment=spiral_latent_ode",
+    "dataset.n_spirals=40",
+    "train.batch_size=16",
+    "train.test_batch_size=8",
+    "train.progress=false",
+]
 
 
 def trainer_for(output_dir, *overrides):
@@ -132,8 +138,12 @@ def test_raise_stops_at_a_batch_and_at_an_evaluation():
         policy.on_batch(FAILURE, recovery)
     with pytest.raises(Refused):
         policy.on_evaluation(FAILURE, recovery)
-    assert recovery.calls == [("log", "raise"), ("stop", "train.on_solver_error=raise"),
-                              ("log", "raise, in evaluation"), ("stop", "in evaluation, train.on_solver_error=raise")]
+    assert recovery.calls == [
+        ("log", "raise"),
+        ("stop", "train.on_solver_error=raise"),
+        ("log", "raise, in evaluation"),
+        ("stop", "in evaluation, train.on_solver_error=raise"),
+    ]
     assert recovery.bad_batches == 0
 
 
@@ -149,8 +159,13 @@ def test_fallback_retries_the_batch_and_the_evaluation_with_its_solver():
     policy, recovery = FailurePolicy("fallback", fallback=FALLBACK), FakeRecovery()
     assert policy.on_batch(FAILURE, recovery) == {"loss": 1.0}
     assert policy.on_evaluation(FAILURE, recovery) == {"loss": 1.0, "test_fallback": True}
-    assert recovery.calls == [("log", "fallback"), ("tally", "fallback_batches"), ("retry", FALLBACK),
-                              ("log", "fallback, in evaluation"), ("retry", FALLBACK)]
+    assert recovery.calls == [
+        ("log", "fallback"),
+        ("tally", "fallback_batches"),
+        ("retry", FALLBACK),
+        ("log", "fallback, in evaluation"),
+        ("retry", FALLBACK),
+    ]
     assert recovery.bad_batches == 1
 
 

@@ -1,5 +1,6 @@
 """Tuple states: a solve of ``(y, z)`` against the same solve of the concatenated tensor ``[y, z]`` — values,
 evaluations and the gradients of every mode — the default and custom norms, and refused tuples."""
+
 import pytest
 import torch
 from torch import nn
@@ -93,8 +94,9 @@ def test_tuple_solve_equals_the_concatenated_solve(method):
     y, z = start()
     tuple_stats, flat_stats = noderun.SolveStats(), noderun.SolveStats()
     ys, zs = noderun.odeint(func, (y, z), T, stats=tuple_stats, **settings(method))
-    reference = noderun.odeint(Concatenated(func), concatenate(y, z), T, stats=flat_stats,
-                               **concatenated_settings(method))
+    reference = noderun.odeint(
+        Concatenated(func), concatenate(y, z), T, stats=flat_stats, **concatenated_settings(method)
+    )
     assert ys.shape == (len(T), 3) and zs.shape == (len(T), 2, 2)
     expected_y, expected_z = split(reference)
     torch.testing.assert_close(ys, expected_y, rtol=1e-13, atol=1e-13)
@@ -109,8 +111,9 @@ def test_each_tensor_keeps_its_dtype(method):
     y, z = start(z_dtype=torch.float32)
     tuple_stats, flat_stats = noderun.SolveStats(), noderun.SolveStats()
     ys, zs = noderun.odeint(func, [y, z], T, stats=tuple_stats, **settings(method))  # a list is taken too
-    reference = noderun.odeint(Concatenated(func, torch.float32), concatenate(y, z), T, stats=flat_stats,
-                               **concatenated_settings(method))
+    reference = noderun.odeint(
+        Concatenated(func, torch.float32), concatenate(y, z), T, stats=flat_stats, **concatenated_settings(method)
+    )
     assert (ys.dtype, zs.dtype) == (D, torch.float32)
     expected_y, expected_z = split(reference, torch.float32)
     torch.testing.assert_close(ys, expected_y, rtol=1e-13, atol=1e-13)
@@ -129,8 +132,9 @@ def tuple_gradients(func, grad, method, t=T, **kwargs):
 def flat_gradients(func, grad, method, t=T, **kwargs):
     y, z = start(requires_grad=True)
     stats = noderun.SolveStats()
-    ys = noderun.odeint(func, concatenate(y, z), t, grad=grad, stats=stats, **concatenated_settings(method, grad),
-                        **kwargs)
+    ys = noderun.odeint(
+        func, concatenate(y, z), t, grad=grad, stats=stats, **concatenated_settings(method, grad), **kwargs
+    )
     inputs = [y, z, *kwargs.get("adjoint_params", func.parameters() if isinstance(func, nn.Module) else ())]
     return torch.autograd.grad(loss(*split(ys)), inputs + ([t] if t.requires_grad else [])), stats
 
@@ -202,8 +206,14 @@ def test_default_norm_is_the_largest_rms_over_the_tensors():
     stats = {name: noderun.SolveStats() for name in ("tuple", "channels", "rms", "tuple_rms")}
     kwargs = {"method": "dopri5", "rtol": 1e-6, "atol": 1e-9}
     ys, zs = noderun.odeint(func, (y, z), T, stats=stats["tuple"], **kwargs)
-    by_channel = noderun.odeint(Concatenated(func), concatenate(y, z), T, stats=stats["channels"],
-                                options={"norm": channel_norm(SIZES)}, **kwargs)
+    by_channel = noderun.odeint(
+        Concatenated(func),
+        concatenate(y, z),
+        T,
+        stats=stats["channels"],
+        options={"norm": channel_norm(SIZES)},
+        **kwargs,
+    )
     by_rms = noderun.odeint(Concatenated(func), concatenate(y, z), T, stats=stats["rms"], **kwargs)
     noderun.odeint(func, (y, z), T, stats=stats["tuple_rms"], options={"norm": "rms"}, **kwargs)
     assert stats["tuple"].nfe_forward == stats["channels"].nfe_forward
@@ -228,8 +238,9 @@ def test_custom_norm_receives_the_tuple():
 
     tuple_stats, flat_stats = noderun.SolveStats(), noderun.SolveStats()
     ys, zs = noderun.odeint(func, (y, z), T, options={"norm": norm}, stats=tuple_stats)
-    reference = noderun.odeint(Concatenated(func, torch.float32), concatenate(y, z), T, options={"norm": flat_norm},
-                               stats=flat_stats)
+    reference = noderun.odeint(
+        Concatenated(func, torch.float32), concatenate(y, z), T, options={"norm": flat_norm}, stats=flat_stats
+    )
     assert seen and all(isinstance(state, tuple) and len(state) == 2 for state in seen)
     assert {(s[0].shape, s[0].dtype, s[1].shape, s[1].dtype) for s in seen} == {((3,), D, (2, 2), torch.float32)}
     assert tuple_stats.nfe_forward == flat_stats.nfe_forward
@@ -251,8 +262,14 @@ def test_per_sample_flattens_batch_first(grad):
         dx, dv = oscillator(t, (state[:, :2], state[:, 2]))
         return torch.cat([dx, dv[:, None]], dim=1)
 
-    kwargs = {"method": "dopri5", "rtol": 1e-6, "atol": 1e-8, "options": {"per_sample": True}, "grad": grad,
-              "adjoint_params": ()}
+    kwargs = {
+        "method": "dopri5",
+        "rtol": 1e-6,
+        "atol": 1e-8,
+        "options": {"per_sample": True},
+        "grad": grad,
+        "adjoint_params": (),
+    }
     tuple_stats, flat_stats = noderun.SolveStats(), noderun.SolveStats()
     x, v = x0.clone().requires_grad_(True), v0.clone().requires_grad_(True)
     xs, vs = noderun.odeint(oscillator, (x, v), T, stats=tuple_stats, **kwargs)
@@ -268,13 +285,19 @@ def test_per_sample_flattens_batch_first(grad):
     assert_same_gradients(got, expected)
 
 
-@pytest.mark.parametrize("state, message", [
-    ((), "empty tuple"),
-    ((torch.zeros(2), "z"), r"y0\[1\] must be a floating-point tensor .* got str"),
-    ((torch.zeros(2), torch.zeros(2, dtype=torch.int64)), r"y0\[1\] must be a floating-point tensor .* got torch.int64"),
-    ((torch.zeros(0), torch.zeros(2)), r"y0\[0\] is empty"),
-    ((torch.zeros(2), (torch.zeros(2),)), r"y0\[1\] must be a floating-point tensor .* got tuple"),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ((), "empty tuple"),
+        ((torch.zeros(2), "z"), r"y0\[1\] must be a floating-point tensor .* got str"),
+        (
+            (torch.zeros(2), torch.zeros(2, dtype=torch.int64)),
+            r"y0\[1\] must be a floating-point tensor .* got torch.int64",
+        ),
+        ((torch.zeros(0), torch.zeros(2)), r"y0\[0\] is empty"),
+        ((torch.zeros(2), (torch.zeros(2),)), r"y0\[1\] must be a floating-point tensor .* got tuple"),
+    ],
+)
 def test_bad_tuples_are_refused(state, message):
     with pytest.raises(ValueError, match=message):
         noderun.odeint(lambda t, s: s, state, T)
@@ -285,22 +308,28 @@ def test_a_non_finite_tensor_is_named():
         noderun.odeint(lambda t, s: s, (torch.zeros(2), torch.tensor([1.0, float("nan")])), T)
 
 
-@pytest.mark.parametrize("returned, message", [
-    (lambda y, z: (y,), r"func must return a tuple of 2 tensors .* got a tuple of 1"),
-    (lambda y, z: torch.cat([y, z.reshape(-1)]), r"func must return a tuple of 2 tensors .* got Tensor"),
-    (lambda y, z: (y, z.reshape(-1)), r"func returned \(4,\) for state element 1, expected shape \(2, 2\)"),
-    (lambda y, z: (y, 1.0), r"func returned float for state element 1"),
-])
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (lambda y, z: (y,), r"func must return a tuple of 2 tensors .* got a tuple of 1"),
+        (lambda y, z: torch.cat([y, z.reshape(-1)]), r"func must return a tuple of 2 tensors .* got Tensor"),
+        (lambda y, z: (y, z.reshape(-1)), r"func returned \(4,\) for state element 1, expected shape \(2, 2\)"),
+        (lambda y, z: (y, 1.0), r"func returned float for state element 1"),
+    ],
+)
 def test_a_wrong_derivative_is_refused(returned, message):
     y, z = start()
     with pytest.raises(ValueError, match=message):
         noderun.odeint(lambda t, state: returned(*state), (y, z), T, method="rk4")
 
 
-@pytest.mark.parametrize("state, message", [
-    ((torch.zeros(3, 2), torch.zeros(4)), "one batch size"),
-    ((torch.zeros(3, 2), torch.tensor(1.0)), "batch first"),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ((torch.zeros(3, 2), torch.zeros(4)), "one batch size"),
+        ((torch.zeros(3, 2), torch.tensor(1.0)), "batch first"),
+    ],
+)
 def test_per_sample_needs_one_batch_size(state, message):
     with pytest.raises(ValueError, match=message):
         noderun.odeint(lambda t, s: s, state, T, options={"per_sample": True})
@@ -320,7 +349,6 @@ def test_cnf_dynamics_take_the_log_density_change_in_its_shape(delta_shape):
     torch.testing.assert_close(dz, dynamics.field(t, z))
 
 
-
 @pytest.mark.parametrize("grad", ["backprop", "adjoint", "checkpoint"])
 def test_a_zero_dimensional_tensor_in_a_tuple(grad):
     """A scalar among the tuple's tensors keeps its shape ``()`` (its solution ``(len(t),)``), as in the same
@@ -336,12 +364,21 @@ def test_a_zero_dimensional_tensor_in_a_tuple(grad):
 
     a0, b0 = torch.tensor(1.0, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
     t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
-    a, b = noderun.odeint(tuple_field, (a0, b0), t, method="rk4", options={"step_size": 0.1}, grad=grad, adjoint_params=(scale,))
+    a, b = noderun.odeint(
+        tuple_field, (a0, b0), t, method="rk4", options={"step_size": 0.1}, grad=grad, adjoint_params=(scale,)
+    )
     assert a.shape == (4,) and b.shape == (4, 2)
     (a.sum() + b.pow(2).sum()).backward()
     tuple_grad, scale.grad = scale.grad.clone(), None
-    flat = noderun.odeint(flat_field, torch.cat([a0[None], b0]), t, method="rk4", options={"step_size": 0.1}, grad=grad,
-                  adjoint_params=(scale,))
+    flat = noderun.odeint(
+        flat_field,
+        torch.cat([a0[None], b0]),
+        t,
+        method="rk4",
+        options={"step_size": 0.1},
+        grad=grad,
+        adjoint_params=(scale,),
+    )
     torch.testing.assert_close(torch.cat([a[:, None], b], dim=1), flat)
     (flat[:, 0].sum() + flat[:, 1:].pow(2).sum()).backward()
     torch.testing.assert_close(tuple_grad, scale.grad)
@@ -349,5 +386,7 @@ def test_a_zero_dimensional_tensor_in_a_tuple(grad):
 
 def test_a_derivative_of_the_wrong_dtype_is_refused():
     state = (torch.ones(2, dtype=torch.float64), torch.ones(3, dtype=torch.float32))
-    with pytest.raises(ValueError, match="torch.float64 on cpu for state element 1, expected its state's torch.float32"):
+    with pytest.raises(
+        ValueError, match="torch.float64 on cpu for state element 1, expected its state's torch.float32"
+    ):
         noderun.odeint(lambda t, s: (-s[0], -s[1].double()), state, torch.tensor([0.0, 1.0]))

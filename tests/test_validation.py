@@ -1,6 +1,7 @@
 """Bad input: config values are refused before training with one line naming the key and what it
 accepts (exit status 2, no traceback); odeint's arguments likewise. Property-based where the space is
 large, and a check that every refusal in the validation code is reached by some case here."""
+
 import ast
 import copy
 import math
@@ -48,33 +49,53 @@ BAD_CONFIGS = {
     "rtol": (["solver.rtol=0"], r"solver.rtol must be a finite positive number"),
     "step_size": (["solver=rk4", "solver.step_size=-0.1"], r"solver.step_size must be a finite positive number"),
     "solver_key": (["+solver.order=3"], r"solver.order: unknown key; accepted keys: method, rtol, atol"),
-    "scipy_method": (["solver=scipy_solver", "solver.scipy_method=rk45"],
-                     r"unknown solver.scipy_method 'rk45'; SciPy's solvers: RK45, RK23, DOP853, Radau, BDF, LSODA"),
-    "scipy_checkpoint": (["solver=scipy_solver", "grad=checkpoint"],
-                         r"grad.mode='checkpoint'.*'scipy_solver' solves the whole problem at once.*'adjoint'"),
-    "tolerances_only": (["solver.method=rk4"],
-                        r"solver.rtol without solver.step_size: the fixed-step method 'rk4' has no error control"),
+    "scipy_method": (
+        ["solver=scipy_solver", "solver.scipy_method=rk45"],
+        r"unknown solver.scipy_method 'rk45'; SciPy's solvers: RK45, RK23, DOP853, Radau, BDF, LSODA",
+    ),
+    "scipy_checkpoint": (
+        ["solver=scipy_solver", "grad=checkpoint"],
+        r"grad.mode='checkpoint'.*'scipy_solver' solves the whole problem at once.*'adjoint'",
+    ),
+    "tolerances_only": (
+        ["solver.method=rk4"],
+        r"solver.rtol without solver.step_size: the fixed-step method 'rk4' has no error control",
+    ),
     "not_a_solver": (["train.on_solver_error=fallback", "train.fallback=null"], r"train.fallback: accepted"),
     "grad_mode": (["grad.mode=reverse"], r"grad.mode='reverse': accepted values: backprop, adjoint, checkpoint"),
     "seminorm_backprop": (["grad.mode=backprop", "grad.seminorm=true"], r"grad.seminorm=true applies to the adjoint"),
-    "spiral_kind": (["dataset=spirals", "model=latent_ode", "task=timeseries", "dataset.kind=fermat"],
-                    r"dataset.kind='fermat': accepted values: logarithmic, archimedean"),
+    "spiral_kind": (
+        ["dataset=spirals", "model=latent_ode", "task=timeseries", "dataset.kind=fermat"],
+        r"dataset.kind='fermat': accepted values: logarithmic, archimedean",
+    ),
     "device": (["device=tpu"], r"device='tpu': unknown device"),
     "cuda": (["device=cuda:7"], r"device='cuda:7'"),
-    "data_dir": (["dataset=mnist", "data_dir=/nonexistent/mnist"],
-                 r"data_dir='/nonexistent/mnist': /nonexistent/mnist/MNIST/raw lacks train-images-idx3-ubyte, .*; "
-                 r"accepted values: a data_dir holding MNIST/raw .*, or dataset.download=true"),
+    "data_dir": (
+        ["dataset=mnist", "data_dir=/nonexistent/mnist"],
+        r"data_dir='/nonexistent/mnist': /nonexistent/mnist/MNIST/raw lacks train-images-idx3-ubyte, .*; "
+        r"accepted values: a data_dir holding MNIST/raw .*, or dataset.download=true",
+    ),
     "resume": (["resume=/nonexistent/run"], r"resume='/nonexistent/run': no checkpoint there"),
     "threads": (["threads=0"], r"threads=0: accepted values: a positive integer or null"),
     "every_steps": (["log.every_steps=0"], r"log.every_steps=0: accepted values: a positive integer or null"),
-    "regularizer_weight": (["regularizer.jacobian=-1"], r"regularizer.jacobian=-1.0: accepted values: a finite number, "),
-    "regularizer_noise": (["regularizer.noise=uniform"], r"regularizer.noise='uniform': accepted values: gaussian, rad"),
+    "regularizer_weight": (
+        ["regularizer.jacobian=-1"],
+        r"regularizer.jacobian=-1.0: accepted values: a finite number, ",
+    ),
+    "regularizer_noise": (
+        ["regularizer.noise=uniform"],
+        r"regularizer.noise='uniform': accepted values: gaussian, rad",
+    ),
     "augment_dim": (["model.augment_dim=-1"], r"model.augment_dim=-1: accepted values: an integer, 0 or more"),
-    "regularizer_without_ode": (["model=resnet", "regularizer=kinetic"],
-                                r"regularizer.kinetic=0.01 regularises an ODE's dynamics, and model ResNet solves "
-                                r"none: accepted models: odenet, latent_ode, cnf"),
-    "jitter_of_data_times": (["experiment=spiral_latent_ode", "train.end_time_jitter=0.1"],
-                             r"model LatentODE is not one: accepted models: odenet, cnf"),
+    "regularizer_without_ode": (
+        ["model=resnet", "regularizer=kinetic"],
+        r"regularizer.kinetic=0.01 regularises an ODE's dynamics, and model ResNet solves "
+        r"none: accepted models: odenet, latent_ode, cnf",
+    ),
+    "jitter_of_data_times": (
+        ["experiment=spiral_latent_ode", "train.end_time_jitter=0.1"],
+        r"model LatentODE is not one: accepted models: odenet, cnf",
+    ),
     "jitter_past_start": (["train.end_time_jitter=1.0"], r"less than model.integration_time=1.0"),
 }
 
@@ -83,12 +104,20 @@ BAD_COMPOSITIONS = {  # refused by the schemas (conf/schema.py) while Hydra comp
     "not_optional": (["train.lr=null"], r"^train.lr=null: accepted values: a number$"),
     "list_item": (["train.lr_milestones=[a]"], r"^train.lr_milestones\[0\]='a': accepted values: an integer$"),
     "list": (["train.lr_milestones=a"], r"^train.lr_milestones='a': accepted values: a list, each an integer$"),
-    "unknown_key": (["train.epoch=3"], r"^train.epoch: unknown key \(did you mean train.epochs\?\); accepted keys: "
-                                       r"epochs, batch_size, .*distributed, end_time_jitter$"),
-    "key_of_another_option": (["solver=rk4", "solver.first_step=0.1"],
-                              r"^solver.first_step: unknown key; accepted keys: method, step_size, compile, rtol, atol$"),
-    "open_node": (["train.fallback.rtol=1e-3"], r"^train.fallback.rtol: unknown key; this node takes keys added "
-                                                r"with \+train.fallback.rtol=VALUE$"),
+    "unknown_key": (
+        ["train.epoch=3"],
+        r"^train.epoch: unknown key \(did you mean train.epochs\?\); accepted keys: "
+        r"epochs, batch_size, .*distributed, end_time_jitter$",
+    ),
+    "key_of_another_option": (
+        ["solver=rk4", "solver.first_step=0.1"],
+        r"^solver.first_step: unknown key; accepted keys: method, step_size, compile, rtol, atol$",
+    ),
+    "open_node": (
+        ["train.fallback.rtol=1e-3"],
+        r"^train.fallback.rtol: unknown key; this node takes keys added "
+        r"with \+train.fallback.rtol=VALUE$",
+    ),
     "unknown_option": (["model=foo"], r"^model=foo: accepted values: cnf, latent_ode, mlp, odenet, planar_nf, "),
     "other": (["+experiment=dm_nf"], r"^Multiple values for experiment"),
 }
@@ -134,9 +163,13 @@ def test_every_refusal_in_the_validation_code_is_reached(tmp_path, monkeypatch):
     """Each ``raise ConfigError`` line of train/validate.py is the origin of some case above (the unwritable
     data_dir case needs a non-root user, so it is reached here through a stand-in for ``os.access``)."""
     source = Path(validate.__file__)
-    raise_lines = {node.lineno for node in ast.walk(ast.parse(source.read_text()))
-                   if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
-                   and getattr(node.exc.func, "id", None) == "ConfigError"}
+    raise_lines = {
+        node.lineno
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
+        and getattr(node.exc.func, "id", None) == "ConfigError"
+    }
     reached = set()
     cases = [(overrides, 1) for overrides, _ in BAD_CONFIGS.values()]
     cases += [(overrides, 2) for overrides, _ in BAD_WITH_TWO_PROCESSES.values()]
@@ -164,16 +197,23 @@ def test_the_default_config_and_every_preset_pass(tmp_path):
 def noderun_cli(*args, cwd):
     """``noderun *args`` in a subprocess, importing this checkout's noderun."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    return subprocess.run([sys.executable, "-m", "noderun.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "noderun.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
-@pytest.mark.parametrize("overrides, line", [
-    (["train.epochs=0"], "config: train.epochs=0: accepted values: a positive integer"),  # validate_config
-    (["seed=1.5"], "config: seed=1.5: accepted values: an integer"),  # the schema, while composing
-    (["hydra.run.dir=/proc/x"], "config: hydra.run.dir: cannot create or write /proc/x (No such file or "
-                                "directory); accepted values: a folder that can be created and written"),
-])
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (["train.epochs=0"], "config: train.epochs=0: accepted values: a positive integer"),  # validate_config
+        (["seed=1.5"], "config: seed=1.5: accepted values: an integer"),  # the schema, while composing
+        (
+            ["hydra.run.dir=/proc/x"],
+            "config: hydra.run.dir: cannot create or write /proc/x (No such file or "
+            "directory); accepted values: a folder that can be created and written",
+        ),
+    ],
+)
 def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, overrides, line):
     result = noderun_cli("train", *overrides, cwd=tmp_path)
     output = result.stdout + result.stderr
@@ -192,15 +232,23 @@ def test_demo_refuses_a_bad_rtol_in_one_line(rtol, capsys):
 
 
 @settings(max_examples=40, deadline=None)
-@given(key=st.sampled_from(["train.epochs", "train.batch_size", "train.test_batch_size"]),
-       value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.booleans(),
-                       st.text(alphabet="ab1-", max_size=3)))
+@given(
+    key=st.sampled_from(["train.epochs", "train.batch_size", "train.test_batch_size"]),
+    value=st.one_of(
+        st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.booleans(), st.text(alphabet="ab1-", max_size=3)
+    ),
+)
 def test_sizes_are_accepted_exactly_when_positive_integers(default_config, key, value):
     """The schema refuses what is not an integer (converting integer strings, as OmegaConf does), validation
     what is not positive."""
     cfg = copy.deepcopy(default_config)
-    integer = value if type(value) is int else int(value) if isinstance(value, str) and re.fullmatch(r"-?\d+", value) \
+    integer = (
+        value
+        if type(value) is int
+        else int(value)
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value)
         else None
+    )
     if integer is None:
         with pytest.raises(ValidationError):
             OmegaConf.update(cfg, key, value)
@@ -214,8 +262,10 @@ def test_sizes_are_accepted_exactly_when_positive_integers(default_config, key, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(rtol=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)),
-       atol=st.floats(min_value=1e-12, max_value=1.0))
+@given(
+    rtol=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)),
+    atol=st.floats(min_value=1e-12, max_value=1.0),
+)
 def test_solver_tolerances_are_accepted_exactly_when_finite_and_positive(default_config, rtol, atol):
     cfg = copy.deepcopy(default_config)
     OmegaConf.update(cfg, "solver.rtol", rtol)
@@ -228,13 +278,21 @@ def test_solver_tolerances_are_accepted_exactly_when_finite_and_positive(default
 
 
 @settings(max_examples=60, deadline=None)
-@given(rtol=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2)),
-       max_num_steps=st.one_of(st.integers(-3, 50), st.floats(0.5, 50.0)),
-       beta=st.floats(-0.5, 0.5))
+@given(
+    rtol=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=2)),
+    max_num_steps=st.one_of(st.integers(-3, 50), st.floats(0.5, 50.0)),
+    beta=st.floats(-0.5, 0.5),
+)
 def test_odeint_accepts_exactly_the_documented_settings(rtol, max_num_steps, beta):
     options = {"max_num_steps": max_num_steps, "beta": beta}
-    valid = (isinstance(rtol, float) and math.isfinite(rtol) and rtol > 0
-             and isinstance(max_num_steps, int) and max_num_steps > 0 and 0 <= beta <= 0.1)
+    valid = (
+        isinstance(rtol, float)
+        and math.isfinite(rtol)
+        and rtol > 0
+        and isinstance(max_num_steps, int)
+        and max_num_steps > 0
+        and 0 <= beta <= 0.1
+    )
     y0, t = torch.tensor([1.0]), torch.tensor([0.0, 0.1])
     if valid:
         try:
@@ -249,29 +307,48 @@ def test_odeint_accepts_exactly_the_documented_settings(rtol, max_num_steps, bet
 def test_every_refusal_in_the_option_parser_is_reached():
     """Each ``raise ValueError`` of solvers/options.py is the origin of one of these calls."""
     source = Path(solver_options.__file__)
-    raise_lines = {node.lineno for node in ast.walk(ast.parse(source.read_text()))
-                   if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
-                   and getattr(node.exc.func, "id", None) == "SettingError"}
-    bad = [{"rtol": 0}, {"options": {"bogus": 1}}, {"options": {"dfactor": 2.0}}, {"options": {"beta": 1.0}},
-           {"options": {"norm": "seminorm"}}, {"options": {"norm": "max"}}, {"options": {"per_sample": 1}},
-           {"options": {"per_sample": True, "norm": "rms"}},
-           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}},
-           {"options": {"compile": 1}}, {"options": {"compile": True, "per_sample": True}},
-           {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"compile": True}},
-           {"options": {"min_step": -1}}, {"options": {"min_step": 2, "max_step": 1}},
-           {"method": "euler", "options": {"grid_constructor": 3}},
-           {"method": "euler", "options": {"step_size": 0.1, "grid_constructor": lambda f, y, t: t}},
-           {"method": "euler", "options": {"perturb": 1}}, {"options": {"step_t": "ab"}},
-           {"options": {"step_t": [float("nan")]}}, {"options": {"step_t": [0.5], "jump_t": [0.5]}},
-           {"options": {"per_sample": True, "step_t": [0.5]}},
-           {"method": "euler", "options": {"compile": True, "perturb": True}},
-           {"method": "rk4", "options": {"interp": "quadratic"}},
-           {"options": {"jump_t": [0.5]}, "event_fn": lambda t, y: y.sum() - 1.0},
-           {"method": "implicit_euler", "options": {"compile": True}},
-           {"method": "implicit_euler", "options": {"max_iters": 0}},
-           {"method": "kvaerno5", "grad": "adjoint", "adjoint_params": (),
-            "adjoint_options": {"jacobian": "batch_diagonal"}},
-           {"method": "kvaerno5", "options": {"per_sample": True}}]
+    raise_lines = {
+        node.lineno
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
+        and getattr(node.exc.func, "id", None) == "SettingError"
+    }
+    bad = [
+        {"rtol": 0},
+        {"options": {"bogus": 1}},
+        {"options": {"dfactor": 2.0}},
+        {"options": {"beta": 1.0}},
+        {"options": {"norm": "seminorm"}},
+        {"options": {"norm": "max"}},
+        {"options": {"per_sample": 1}},
+        {"options": {"per_sample": True, "norm": "rms"}},
+        {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}},
+        {"options": {"compile": 1}},
+        {"options": {"compile": True, "per_sample": True}},
+        {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"compile": True}},
+        {"options": {"min_step": -1}},
+        {"options": {"min_step": 2, "max_step": 1}},
+        {"method": "euler", "options": {"grid_constructor": 3}},
+        {"method": "euler", "options": {"step_size": 0.1, "grid_constructor": lambda f, y, t: t}},
+        {"method": "euler", "options": {"perturb": 1}},
+        {"options": {"step_t": "ab"}},
+        {"options": {"step_t": [float("nan")]}},
+        {"options": {"step_t": [0.5], "jump_t": [0.5]}},
+        {"options": {"per_sample": True, "step_t": [0.5]}},
+        {"method": "euler", "options": {"compile": True, "perturb": True}},
+        {"method": "rk4", "options": {"interp": "quadratic"}},
+        {"options": {"jump_t": [0.5]}, "event_fn": lambda t, y: y.sum() - 1.0},
+        {"method": "implicit_euler", "options": {"compile": True}},
+        {"method": "implicit_euler", "options": {"max_iters": 0}},
+        {
+            "method": "kvaerno5",
+            "grad": "adjoint",
+            "adjoint_params": (),
+            "adjoint_options": {"jacobian": "batch_diagonal"},
+        },
+        {"method": "kvaerno5", "options": {"per_sample": True}},
+    ]
     reached = set()
     for kwargs in bad:
         with pytest.raises(ValueError) as caught:

@@ -1,4 +1,5 @@
 """Work-precision diagrams: the rows, the CSV's columns and the figure of a small sweep."""
+
 import csv
 
 import pytest
@@ -45,7 +46,23 @@ def test_an_unknown_problem_is_refused_with_the_valid_ones(capsys):
 
 
 def test_the_command_writes_the_csv_and_figures(tmp_path, capsys):
-    assert main(["bench", "--work-precision", "--tiny", "--repeats", "1", "--cases", "stiff_van_der_pol",
-                 "--tolerances", "1e-3,1e-5", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--work-precision",
+                "--tiny",
+                "--repeats",
+                "1",
+                "--cases",
+                "stiff_van_der_pol",
+                "--tolerances",
+                "1e-3,1e-5",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "stiff_van_der_pol.png").exists()
     assert f"wrote {tmp_path}/work_precision.csv" in capsys.readouterr().out

@@ -9,6 +9,7 @@ noise the same code has against itself — and the table gives the median per-ro
 with its quartiles beside ``base'/base``. The cases are noderun bench's (noderun/bench/cases.py); no
 compiled solves (their first call compiles for seconds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,14 +29,23 @@ import torch
 import noderun
 from noderun.bench.cases import cnf_case, latent_ode_case, mlp_case, odenet_case, van_der_pol_case
 
-CASES = {"mlp": mlp_case, "odenet_block": odenet_case, "van_der_pol": van_der_pol_case,
-         "latent_ode": latent_ode_case, "cnf": cnf_case}
+CASES = {
+    "mlp": mlp_case,
+    "odenet_block": odenet_case,
+    "van_der_pol": van_der_pol_case,
+    "latent_ode": latent_ode_case,
+    "cnf": cnf_case,
+}
 
 
 def import_revision(revision: str, folder: Path):
     """``noderun/`` at ``revision`` imported as ``noderun_base`` (its imports inside the package are relative)."""
-    archive = subprocess.run(["git", "archive", "--format=tar", revision, "noderun"], check=True,
-                             capture_output=True, cwd=Path(__file__).resolve().parents[2]).stdout
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "noderun"],
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     (folder / "noderun").rename(folder / "noderun_base")
@@ -100,9 +110,12 @@ def main() -> None:
             case = CASES[name](False)
             for label, options, mode in passes(case):
                 seconds = compare(base, case, options, mode, args.rounds)
-                print(f"| {name} | {label} | {statistics.median(seconds['base']) * 1e3:.3g} | "
-                      f"{statistics.median(seconds['new']) * 1e3:.3g} | {ratio_text(seconds['new'], seconds['base'])} | "
-                      f"{ratio_text(seconds['again'], seconds['base'])} |", flush=True)
+                print(
+                    f"| {name} | {label} | {statistics.median(seconds['base']) * 1e3:.3g} | "
+                    f"{statistics.median(seconds['new']) * 1e3:.3g} | {ratio_text(seconds['new'], seconds['base'])} | "
+                    f"{ratio_text(seconds['again'], seconds['base'])} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

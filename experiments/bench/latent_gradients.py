@@ -4,6 +4,7 @@ gradient's relative error against backprop through a dopri5 solve at 1e-12.
 
     .venv/bin/python experiments/bench/latent_gradients.py
 """
+
 from __future__ import annotations
 
 import copy

@@ -5,6 +5,7 @@ less those of as many evaluations of the function alone, given per loop iteratio
 
     .venv/bin/python experiments/bench/profile_solve.py --case van_der_pol   # -> experiments/bench/profiles/
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,15 +25,31 @@ MODES = {"shared": {}, "per_sample": {"per_sample": True}}
 
 def solve(case, options: dict, stats: SolveStats | None = None):
     with torch.no_grad():
-        return odeint(case.func, case.y0, case.t, method=case.method, rtol=case.rtol, atol=case.atol,
-                      options={"max_num_steps": 1_000_000, **options}, stats=stats)
+        return odeint(
+            case.func,
+            case.y0,
+            case.t,
+            method=case.method,
+            rtol=case.rtol,
+            atol=case.atol,
+            options={"max_num_steps": 1_000_000, **options},
+            stats=stats,
+        )
 
 
 def describe(case, name: str, options: dict, repeats: int) -> list[str]:
     stats, counted = SolveStats(), Counted(case.func)
     with torch.no_grad():
-        odeint(counted, case.y0, case.t, method=case.method, rtol=case.rtol, atol=case.atol,
-               options={"max_num_steps": 1_000_000, **options}, stats=stats)
+        odeint(
+            counted,
+            case.y0,
+            case.t,
+            method=case.method,
+            rtol=case.rtol,
+            atol=case.atol,
+            options={"max_num_steps": 1_000_000, **options},
+            stats=stats,
+        )
     iterations = stats.steps_accepted + stats.steps_rejected  # per sample: the largest count of any sample
     times = []
     for _ in range(repeats):
@@ -42,16 +59,25 @@ def describe(case, name: str, options: dict, repeats: int) -> list[str]:
     evaluation = min(_time_evaluation(case) for _ in range(3))
     median = statistics.median(times)
     steps = statistics.median(stats.sample_steps) if stats.sample_steps else stats.steps_accepted
-    lines = [f"## {name}: median {median * 1e3:.1f} ms over {repeats} solves; {counted.calls} evaluations "
-             f"({counted.calls * evaluation * 1e3:.1f} ms of evaluation alone at {evaluation * 1e6:.1f} us each); "
-             f"loop iterations {iterations} (steps of the median sample {steps}); "
-             f"{median / max(iterations, 1) * 1e6:.0f} us per iteration", ""]
+    lines = [
+        f"## {name}: median {median * 1e3:.1f} ms over {repeats} solves; {counted.calls} evaluations "
+        f"({counted.calls * evaluation * 1e3:.1f} ms of evaluation alone at {evaluation * 1e6:.1f} us each); "
+        f"loop iterations {iterations} (steps of the median sample {steps}); "
+        f"{median / max(iterations, 1) * 1e6:.0f} us per iteration",
+        "",
+    ]
     solve_ops = operators(lambda: solve(case, options))
     evaluation_ops = operators(lambda: evaluate(case, counted.calls))
-    lines += [f"the solver's own operators, per loop iteration (the solve's less {counted.calls} evaluations alone):",
-              "", "| operator | calls | us |", "|---|---|---|"]
-    own = {name: (calls - evaluation_ops.get(name, (0, 0.0))[0], us - evaluation_ops.get(name, (0, 0.0))[1])
-           for name, (calls, us) in solve_ops.items()}
+    lines += [
+        f"the solver's own operators, per loop iteration (the solve's less {counted.calls} evaluations alone):",
+        "",
+        "| operator | calls | us |",
+        "|---|---|---|",
+    ]
+    own = {
+        name: (calls - evaluation_ops.get(name, (0, 0.0))[0], us - evaluation_ops.get(name, (0, 0.0))[1])
+        for name, (calls, us) in solve_ops.items()
+    }
     ranked = sorted(own.items(), key=lambda item: -item[1][1])
     for name, (calls, us) in ranked[:15]:
         lines.append(f"| {name} | {calls / iterations:.1f} | {us / iterations:.1f} |")

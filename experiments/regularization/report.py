@@ -7,6 +7,7 @@ results/<model>/<variant>/seed<k>/ each hold a run (metrics.jsonl, summary.json)
 
     .venv/bin/python experiments/regularization/report.py experiments/regularization/results
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ def load(model_dir: Path) -> dict[str, list[dict]]:
         if not summary_path.exists():
             continue
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        variants.setdefault(run.parent.name, []).append({"summary": json.loads(summary_path.read_text()),
-                                                         "records": records})
+        variants.setdefault(run.parent.name, []).append(
+            {"summary": json.loads(summary_path.read_text()), "records": records}
+        )
     return variants
 
 
@@ -48,17 +50,29 @@ def plot(model: str, variants: dict[str, list[dict]], path: Path) -> None:
         per_epoch = [[run["records"][i]["nfe_forward_mean"] for run in runs] for i in range(epochs)]
         means, stds = zip(*(mean_std(values) for values in per_epoch))
         x = range(1, epochs + 1)
-        line, = over_training.plot(x, means, label=name)
-        over_training.fill_between(x, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                                   color=line.get_color(), alpha=0.2)
+        (line,) = over_training.plot(x, means, label=name)
+        over_training.fill_between(
+            x,
+            [m - s for m, s in zip(means, stds)],
+            [m + s for m, s in zip(means, stds)],
+            color=line.get_color(),
+            alpha=0.2,
+        )
         nfe = mean_std([run["summary"]["test_nfe_forward_mean"] for run in runs])
         metric = mean_std([run["summary"][key] for run in runs])
-        tradeoff.errorbar(nfe[0], metric[0], xerr=nfe[1], yerr=metric[1], fmt="o", capsize=3, label=name,
-                          color=line.get_color())
-    over_training.set(xlabel="epoch", ylabel="forward NFE per iteration (epoch mean)",
-                      title=f"{model}: forward NFE over training (mean ± std, {len(runs)} seeds)")
-    tradeoff.set(xlabel="forward NFE of the test solve (end of training)", ylabel=label,
-                 title=f"{model}: final {label} against NFE")
+        tradeoff.errorbar(
+            nfe[0], metric[0], xerr=nfe[1], yerr=metric[1], fmt="o", capsize=3, label=name, color=line.get_color()
+        )
+    over_training.set(
+        xlabel="epoch",
+        ylabel="forward NFE per iteration (epoch mean)",
+        title=f"{model}: forward NFE over training (mean ± std, {len(runs)} seeds)",
+    )
+    tradeoff.set(
+        xlabel="forward NFE of the test solve (end of training)",
+        ylabel=label,
+        title=f"{model}: final {label} against NFE",
+    )
     for axes in (over_training, tradeoff):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
@@ -72,18 +86,24 @@ def targets(model: str, variants: dict[str, list[dict]]) -> list[str]:
     base_nfe = mean_std([run["summary"]["test_nfe_forward_mean"] for run in variants["none"]])[0]
     base_train = mean_std([run["summary"]["nfe_forward"] for run in variants["none"]])[0]
     base_metric = mean_std([run["summary"][key] for run in variants["none"]])[0]
-    lines = [f"### {model}: each variant against `none` (target: 2× fewer forward NFE, {TARGETS[model]})", "",
-             "| variant | seeds | test-solve NFE | NFE ratio | training NFE (last epoch) | ratio | "
-             f"{label} | change | met |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {model}: each variant against `none` (target: 2× fewer forward NFE, {TARGETS[model]})",
+        "",
+        "| variant | seeds | test-solve NFE | NFE ratio | training NFE (last epoch) | ratio | "
+        f"{label} | change | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, runs in variants.items():
         nfe = mean_std([run["summary"]["test_nfe_forward_mean"] for run in runs])
         train = mean_std([run["summary"]["nfe_forward"] for run in runs])
         metric = mean_std([run["summary"][key] for run in runs])
         limit = 0.3 if model == "odenet" else 0.05
         met = base_nfe / nfe[0] >= 2 and metric[0] - base_metric <= limit
-        lines.append(f"| {name} | {len(runs)} | {nfe[0]:.1f} ± {nfe[1]:.1f} | {base_nfe / nfe[0]:.2f}× | "
-                     f"{train[0]:.1f} ± {train[1]:.1f} | {base_train / train[0]:.2f}× | {metric[0]:.3f} ± {metric[1]:.3f} | "
-                     f"{metric[0] - base_metric:+.3f} | {'yes' if met and name != 'none' else ('–' if name == 'none' else 'no')} |")
+        lines.append(
+            f"| {name} | {len(runs)} | {nfe[0]:.1f} ± {nfe[1]:.1f} | {base_nfe / nfe[0]:.2f}× | "
+            f"{train[0]:.1f} ± {train[1]:.1f} | {base_train / train[0]:.2f}× | {metric[0]:.3f} ± {metric[1]:.3f} | "
+            f"{metric[0] - base_metric:+.3f} | {'yes' if met and name != 'none' else ('–' if name == 'none' else 'no')} |"
+        )
     return lines + [""]
 
 

@@ -4,6 +4,7 @@ step against the step, one line per method and seed.
 
     .venv/bin/python experiments/stiff/report.py experiments/stiff/results
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,10 +19,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLUMNS = [("steps_trained", "Adam steps", "{:.0f}"), ("train_loss", "train MSE", "{:.4f}"),
-           ("test_rmse", "test RMSE", "{:.4f}"), ("nfe_forward", "NFE forward / step", "{:.0f}"),
-           ("nfe_backward", "NFE backward / step", "{:.0f}"), ("solver_steps", "solver steps", "{:.0f}"),
-           ("jacobians", "Jacobians / step", "{:.0f}"), ("seconds_per_step", "s / Adam step", "{:.2f}")]
+COLUMNS = [
+    ("steps_trained", "Adam steps", "{:.0f}"),
+    ("train_loss", "train MSE", "{:.4f}"),
+    ("test_rmse", "test RMSE", "{:.4f}"),
+    ("nfe_forward", "NFE forward / step", "{:.0f}"),
+    ("nfe_backward", "NFE backward / step", "{:.0f}"),
+    ("solver_steps", "solver steps", "{:.0f}"),
+    ("jacobians", "Jacobians / step", "{:.0f}"),
+    ("seconds_per_step", "s / Adam step", "{:.2f}"),
+]
 
 
 def spread(values: list[float], fmt: str) -> str:
@@ -37,8 +44,10 @@ def table(runs: list[dict]) -> list[str]:
     groups = defaultdict(list)
     for run in runs:
         groups[(run["eps"], run["method"])].append(run)
-    lines = ["| eps | method | seeds | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "|---" * (3 + len(COLUMNS)) + "|"]
+    lines = [
+        "| eps | method | seeds | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|---" * (3 + len(COLUMNS)) + "|",
+    ]
     for (eps, method), group in sorted(groups.items(), key=lambda item: (-item[0][0], item[0][1])):
         cells = [spread([run[key] for run in group], fmt) for key, _, fmt in COLUMNS]
         lines.append(f"| {eps:g} | {method} | {len(group)} | " + " | ".join(cells) + " |")
@@ -53,8 +62,9 @@ def figure(histories: dict[tuple, list[dict]], eps: float, out: Path) -> None:
         colour = colours.get(method, "black")
         loss_ax.plot([r["wall_time_s"] for r in rows], [r["loss"] for r in rows], color=colour, alpha=0.8, label=label)
         nfe_ax.plot([r["step"] for r in rows], [r["nfe_forward"] for r in rows], color=colour, alpha=0.8, label=label)
-    loss_ax.set(xlabel="wall time (s)", ylabel="training MSE", xscale="log", yscale="log",
-                title=f"training loss, eps = {eps:g}")
+    loss_ax.set(
+        xlabel="wall time (s)", ylabel="training MSE", xscale="log", yscale="log", title=f"training loss, eps = {eps:g}"
+    )
     nfe_ax.set(xlabel="Adam step", ylabel="forward evaluations", yscale="log", title="forward NFE per step")
     for ax in (loss_ax, nfe_ax):
         ax.legend()
@@ -74,8 +84,11 @@ def main(results: Path) -> None:
             rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
         histories[run["eps"]][(run["method"], run["seed"])] = rows
     report = ["# Stiff training: mean ± std over seeds", "", *table(runs), ""]
-    failed = [f"- eps {r['eps']:g}, {r['method']}, seed {r['seed']}: {r['status']}" for r in runs
-              if r["status"] != "completed"]
+    failed = [
+        f"- eps {r['eps']:g}, {r['method']}, seed {r['seed']}: {r['status']}"
+        for r in runs
+        if r["status"] != "completed"
+    ]
     report += ["Runs that did not complete:", *failed, ""] if failed else []
     (results / "report.md").write_text("\n".join(report))
     print("\n".join(report))

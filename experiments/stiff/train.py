@@ -10,6 +10,7 @@ Each run trains one method for ``--steps`` Adam steps on full batches and writes
 
     .venv/bin/python experiments/stiff/train.py --method kvaerno5 --seed 0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,9 @@ def solve(model, starts, method, rtol, grad="backprop", stats=None):
     options = {"max_num_steps": 20_000}
     if method != "dopri5":
         options["jacobian"] = "batch_diagonal"
-    return noderun.odeint(model, starts, T, method=method, rtol=rtol, atol=rtol, grad=grad, options=options,
-                          stats=stats)
+    return noderun.odeint(
+        model, starts, T, method=method, rtol=rtol, atol=rtol, grad=grad, options=options, stats=stats
+    )
 
 
 def main() -> None:
@@ -107,25 +109,41 @@ def main() -> None:
             status = f"failed at step {step}: {str(error).split(';')[0]}"
             break
         optimizer.step()
-        history.append({"step": step, "loss": loss.item(), "nfe_forward": stats.nfe_forward,
-                        "nfe_backward": stats.nfe_backward, "steps": stats.steps_accepted,
-                        "rejected": stats.steps_rejected, "jacobians": stats.jacobian_evaluations,
-                        "wall_time_s": time.perf_counter() - started})
+        history.append(
+            {
+                "step": step,
+                "loss": loss.item(),
+                "nfe_forward": stats.nfe_forward,
+                "nfe_backward": stats.nfe_backward,
+                "steps": stats.steps_accepted,
+                "rejected": stats.steps_rejected,
+                "jacobians": stats.jacobian_evaluations,
+                "wall_time_s": time.perf_counter() - started,
+            }
+        )
         if step % 25 == 0 or step <= 3:
-            print(f"{args.method} seed {args.seed} step {step}: loss {loss.item():.4g}, NFE {stats.nfe_forward}, "
-                  f"{history[-1]['wall_time_s']:.0f} s", flush=True)
+            print(
+                f"{args.method} seed {args.seed} step {step}: loss {loss.item():.4g}, NFE {stats.nfe_forward}, "
+                f"{history[-1]['wall_time_s']:.0f} s",
+                flush=True,
+            )
     with torch.no_grad():  # the learned model against held-out paths, solved tightly
         test = solve(model, test_starts, "radau5", 1e-8) if status == "completed" else None
     last = history[-20:]
-    summary = {"method": args.method, "seed": args.seed, "status": status, "steps_trained": len(history),
-               "train_loss": history[-1]["loss"] if history else None,
-               "test_rmse": None if test is None else (test - test_paths).pow(2).mean().sqrt().item(),
-               "nfe_forward": sum(h["nfe_forward"] for h in last) / max(len(last), 1),
-               "nfe_backward": sum(h["nfe_backward"] for h in last) / max(len(last), 1),
-               "seconds_per_step": history[-1]["wall_time_s"] / len(history) if history else None,
-               "solver_steps": sum(h["steps"] for h in last) / max(len(last), 1),
-               "jacobians": sum(h["jacobians"] for h in last) / max(len(last), 1),
-               "wall_time_s": time.perf_counter() - started}
+    summary = {
+        "method": args.method,
+        "seed": args.seed,
+        "status": status,
+        "steps_trained": len(history),
+        "train_loss": history[-1]["loss"] if history else None,
+        "test_rmse": None if test is None else (test - test_paths).pow(2).mean().sqrt().item(),
+        "nfe_forward": sum(h["nfe_forward"] for h in last) / max(len(last), 1),
+        "nfe_backward": sum(h["nfe_backward"] for h in last) / max(len(last), 1),
+        "seconds_per_step": history[-1]["wall_time_s"] / len(history) if history else None,
+        "solver_steps": sum(h["steps"] for h in last) / max(len(last), 1),
+        "jacobians": sum(h["jacobians"] for h in last) / max(len(last), 1),
+        "wall_time_s": time.perf_counter() - started,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with open(out / "history.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]) if history else ["step"])

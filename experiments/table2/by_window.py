@@ -7,6 +7,7 @@ test_rmse_extrap by start (100-699 against 700-799) and writes one CSV row per r
 
     .venv/bin/python experiments/table2/by_window.py experiments/table2/results/sweep/*/ --out by_window.csv
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,24 @@ def split_rmse(run_dir: str) -> dict[str, object]:
     spirals.load()  # the same draws: window starts in generation order, test split first
     batch = next(iter(DataLoader(trained.data.test, batch_size=len(trained.data.test))))
     with torch.no_grad():
-        squared = (trained.model.predict(batch) - batch["truth"]).pow(2)[:, spirals.n_points:]
+        squared = (trained.model.predict(batch) - batch["truth"]).pow(2)[:, spirals.n_points :]
     late = spirals.window_start[: len(squared)] >= LATE_START
-    rmse = {name: squared[rows].mean().sqrt().item() for name, rows in (("all", slice(None)), ("early", ~late),
-                                                                          ("late", late))}
+    rmse = {
+        name: squared[rows].mean().sqrt().item()
+        for name, rows in (("all", slice(None)), ("early", ~late), ("late", late))
+    }
     overrides = OmegaConf.load(Path(run_dir) / ".hydra" / "overrides.yaml")
     experiment = next((item.split("=", 1)[1] for item in overrides if item.startswith("experiment=")), "")
-    return {"run": run_dir, "experiment": experiment, "n_obs": trained.config.dataset.n_obs,
-            "seed": trained.config.seed, "test_rmse_extrap": rmse["all"], "starts_100_699": rmse["early"],
-            "starts_700_799": rmse["late"], "late_spirals": int(late.sum())}
+    return {
+        "run": run_dir,
+        "experiment": experiment,
+        "n_obs": trained.config.dataset.n_obs,
+        "seed": trained.config.seed,
+        "test_rmse_extrap": rmse["all"],
+        "starts_100_699": rmse["early"],
+        "starts_700_799": rmse["late"],
+        "late_spirals": int(late.sum()),
+    }
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """The benchmark's fixed problems: each a function ``f(t, y)``, a start state, output times, a method
 with its tolerances, and the gradient modes whose backward pass is measured. ``tiny`` shrinks every
 state to seconds of work (for tests); the problems keep their shape."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ class MLPField(nn.Module):
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Softplus(), nn.Linear(hidden, hidden), nn.Softplus(),
-                                 nn.Linear(hidden, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden), nn.Softplus(), nn.Linear(hidden, hidden), nn.Softplus(), nn.Linear(hidden, dim)
+        )
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         return self.net(y)
@@ -78,36 +80,79 @@ class ConcatenatedCNF(nn.Module):
 
 
 def mlp_case(tiny: bool) -> Case:
-    return Case("mlp", MLPField(4, 32), torch.randn(8 if tiny else 64, 4), torch.tensor([0.0, 10.0]), "dopri5",
-                1e-6, 1e-6, BACKWARD_MODES, ("compiled",))
+    return Case(
+        "mlp",
+        MLPField(4, 32),
+        torch.randn(8 if tiny else 64, 4),
+        torch.tensor([0.0, 10.0]),
+        "dopri5",
+        1e-6,
+        1e-6,
+        BACKWARD_MODES,
+        ("compiled",),
+    )
 
 
 def odenet_case(tiny: bool) -> Case:
     channels, batch = (8, 2) if tiny else (64, 128)
-    return Case("odenet_block", ConvODEFunc(channels), torch.randn(batch, channels, 6, 6), torch.tensor([0.0, 1.0]),
-                "dopri5", 1e-3, 1e-3, ("backprop", "adjoint"), ("compiled",))
+    return Case(
+        "odenet_block",
+        ConvODEFunc(channels),
+        torch.randn(batch, channels, 6, 6),
+        torch.tensor([0.0, 1.0]),
+        "dopri5",
+        1e-3,
+        1e-3,
+        ("backprop", "adjoint"),
+        ("compiled",),
+    )
 
 
 def van_der_pol_case(tiny: bool) -> Case:
     batch = 8 if tiny else 256
     y0 = torch.tensor([2.0, 0.0]).repeat(batch, 1)
-    return Case("van_der_pol", VanDerPol(torch.linspace(1.0, 25.0, batch)), y0, torch.tensor([0.0, 1.0 if tiny else 10.0]),
-                "dopri5", 1e-5, 1e-5, forward_modes=("per_sample",))
+    return Case(
+        "van_der_pol",
+        VanDerPol(torch.linspace(1.0, 25.0, batch)),
+        y0,
+        torch.tensor([0.0, 1.0 if tiny else 10.0]),
+        "dopri5",
+        1e-5,
+        1e-5,
+        forward_modes=("per_sample",),
+    )
 
 
 def mixed_scales_case(tiny: bool) -> Case:
     """A heterogeneous batch: the MLP field at 256 time scales, rates log-spaced over two decades."""
     batch = 8 if tiny else 256
     rates = torch.logspace(-1.0, 1.0, batch)
-    return Case("mixed_scales", ScaledField(rates, 4, 32), torch.randn(batch, 4), torch.tensor([0.0, 1.0 if tiny else 5.0]),
-                "dopri5", 1e-6, 1e-6, forward_modes=("per_sample",))
+    return Case(
+        "mixed_scales",
+        ScaledField(rates, 4, 32),
+        torch.randn(batch, 4),
+        torch.tensor([0.0, 1.0 if tiny else 5.0]),
+        "dopri5",
+        1e-6,
+        1e-6,
+        forward_modes=("per_sample",),
+    )
 
 
 def latent_ode_case(tiny: bool) -> Case:
     """The spiral preset's latent solve: 4-D latent, 20 hidden units, 100 output times over [0, 5], a loss on
     every one (the adjoint's backward solve jumps at each)."""
-    return Case("latent_ode", LatentDynamics(4, 20), torch.randn(10 if tiny else 100, 4), torch.linspace(0.0, 5.0, 100),
-                "dopri5", 1e-5, 1e-5, ("backprop", "adjoint", "checkpoint"), ("compiled",))
+    return Case(
+        "latent_ode",
+        LatentDynamics(4, 20),
+        torch.randn(10 if tiny else 100, 4),
+        torch.linspace(0.0, 5.0, 100),
+        "dopri5",
+        1e-5,
+        1e-5,
+        ("backprop", "adjoint", "checkpoint"),
+        ("compiled",),
+    )
 
 
 def cnf_case(tiny: bool) -> Case:
@@ -117,8 +162,14 @@ def cnf_case(tiny: bool) -> Case:
     return Case("cnf", func, state, torch.tensor([10.0, 0.0]), "dopri5", 1e-5, 1e-5, ("adjoint",))
 
 
-CASES = {"mlp": mlp_case, "odenet_block": odenet_case, "van_der_pol": van_der_pol_case,
-         "mixed_scales": mixed_scales_case, "latent_ode": latent_ode_case, "cnf": cnf_case}
+CASES = {
+    "mlp": mlp_case,
+    "odenet_block": odenet_case,
+    "van_der_pol": van_der_pol_case,
+    "mixed_scales": mixed_scales_case,
+    "latent_ode": latent_ode_case,
+    "cnf": cnf_case,
+}
 
 
 def build_cases(names: list[str], tiny: bool, seed: int = 0) -> list[Case]:

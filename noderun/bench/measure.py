@@ -1,6 +1,7 @@
 """Measuring one case with one library: median times over repeats after a warm-up, function
 evaluations counted by a wrapper (the same for every library), error against a tight float64
 reference, and bytes saved for backward."""
+
 from __future__ import annotations
 
 import copy
@@ -39,8 +40,15 @@ def reference_solution(case: Case) -> Tensor:
     func = copy.deepcopy(case.func).double()
     tol = reference_tolerance(case)
     with torch.no_grad():
-        return odeint(func, case.y0.double(), case.t.double(), method="dopri8", rtol=tol, atol=tol,
-                      options={"max_num_steps": 1_000_000}).float()
+        return odeint(
+            func,
+            case.y0.double(),
+            case.t.double(),
+            method="dopri8",
+            rtol=tol,
+            atol=tol,
+            options={"max_num_steps": 1_000_000},
+        ).float()
 
 
 FORWARD_MODES = ("per_sample", "compiled")  # forward-only variants of noderun's solve
@@ -54,8 +62,18 @@ def noderun_solver(mode: str, stats: SolveStats | None = None) -> Callable[..., 
     options = {"max_num_steps": 1_000_000, "per_sample": mode == "per_sample", "compile": mode == "compiled"}
 
     def solve(func, y0, t, method, rtol, atol):
-        return odeint(func, y0, t, method=method, rtol=rtol, atol=atol, grad=grad, adjoint_options=adjoint_options,
-                      options=options, stats=stats)
+        return odeint(
+            func,
+            y0,
+            t,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            grad=grad,
+            adjoint_options=adjoint_options,
+            options=options,
+            stats=stats,
+        )
 
     return solve
 
@@ -64,10 +82,13 @@ def torchdiffeq_solver(mode: str) -> Callable[..., Tensor]:
     import torchdiffeq
 
     if mode == "backprop":
-        return lambda func, y0, t, method, rtol, atol: torchdiffeq.odeint(func, y0, t, method=method, rtol=rtol, atol=atol)
+        return lambda func, y0, t, method, rtol, atol: torchdiffeq.odeint(
+            func, y0, t, method=method, rtol=rtol, atol=atol
+        )
     adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
     return lambda func, y0, t, method, rtol, atol: torchdiffeq.odeint_adjoint(
-        func, y0, t, method=method, rtol=rtol, atol=atol, adjoint_options=adjoint_options)
+        func, y0, t, method=method, rtol=rtol, atol=atol, adjoint_options=adjoint_options
+    )
 
 
 SOLVERS = {"noderun": noderun_solver, "torchdiffeq": torchdiffeq_solver}
@@ -122,8 +143,10 @@ class ForwardTrial:
         with torch.no_grad():
             started = time.perf_counter()
             solution = self.run()
-        self.facts = {"nfe": stats.nfe_forward if compiled else func.calls,
-                      "error": (solution - reference).abs().max().item()}
+        self.facts = {
+            "nfe": stats.nfe_forward if compiled else func.calls,
+            "error": (solution - reference).abs().max().item(),
+        }
         if compiled:
             self.facts["compile_s"] = time.perf_counter() - started
         if library == "noderun":
@@ -163,8 +186,11 @@ class BackwardTrial:
         self.calls.append(self.func.calls)
 
     def row(self) -> dict[str, Any]:
-        return {"time_s": statistics.median(self.times), "nfe": statistics.median(self.calls),
-                "saved_mb": self.saved.bytes / MB}
+        return {
+            "time_s": statistics.median(self.times),
+            "nfe": statistics.median(self.calls),
+            "saved_mb": self.saved.bytes / MB,
+        }
 
 
 def interleaved(trials: list, repeats: int) -> list[dict[str, Any]]:

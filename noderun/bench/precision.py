@@ -8,6 +8,7 @@ Tolerances are ``rtol``, with ``atol`` in the bench case's own ratio to it (Robe
 Non-stiff problems (the bench's ``mlp``, ``van_der_pol``, ``mixed_scales``, ``latent_ode``, ``cnf``) take the
 explicit methods; the stiff ones (``stiff_van_der_pol``, ``robertson``) the adaptive implicit methods and
 SciPy's stiff solvers. (The ODE-Net block is left out: its solves at tight tolerances take minutes each.)"""
+
 from __future__ import annotations
 
 import copy
@@ -33,8 +34,11 @@ from .stiff import STIFF_CASES
 TOLERANCES = tuple(10.0**-k for k in range(3, 11))  # 1e-3 ... 1e-10
 STIFF_TOLERANCES = tuple(10.0**-k for k in range(3, 9))  # 1e-3 ... 1e-8
 STEP_COUNTS = (10, 30, 100, 300, 1000)  # fixed-step methods: steps over the whole time span
-EXPLICIT = {"noderun": ("bosh3", "dopri5", "tsit5", "dopri8"), "torchdiffeq": ("bosh3", "dopri5", "dopri8"),
-            "scipy": ("RK45", "DOP853", "LSODA")}
+EXPLICIT = {
+    "noderun": ("bosh3", "dopri5", "tsit5", "dopri8"),
+    "torchdiffeq": ("bosh3", "dopri5", "dopri8"),
+    "scipy": ("RK45", "DOP853", "LSODA"),
+}
 FIXED = {"noderun": ("euler", "midpoint", "rk4"), "torchdiffeq": ("euler", "midpoint", "rk4")}
 STIFF = {"noderun": ("kvaerno3", "kvaerno5", "radau5"), "scipy": ("Radau", "BDF", "LSODA")}
 PROBLEMS = ("mlp", "van_der_pol", "mixed_scales", "latent_ode", "cnf", "stiff_van_der_pol", "robertson")
@@ -58,8 +62,9 @@ class Problem:
 def load_problem(name: str, tiny: bool) -> Problem:
     if name in STIFF_CASES:
         case = STIFF_CASES[name](tiny)
-        return Problem(name, case.func, case.y0, torch.tensor([0.0, case.t_end], dtype=torch.float64), True,
-                       case.atol / case.rtol)
+        return Problem(
+            name, case.func, case.y0, torch.tensor([0.0, case.t_end], dtype=torch.float64), True, case.atol / case.rtol
+        )
     if name not in CASES:
         raise ValueError(f"unknown work-precision problem {name!r}; valid: {', '.join(PROBLEMS)}")
     case = build_cases([name], tiny)[0]
@@ -74,8 +79,15 @@ def reference(problem: Problem) -> Tensor:
         return scipy_solution(problem, "Radau", tolerance)[0]
     method = "radau5" if problem.stiff else "dopri8"
     with torch.no_grad():
-        return odeint(problem.func, problem.y0, problem.t, method=method, rtol=tolerance,
-                      atol=tolerance * problem.atol_ratio, options={"max_num_steps": 10 * BUDGET})
+        return odeint(
+            problem.func,
+            problem.y0,
+            problem.t,
+            method=method,
+            rtol=tolerance,
+            atol=tolerance * problem.atol_ratio,
+            options={"max_num_steps": 10 * BUDGET},
+        )
 
 
 def has_scipy() -> bool:
@@ -96,10 +108,21 @@ def scipy_solution(problem: Problem, method: str, tolerance: float) -> tuple[Ten
 
     def numpy_rhs(t, y):
         with torch.no_grad():
-            return problem.func(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y).reshape(shape)).reshape(-1).numpy()
+            return (
+                problem.func(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y).reshape(shape))
+                .reshape(-1)
+                .numpy()
+            )
 
-    solution = solve_ivp(numpy_rhs, (times[0], times[-1]), problem.y0.reshape(-1).numpy(), method=method,
-                         t_eval=times, rtol=tolerance, atol=tolerance * problem.atol_ratio)
+    solution = solve_ivp(
+        numpy_rhs,
+        (times[0], times[-1]),
+        problem.y0.reshape(-1).numpy(),
+        method=method,
+        t_eval=times,
+        rtol=tolerance,
+        atol=tolerance * problem.atol_ratio,
+    )
     if not solution.success:
         raise SolverError(solution.message)
     return torch.from_numpy(solution.y.T.copy()).reshape(len(times), *shape), solution.nfev
@@ -109,10 +132,16 @@ class PrecisionTrial:
     """One (library, method, setting) on a problem: a first solve gives the error and the evaluations, or the
     reason it did not finish (the row then has no time); ``time_once`` adds a timed repeat."""
 
-    def __init__(self, problem: Problem, library: str, method: str, tolerance: float | None, steps: int | None,
-                 exact: Tensor):
-        self.facts: dict[str, Any] = {"problem": problem.name, "library": library, "method": method,
-                                      "tolerance": tolerance, "steps_fixed": steps}
+    def __init__(
+        self, problem: Problem, library: str, method: str, tolerance: float | None, steps: int | None, exact: Tensor
+    ):
+        self.facts: dict[str, Any] = {
+            "problem": problem.name,
+            "library": library,
+            "method": method,
+            "tolerance": tolerance,
+            "steps_fixed": steps,
+        }
         self.run = self._solver(problem, library, method, tolerance, steps)
         self.times: list[float] = []
         try:
@@ -129,14 +158,18 @@ class PrecisionTrial:
         self.facts.update(error=error, nfe=nfe)
 
     @staticmethod
-    def _solver(problem: Problem, library: str, method: str, tolerance: float | None,
-                steps: int | None) -> Callable[[], tuple[Tensor, int]]:
+    def _solver(
+        problem: Problem, library: str, method: str, tolerance: float | None, steps: int | None
+    ) -> Callable[[], tuple[Tensor, int]]:
         if library == "scipy":
             return lambda: scipy_solution(problem, method, tolerance)
         func = Counted(problem.func) if isinstance(problem.func, torch.nn.Module) else CountedFunction(problem.func)
         span = float(problem.t[-1] - problem.t[0])
-        keywords: dict[str, Any] = ({"options": {"step_size": span / steps}} if steps is not None else
-                                    {"rtol": tolerance, "atol": tolerance * problem.atol_ratio})
+        keywords: dict[str, Any] = (
+            {"options": {"step_size": span / steps}}
+            if steps is not None
+            else {"rtol": tolerance, "atol": tolerance * problem.atol_ratio}
+        )
         if library == "noderun" and steps is None:
             keywords["options"] = {"max_num_steps": BUDGET}
             solve = odeint
@@ -179,17 +212,32 @@ def settings(problem: Problem, tolerances: tuple[float, ...] | None) -> list[tup
     available = {"noderun": True, "torchdiffeq": has_torchdiffeq(), "scipy": has_scipy()}
     ladder = tolerances or (STIFF_TOLERANCES if problem.stiff else TOLERANCES)
     adaptive = STIFF if problem.stiff else EXPLICIT
-    runs = [(library, method, tolerance, None) for library, methods in adaptive.items() if available[library]
-            for method in methods for tolerance in ladder]
+    runs = [
+        (library, method, tolerance, None)
+        for library, methods in adaptive.items()
+        if available[library]
+        for method in methods
+        for tolerance in ladder
+    ]
     if not problem.stiff:
-        runs += [(library, method, None, steps) for library, methods in FIXED.items() if available[library]
-                 for method in methods for steps in STEP_COUNTS]
+        runs += [
+            (library, method, None, steps)
+            for library, methods in FIXED.items()
+            if available[library]
+            for method in methods
+            for steps in STEP_COUNTS
+        ]
     return runs
 
 
-def work_precision(names: list[str] | None = None, repeats: int = 3, threads: int = 1, tiny: bool = False,
-                   out: str | Path = "outputs/work_precision",
-                   tolerances: tuple[float, ...] | None = None) -> list[dict[str, Any]]:
+def work_precision(
+    names: list[str] | None = None,
+    repeats: int = 3,
+    threads: int = 1,
+    tiny: bool = False,
+    out: str | Path = "outputs/work_precision",
+    tolerances: tuple[float, ...] | None = None,
+) -> list[dict[str, Any]]:
     """Every problem of ``names`` (default: all of ``PROBLEMS``): its rows, ``work_precision.csv`` and one
     ``<problem>.png`` in ``out``."""
     if repeats < 1 or threads < 1:
@@ -236,14 +284,23 @@ def plot(name: str, rows: list[dict[str, Any]], path: Path) -> None:
     colors = {method: f"C{i % 10}" for i, method in enumerate(dict.fromkeys(m.lower() for _, m in lines))}
     for (library, method), points in lines.items():
         errors = [max(point["error"], 1e-17) for point in points]
-        style = dict(linestyle=styles[library], marker=markers[library], color=colors[method.lower()],
-                     label=f"{library} {method}", markersize=4)
+        style = dict(
+            linestyle=styles[library],
+            marker=markers[library],
+            color=colors[method.lower()],
+            label=f"{library} {method}",
+            markersize=4,
+        )
         by_time.loglog([point["time_s"] for point in points], errors, **style)
         by_nfe.loglog([point["nfe"] for point in points], errors, **style)
-    by_time.set(xlabel="wall time (s, median of repeats)", ylabel="largest error at the output times",
-                title=f"{name}: error against time")
-    by_nfe.set(xlabel="function evaluations", ylabel="largest error at the output times",
-               title=f"{name}: error against NFE")
+    by_time.set(
+        xlabel="wall time (s, median of repeats)",
+        ylabel="largest error at the output times",
+        title=f"{name}: error against time",
+    )
+    by_nfe.set(
+        xlabel="function evaluations", ylabel="largest error at the output times", title=f"{name}: error against NFE"
+    )
     for axes in (by_time, by_nfe):
         axes.grid(True, which="major", alpha=0.3)
     by_nfe.legend(fontsize=7, ncol=2, loc="best")

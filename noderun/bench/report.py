@@ -1,4 +1,5 @@
 """The benchmark's rows as a rich table on the console."""
+
 from __future__ import annotations
 
 from typing import Any

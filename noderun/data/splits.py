@@ -1,4 +1,5 @@
 """What a dataset module hands the runner."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ deviation ``noise``, so its density is the convolution ``p(x) = E_c[N(x; c, nois
 ``log_density`` handed to tasks is that expectation over a fixed reference sample of clean points:
 a normalised density (it integrates to 1), exact up to Monte-Carlo error in the reference sample.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,8 +97,15 @@ class MixtureDensity:
 class Toy2D:
     """``n_train`` and ``n_test`` samples of shape ``name``; ``info`` carries ``dim`` and ``log_density``."""
 
-    def __init__(self, name: str = "moons", n_train: int = 10240, n_test: int = 5000, noise: float | None = None,
-                 n_reference: int = 4096, seed: int = 0):
+    def __init__(
+        self,
+        name: str = "moons",
+        n_train: int = 10240,
+        n_test: int = 5000,
+        noise: float | None = None,
+        n_reference: int = 4096,
+        seed: int = 0,
+    ):
         if name not in SHAPES:
             raise ValueError(f"unknown dataset.name {name!r}; valid: {', '.join(SHAPES)}")
         if n_train < 1 or n_test < 1 or n_reference < 1:
@@ -118,5 +126,6 @@ class Toy2D:
     def load(self) -> DataSplits:
         generator = torch.Generator().manual_seed(self.seed)
         train, test = self.sample(self.n_train, generator), self.sample(self.n_test, generator)
-        return DataSplits(train=TensorDataset(train), test=TensorDataset(test),
-                          info={"dim": 2, "log_density": self.log_density()})
+        return DataSplits(
+            train=TensorDataset(train), test=TensorDataset(test), info={"dim": 2, "log_density": self.log_density()}
+        )

@@ -1,4 +1,5 @@
 """The adjoint sensitivity method (Chen et al. 2018, Algorithm 1) as one autograd Function."""
+
 from __future__ import annotations
 
 import torch
@@ -46,8 +47,9 @@ class AdjointODE(torch.autograd.Function):
             return torch.cat([ys[out].reshape(-1), state[n : 2 * n] + grad_ys[out].reshape(-1), state[2 * n :]])
 
         state = torch.cat([ys[-1].reshape(-1), grad_ys[-1].reshape(-1), ys.new_zeros(sum(sizes))])
-        sol = integrate(rhs, state, [problem.times[i] for i in stops], opts, norm,
-                        callbacks=problem.adjoint_callbacks, resets=jump)
+        sol = integrate(
+            rhs, state, [problem.times[i] for i in stops], opts, norm, callbacks=problem.adjoint_callbacks, resets=jump
+        )
         problem.stats.add_backward(rhs.calls, sol.accepted, sol.rejected, sol.work)
         state = sol.ys[-1]
         adjoint = state[n : 2 * n].view_as(ys[0]) + grad_ys[0]

@@ -1,4 +1,5 @@
 """Step checkpointing: keep each accepted step's start, recompute the steps in reverse for the gradient."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -20,8 +21,7 @@ class CheckpointODE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem: ODEProblem, y0: Tensor, *params: Tensor) -> Tensor:
         rhs = problem.rhs(y0)
-        sol = integrate(rhs, y0, problem.times, problem.options, problem.norm, record=True,
-                        callbacks=problem.callbacks)
+        sol = integrate(rhs, y0, problem.times, problem.options, problem.norm, record=True, callbacks=problem.callbacks)
         problem.stats.add_forward(rhs.calls, sol.accepted, sol.rejected, sol.work)
         ctx.problem = problem
         ctx.step_times = [(record.t, record.h, record.t_end) for record in sol.steps]
@@ -58,4 +58,3 @@ class CheckpointODE(torch.autograd.Function):
             param_grads = [g if v is None else g + v for g, v in zip(param_grads, vjps[1:])]
         problem.stats.add_backward(rhs.calls)
         return (None, adjoint + grad_ys[0], *param_grads)
-

@@ -1,4 +1,5 @@
 """What a gradient mode needs to know about one ``odeint`` call."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,9 +55,11 @@ class ODEProblem:
         try:
             sol = integrate(rhs, y0, self.times, self.options, self.norm, callbacks=self.callbacks, event=event)
         except SolverError as error:
-            raise SolverError(f"no event found: event_fn(t, y) kept its sign from t={self.times[0]!r} on, in the "
-                              f"direction of t[1]={self.times[1]!r}, until the solve stopped: {error}",
-                              nonfinite=error.nonfinite) from error
+            raise SolverError(
+                f"no event found: event_fn(t, y) kept its sign from t={self.times[0]!r} on, in the "
+                f"direction of t[1]={self.times[1]!r}, until the solve stopped: {error}",
+                nonfinite=error.nonfinite,
+            ) from error
         self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected, sol.work)
         return sol
 

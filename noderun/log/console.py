@@ -1,4 +1,5 @@
 """The console (rich, on stdout) and the run's summary table."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """metrics.jsonl, summary.json and TensorBoard event files in a run's output directory."""
+
 from __future__ import annotations
 
 import csv
@@ -72,8 +73,9 @@ class MetricsWriter:
         """The run's settings and final numbers (as ``final/<key>``) for TensorBoard's HParams dashboard, in the
         run's own TensorBoard folder, so that a sweep's runs line up side by side there."""
         if self.enabled and self.tensorboard is not None:
-            self.tensorboard.add_hparams(hparams, {f"final/{key}": value for key, value in metrics.items()},
-                                         run_name=".")
+            self.tensorboard.add_hparams(
+                hparams, {f"final/{key}": value for key, value in metrics.items()}, run_name="."
+            )
 
     def close(self) -> None:
         if self.tensorboard is not None:

@@ -1,6 +1,7 @@
 """Numbers as people read them: each measured value rounded to what its kind means, for summary.json and
 the summary table (metrics.jsonl keeps full precision). Percentages to 2 decimals, times (``*_s``) to 3
 significant digits, other measurements (losses, RMSE, NLL, NFE, memory) to 4; settings as they were given."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Where training is during an epoch: on a terminal, a rich bar for the epoch and one for the run, each
 with the time left; elsewhere (a log file, a cluster job's output), a plain log line every ``every`` steps."""
+
 from __future__ import annotations
 
 import logging
@@ -41,11 +42,18 @@ class EpochProgress:
     def __init__(self, position: Position, enabled: bool, every: int | None):
         self.position, self.done, self.started = position, 0, time.perf_counter()
         self.every = every if enabled and not console.is_terminal else None
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
-                            disable=not (enabled and console.is_terminal))
-        self.epoch_bar = self.bar.add_task(position.title, total=position.epoch_steps,
-                                           completed=position.epoch_done, status="")
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            disable=not (enabled and console.is_terminal),
+        )
+        self.epoch_bar = self.bar.add_task(
+            position.title, total=position.epoch_steps, completed=position.epoch_done, status=""
+        )
         self.run_bar = self.bar.add_task("run", total=position.run_steps, completed=position.run_done, status="")
 
     def __enter__(self) -> EpochProgress:
@@ -82,9 +90,15 @@ class WorkProgress:
     def __init__(self, title: str, total: int):
         self.total, self.done, self.started = total, 0, time.perf_counter()
         self.console = Console(stderr=True)
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=self.console,
-                            disable=not self.console.is_terminal)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            disable=not self.console.is_terminal,
+        )
         self.task = self.bar.add_task(title, total=total, status="")
 
     def __enter__(self) -> WorkProgress:

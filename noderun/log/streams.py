@@ -1,5 +1,6 @@
 """Which stream a log record goes to: information on stdout, warnings and errors on stderr
 (conf/hydra/job_logging/noderun.yaml sets the handlers up)."""
+
 from __future__ import annotations
 
 import logging

@@ -6,6 +6,7 @@ are integrated together in one ``noderun.odeint`` call, as the tuple state ``(z,
 and ``(B,)``.
 Data live at ``t = t_end`` and the base Gaussian at ``t = 0``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,17 +25,22 @@ class PlanarField(nn.Module):
     def __init__(self, dim: int, width: int, hyper_hidden: int):
         super().__init__()
         self.dim, self.width = dim, width
-        self.hypernet = nn.Sequential(nn.Linear(1, hyper_hidden), nn.Tanh(), nn.Linear(hyper_hidden, hyper_hidden),
-                                      nn.Tanh(), nn.Linear(hyper_hidden, 3 * width * dim + width))
+        self.hypernet = nn.Sequential(
+            nn.Linear(1, hyper_hidden),
+            nn.Tanh(),
+            nn.Linear(hyper_hidden, hyper_hidden),
+            nn.Tanh(),
+            nn.Linear(hyper_hidden, 3 * width * dim + width),
+        )
 
     def unit_parameters(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``w (M, D)``, ``b (M,)`` and the gated ``u (M, D)`` at time ``t``."""
         params = self.hypernet(t.reshape(1, 1)).reshape(-1)
         block = self.width * self.dim
         w = params[:block].reshape(self.width, self.dim)
-        u = params[block:2 * block].reshape(self.width, self.dim)
-        gate = torch.sigmoid(params[2 * block:3 * block].reshape(self.width, self.dim))
-        return w, params[3 * block:], u * gate
+        u = params[block : 2 * block].reshape(self.width, self.dim)
+        gate = torch.sigmoid(params[2 * block : 3 * block].reshape(self.width, self.dim))
+        return w, params[3 * block :], u * gate
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         w, b, u = self.unit_parameters(torch.as_tensor(t, dtype=z.dtype, device=z.device))
@@ -73,8 +79,17 @@ class CNF(nn.Module):
     There is no ``augment_dim``: extra dimensions that start at zero make the data's map to the base
     non-invertible in general, and the change of variables would no longer give the data's density."""
 
-    def __init__(self, dim: int, solver: SolverSettings, width: int = 64, hyper_hidden: int = 32,
-                 trace: str = "exact", noise: str = "gaussian", t_end: float = 10.0, base_variance: float = 0.1):
+    def __init__(
+        self,
+        dim: int,
+        solver: SolverSettings,
+        width: int = 64,
+        hyper_hidden: int = 32,
+        trace: str = "exact",
+        noise: str = "gaussian",
+        t_end: float = 10.0,
+        base_variance: float = 0.1,
+    ):
         super().__init__()
         if trace not in TRACES:
             raise ValueError(f"unknown model.trace {trace!r}; valid: {', '.join(TRACES)}")

@@ -1,4 +1,5 @@
 """The base distribution of the flows: an isotropic Gaussian ``N(0, variance·I)``."""
+
 from __future__ import annotations
 
 import math

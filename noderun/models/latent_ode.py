@@ -1,5 +1,6 @@
 """The paper's latent ODE (section 5): an RNN encoder run backwards in time gives q(z0 | observations),
 ``dz/dt = f(z)`` carries z0 to every time, and a decoder maps z(t) to observations. Trained on the ELBO."""
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ class RecognitionRNN(nn.Module):
             h = torch.where(mask[:, j, None], updated, h)
             last_time = torch.where(mask[:, j], times[j], last_time)
         posterior = self.to_posterior(h)
-        return posterior[:, : self.latent_dim], posterior[:, self.latent_dim:]
+        return posterior[:, : self.latent_dim], posterior[:, self.latent_dim :]
 
 
 class LatentDynamics(nn.Module):
@@ -57,15 +58,24 @@ class LatentODE(nn.Module):
     """With ``augment_dim``, the ODE flows ``latent_dim + augment_dim`` dimensions, the extra ones starting at
     zero (ANODE), and the decoder reads them all; q(z0) and its KL stay over the ``latent_dim`` ones."""
 
-    def __init__(self, obs_dim: int, solver: SolverSettings, latent_dim: int = 4, rnn_hidden: int = 25,
-                 dynamics_hidden: int = 20, decoder_hidden: int = 20, obs_noise_std: float = 0.1,
-                 augment_dim: int = 0):
+    def __init__(
+        self,
+        obs_dim: int,
+        solver: SolverSettings,
+        latent_dim: int = 4,
+        rnn_hidden: int = 25,
+        dynamics_hidden: int = 20,
+        decoder_hidden: int = 20,
+        obs_noise_std: float = 0.1,
+        augment_dim: int = 0,
+    ):
         super().__init__()
         self.augment_dim = augment_dim
         self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim)
         self.dynamics = ODEBlock(LatentDynamics(latent_dim + augment_dim, dynamics_hidden), solver)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim + augment_dim, decoder_hidden), nn.ReLU(),
-                                     nn.Linear(decoder_hidden, obs_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim + augment_dim, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, obs_dim)
+        )
         self.obs_noise_std = obs_noise_std
 
     def decode_path(self, z0: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:

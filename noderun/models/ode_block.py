@@ -1,4 +1,5 @@
 """An ODE block: a network layer whose output is the solution of ``dh/dt = f(t, h)`` at the end time."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The paper's MNIST ODE-Net (Chen et al. 2018, section 3; the authors' public example)."""
+
 from __future__ import annotations
 
 import torch
@@ -51,8 +52,9 @@ def downsampling(in_channels: int, channels: int) -> nn.Sequential:
 
 
 def classifier_head(channels: int, num_classes: int) -> nn.Sequential:
-    return nn.Sequential(group_norm(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(channels, num_classes))
+    return nn.Sequential(
+        group_norm(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)
+    )
 
 
 def augmented(h: Tensor, extra: int) -> Tensor:
@@ -67,8 +69,15 @@ class ODENet(nn.Module):
     the block flows ``channels + augment_dim`` channels, the extra ones starting at zero, and the head
     reads them all (ANODE)."""
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, solver: SolverSettings,
-                 channels: int = 64, integration_time: float = 1.0, augment_dim: int = 0):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        solver: SolverSettings,
+        channels: int = 64,
+        integration_time: float = 1.0,
+        augment_dim: int = 0,
+    ):
         super().__init__()
         self.augment_dim = augment_dim
         self.downsampling = downsampling(input_shape[0], channels)

@@ -5,6 +5,7 @@ A planar layer is cheap one way only. ``direction="normalizing"`` runs the layer
 maximum likelihood needs; ``"generative"`` runs them base → data, as density matching needs. The
 other direction inverts each layer numerically (bisection): fine for figures, not differentiable.
 """
+
 from __future__ import annotations
 
 import math
@@ -80,8 +81,10 @@ class PlanarNF(nn.Module):
     def _refuse_gradients(self, what: str) -> None:
         if torch.is_grad_enabled():
             wanted = "normalizing" if what == "log_prob" else "generative"
-            raise ValueError(f"planar_nf with model.direction={self.direction} cannot train through {what} "
-                             f"(it needs a numerical inverse); use model.direction={wanted}")
+            raise ValueError(
+                f"planar_nf with model.direction={self.direction} cannot train through {what} "
+                f"(it needs a numerical inverse); use model.direction={wanted}"
+            )
 
     def log_prob(self, x: Tensor) -> Tensor:
         if self.direction == "normalizing":

@@ -2,6 +2,7 @@
 2020): the kinetic energy ``∫‖f‖² dt`` and the Jacobian's squared Frobenius norm ``∫‖∂f/∂h‖²_F dt``, the
 latter by Hutchinson's estimate ``‖εᵀ ∂f/∂h‖²`` with one ε per solve. Each is one extra state per sample
 that starts at 0, so every method and gradient mode integrates it as it integrates the state."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,9 @@ class Regularization:
 
     def __post_init__(self):
         if self.kinetic < 0 or self.jacobian < 0:
-            raise ValueError(f"regularizer weights must be non-negative, got kinetic={self.kinetic}, "
-                             f"jacobian={self.jacobian}")
+            raise ValueError(
+                f"regularizer weights must be non-negative, got kinetic={self.kinetic}, jacobian={self.jacobian}"
+            )
         if self.noise not in NOISES:
             raise ValueError(f"unknown regularizer.noise {self.noise!r}; valid: {', '.join(NOISES)}")
 
@@ -60,7 +62,7 @@ class RegularizedDynamics(nn.Module):
         self.func, self.terms, self.noise, self.tuple_state = func, terms, noise, tuple_state
 
     def forward(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        inner = state[:-len(self.terms)]
+        inner = state[: -len(self.terms)]
         flow, rest = inner[0], inner[1:]
 
         create_graph = torch.is_grad_enabled()  # false in no-grad solves: nothing to differentiate later
@@ -71,14 +73,22 @@ class RegularizedDynamics(nn.Module):
             f, rest_derivative = (out[0], tuple(out[1:])) if self.tuple_state else (out, ())
             if "jacobian" in self.terms:
                 noise_jacobian = torch.autograd.grad(f, flow, self.noise, create_graph=create_graph)[0]
-        values = {"kinetic": lambda: f.pow(2).flatten(1).sum(1),
-                  "jacobian": lambda: noise_jacobian.pow(2).flatten(1).sum(1)}
+        values = {
+            "kinetic": lambda: f.pow(2).flatten(1).sum(1),
+            "jacobian": lambda: noise_jacobian.pow(2).flatten(1).sum(1),
+        }
         derivative = (f, *rest_derivative, *(values[term]().to(state[-1].dtype) for term in self.terms))
         return derivative if create_graph else tuple(part.detach() for part in derivative)
 
 
-def regularized_solve(func: nn.Module, h: Tensor | tuple[Tensor, ...], times: Tensor, settings: SolverSettings,
-                      stats: SolveStats, regularization: Regularization) -> tuple[Any, dict[str, Tensor]]:
+def regularized_solve(
+    func: nn.Module,
+    h: Tensor | tuple[Tensor, ...],
+    times: Tensor,
+    settings: SolverSettings,
+    stats: SolveStats,
+    regularization: Regularization,
+) -> tuple[Any, dict[str, Tensor]]:
     """``solve(func, h, times, settings)`` with the terms of ``regularization`` integrated beside ``h``: the
     trajectory of ``h`` and each term's integral over ``times`` (from first to last, whatever the direction),
     averaged over the batch. The terms stay out of the error control (``settings_for_terms``), so the
@@ -92,8 +102,8 @@ def regularized_solve(func: nn.Module, h: Tensor | tuple[Tensor, ...], times: Te
     settings = settings_for_terms(settings, len(state))
     solution = solve(RegularizedDynamics(func, terms, noise, tuple_state), start, times, settings, stats=stats)
     direction = 1.0 if float(times[-1]) >= float(times[0]) else -1.0
-    integrals = {term: direction * value[-1].mean() for term, value in zip(terms, solution[-len(terms):])}
-    trajectory = solution[:-len(terms)]
+    integrals = {term: direction * value[-1].mean() for term, value in zip(terms, solution[-len(terms) :])}
+    trajectory = solution[: -len(terms)]
     return (trajectory if tuple_state else trajectory[0]), integrals
 
 

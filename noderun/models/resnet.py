@@ -1,4 +1,5 @@
 """The paper's ResNet: the ODE-Net's downsampling and head around pre-activation residual blocks."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -12,8 +13,12 @@ class PreActBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.residual = nn.Sequential(
-            group_norm(channels), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            group_norm(channels), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            group_norm(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            group_norm(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ observation where there is one and its own prediction where there is none (held-
 extrapolated points), with a flag saying which; ``time_gaps=True`` adds the time since its last
 real observation as an input.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """The trace of ``∂f/∂z`` that a continuous normalizing flow integrates: exact (one vector–Jacobian
 product per dimension) or Hutchinson's unbiased estimate ``εᵀ(∂f/∂z)ε`` (one product in any dimension)."""
+
 from __future__ import annotations
 
 import torch

@@ -13,6 +13,7 @@ torchdiffeq for ``max_order`` up to 5; DOP853's eighth-order solution above). Th
 ``O(h^(q+1))`` for an order-``q`` start-up method, enter the global error once each, so the global order stays
 ``max_order`` (up to 9: above it, the start-up's eighth order bounds it).
 """
+
 from __future__ import annotations
 
 import math
@@ -63,9 +64,11 @@ def adams_weights(times: Sequence[float], t: float, h: float) -> tuple[float, ..
 def _check_max_order(options: Mapping[str, Any], names: Names) -> None:
     value = options.get("max_order", DEFAULT_MAX_ORDER)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ORDER:
-        raise SettingError(f"{names('max_order')} must be an integer from 1 to {MAX_ORDER} (the order of the "
-                           f"highest-order Adams formula used; default {DEFAULT_MAX_ORDER}), got {value!r}",
-                           "max_order")
+        raise SettingError(
+            f"{names('max_order')} must be an integer from 1 to {MAX_ORDER} (the order of the "
+            f"highest-order Adams formula used; default {DEFAULT_MAX_ORDER}), got {value!r}",
+            "max_order",
+        )
 
 
 class AdamsMethod(StepMethod):
@@ -181,4 +184,7 @@ class AdamsStepper:
                 f"implicit_adams: the corrector did not converge within max_iters={self.max_iters} evaluations at "
                 f"t={t!r} (step size {h!r}); the last iterate is kept (a valid predictor-corrector step, less "
                 "accurate). Raise the option 'max_iters', take a smaller step_size or loosen rtol/atol; later "
-                "steps of this solve are not reported", RuntimeWarning, stacklevel=2)
+                "steps of this solve are not reported",
+                RuntimeWarning,
+                stacklevel=2,
+            )

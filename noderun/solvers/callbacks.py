@@ -3,6 +3,7 @@ attempt), ``callback_accept_step`` and ``callback_reject_step`` (after an adapti
 the same names ending in ``_adjoint`` for the adjoint's backward solve. Each is called as
 ``callback(t0, y0, dt)``: the step's start time and state and its size (``t0`` and ``dt`` as float64 tensors
 on the state's device)."""
+
 from __future__ import annotations
 
 import warnings
@@ -38,13 +39,15 @@ class StepCallbacks:
             callback(*self._arguments(t, y, h))
 
     def _arguments(self, t, y: Tensor, h) -> tuple:
-        as_tensor = lambda x: x if isinstance(x, Tensor) else torch.scalar_tensor(x, dtype=torch.float64,
-                                                                                  device=y.device)
+        as_tensor = lambda x: (
+            x if isinstance(x, Tensor) else torch.scalar_tensor(x, dtype=torch.float64, device=y.device)
+        )
         return as_tensor(t), self.state(y), as_tensor(h)
 
 
-def step_callbacks(func: Any, method: Any, state: Callable[[Tensor], Any], adjoint: bool = False
-                   ) -> StepCallbacks | None:
+def step_callbacks(
+    func: Any, method: Any, state: Callable[[Tensor], Any], adjoint: bool = False
+) -> StepCallbacks | None:
     """The callbacks ``func`` defines for the forward (or, with ``adjoint``, the backward) solve by ``method``;
     ``None`` when it defines none. Warns about those ``method`` never calls: a fixed-step method calls only
     ``callback_step``, a method that solves the problem at once (``scipy_solver``) none."""
@@ -56,9 +59,12 @@ def step_callbacks(func: Any, method: Any, state: Callable[[Tensor], Any], adjoi
     called = () if isinstance(method, SolveMethod) else NAMES if method.adaptive else NAMES[:1]
     ignored = sorted(name + suffix for name in found if name not in called)
     if ignored:
-        warnings.warn(f"method {method.name!r} does not call the step callbacks {ignored} of func "
-                      f"({'none' if not called else ', '.join(name + suffix for name in called)} supported)",
-                      RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"method {method.name!r} does not call the step callbacks {ignored} of func "
+            f"({'none' if not called else ', '.join(name + suffix for name in called)} supported)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return StepCallbacks(*(found.get(name) if name in called else None for name in NAMES), state=state)
 
 

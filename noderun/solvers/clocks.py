@@ -9,6 +9,7 @@ evaluations with a zero step). ``func`` then receives ``t`` of shape ``(batch,)`
 Both hand the loop the same things: the time ``t``, which elements are ``moving``, the end of a step of
 a proposed size, and after each attempt the next step's ``y0`` and ``f0``, recording the outputs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -68,9 +69,16 @@ class SharedClock:
     time_dtype = torch.float64
     moving = True  # every element moves with every accepted step
 
-    def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau, record: bool = False,
-                 stops: tuple[float, ...] = (), jumps: tuple[float, ...] = (),
-                 resets: Callable[[int, Tensor], Tensor] | None = None):
+    def __init__(
+        self,
+        y0: Tensor,
+        times: list[float],
+        tableau: ButcherTableau,
+        record: bool = False,
+        stops: tuple[float, ...] = (),
+        jumps: tuple[float, ...] = (),
+        resets: Callable[[int, Tensor], Tensor] | None = None,
+    ):
         self.times, self.tableau, self.record, self.resets = times, tableau, record, resets
         self.t, self.next_out = times[0], 1
         self.solution = Solution(ys=[y0])
@@ -244,5 +252,9 @@ class SampleClocks:
         return y, f
 
     def finish(self) -> Solution:
-        return Solution(ys=self.ys, accepted=int(self.accepted.max()), rejected=int(self.rejected.max()),
-                        sample_steps=self.accepted.tolist())
+        return Solution(
+            ys=self.ys,
+            accepted=int(self.accepted.max()),
+            rejected=int(self.rejected.max()),
+            sample_steps=self.accepted.tolist(),
+        )

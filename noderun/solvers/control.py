@@ -2,6 +2,7 @@
 ``StepController`` (which adds the minimum step, the step budget and the failure messages) for adaptive
 methods; ``FixedGrid`` for fixed-step ones. The same code serves a shared clock (floats) and one clock
 per sample (tensors of shape ``(batch,)``; ``solvers.clocks``)."""
+
 from __future__ import annotations
 
 import math
@@ -109,8 +110,9 @@ class ErrorRatio:
         return ratio if math.isfinite(ratio) else math.inf
 
 
-def error_size(norm: Norm, error: Tensor, y0_abs: Tensor, y1_abs: Tensor, y1: Tensor, atol: Tensor,
-               rtol: Tensor) -> Tensor:
+def error_size(
+    norm: Norm, error: Tensor, y0_abs: Tensor, y1_abs: Tensor, y1: Tensor, atol: Tensor, rtol: Tensor
+) -> Tensor:
     """``norm(error / (atol + rtol * max(|y0|, |y1|)))`` as a tensor, NaN when ``y1`` is not finite."""
     scale = torch.addcmul(atol, torch.maximum(y0_abs, y1_abs), rtol)
     # |y1| - |y1| is 0, or NaN where y1 is not finite (a scale of inf would hide it)
@@ -122,6 +124,7 @@ def error_size(norm: Norm, error: Tensor, y0_abs: Tensor, y1_abs: Tensor, y1: Te
 
 # The controller is written once, over ``ops``: a shared clock's numbers are Python floats, per-sample
 # clocks' are tensors of shape (batch,). These two namespaces are the only places that tell them apart.
+
 
 class FloatOps:
     """The numbers of a shared clock: Python floats and booleans, so a step costs no tensor operation."""
@@ -174,8 +177,9 @@ class TensorOps:
 Ops = Union[type[FloatOps], type[TensorOps]]
 
 
-def initial_step(rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio, span: float,
-                 ops: Ops = FloatOps):
+def initial_step(
+    rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio, span: float, ops: Ops = FloatOps
+):
     """Hairer's starting step (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), signed like ``span``:
     a float, or with ``TensorOps`` (and a per-sample ``error_ratio``) one per sample, ``t0`` then one time
     per sample.
@@ -192,8 +196,9 @@ def initial_step(rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio:
     f1 = rhs(t0 + direction * h0, ops.add_scaled(y0, f0, direction * h0))
     d2 = error_ratio.measure(torch.sub(f1, f0).div_(scale)) / h0
     biggest = ops.larger(d1, d2)
-    h1 = ops.where(biggest <= 1e-15, ops.floor(h0 * 1e-3, 1e-6),
-                   (0.01 / ops.floor(biggest, 1e-300)) ** (1.0 / (error_order + 1)))
+    h1 = ops.where(
+        biggest <= 1e-15, ops.floor(h0 * 1e-3, 1e-6), (0.01 / ops.floor(biggest, 1e-300)) ** (1.0 / (error_order + 1))
+    )
     return direction * ops.clip(ops.smaller(100 * h0, h1), 0.0, abs(span))
 
 
@@ -222,7 +227,7 @@ class PIController:
     def next_step(self, h, ratio, accepted):
         k, ops = self.error_order + 1, self.ops
         ratio = ops.floor(ratio, 1e-10)
-        grow = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio ** self.beta
+        grow = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio**self.beta
         shrink = self.safety * ratio ** (-1.0 / k)  # 0 for an infinite ratio: clipped to dfactor
         factor = ops.where(accepted, ops.clip(grow, self.dfactor, self.ifactor), ops.clip(shrink, self.dfactor, 1.0))
         self.previous_ratio = ops.where(accepted, ops.floor(ratio, MIN_PREVIOUS_RATIO), self.previous_ratio)
@@ -248,8 +253,10 @@ def constructed_grid(grid_constructor: Callable, func: Callable, y0: Tensor, tim
     direction = 1.0 if times[-1] > times[0] else -1.0
     ends = len(points) >= 2 and points[0] == float(t[0]) and points[-1] == float(t[-1])
     if not ends or any((b - a) * direction <= 0 for a, b in zip(points, points[1:])):
-        raise ValueError(f"options['grid_constructor'] must return a 1-D grid from t[0]={times[0]!r} to "
-                         f"t[-1]={times[-1]!r}, strictly monotone in the direction of t; got {points}")
+        raise ValueError(
+            f"options['grid_constructor'] must return a 1-D grid from t[0]={times[0]!r} to "
+            f"t[-1]={times[-1]!r}, strictly monotone in the direction of t; got {points}"
+        )
     # a grid point that is an output time rounded to y0's dtype is that output time
     close = 4 * torch.finfo(y0.dtype).eps
     points = [x for x in points[1:-1] if all(abs(x - out) > close * max(1.0, abs(out)) for out in times)]
@@ -261,8 +268,7 @@ class StepController:
     or Hairer's), the error ratio, the step-size controller, the minimum step, the step budget
     (``max_num_steps`` attempts) and the messages of the failures they detect."""
 
-    def __init__(self, rhs, clock: Clock, times: list[float], y0: Tensor, f0: Tensor, opts: SolverOptions,
-                 norm: Norm):
+    def __init__(self, rhs, clock: Clock, times: list[float], y0: Tensor, f0: Tensor, opts: SolverOptions, norm: Norm):
         self.opts, self.t_final = opts, times[-1]
         self.error_ratio = ErrorRatio(opts.rtol, opts.atol, norm, y0, per_sample=clock.per_sample)
         span = times[-1] - times[0]
@@ -270,8 +276,9 @@ class StepController:
         self.min_step = 10 * torch.finfo(clock.time_dtype).eps * max(abs(times[0]), abs(times[-1]), abs(span))
         self.bounded = opts.min_step > 0 or opts.max_step < math.inf
         self.accept_below = opts.min_step * (1 + 1e-9)  # t_end - t of a step of min_step may round a little above
-        self.controller = PIController(opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta,
-                                       ops=clock.ops)
+        self.controller = PIController(
+            opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta, ops=clock.ops
+        )
         self.attempts = 0
         # a solve reset at its output times (the adjoint's) has max_num_steps per interval, as solved apart
         self.intervals = len(times) - 1 if getattr(clock, "resets", None) is not None else 1
@@ -279,8 +286,7 @@ class StepController:
             self.h = clock.uniform(math.copysign(min(opts.first_step, abs(span)), span))
         else:
             with torch.no_grad():
-                self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span,
-                                      clock.ops)
+                self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span, clock.ops)
         if self.bounded:
             self.h = self._bounded(self.h, clock.ops)
 
@@ -296,14 +302,17 @@ class StepController:
             raise SolverError(
                 f"max_num_steps={self.opts.max_num_steps} steps taken{per}, reaching {clock.where(step, clock.moving)}, "
                 f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
-                "the dynamics")
+                "the dynamics"
+            )
         ratio, ops = self._ratio(step), clock.ops
         acceptable = ratio <= 1.0
         if step.failure is None and self.bounded:  # a step of at most min_step is accepted whatever its error
             acceptable = acceptable | (abs(step.h) <= self.accept_below)
         elif step.failure is not None and abs(step.h) <= self.accept_below:  # a failed step is never accepted
-            raise SolverError(f"{step.failure} at t={step.t!r} with the smallest step allowed, min_step="
-                              f"{self.opts.min_step!r}; lower min_step, raise options['max_iters'] or loosen rtol/atol")
+            raise SolverError(
+                f"{step.failure} at t={step.t!r} with the smallest step allowed, min_step="
+                f"{self.opts.min_step!r}; lower min_step, raise options['max_iters'] or loosen rtol/atol"
+            )
         accepted = clock.moving & acceptable
         h_next = self.controller.next_step(step.h, ratio, accepted)
         self.h = ops.where(clock.moving, self._bounded(h_next, ops) if self.bounded else h_next, self.h)
@@ -323,12 +332,15 @@ class StepController:
         blown_up = stalled & (ratio == math.inf)
         nonfinite = clock.ops.any(blown_up) and step.failure is None
         cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
-        remedy = ("the dynamics may be stiff or blow up: try looser rtol/atol, a fixed-step method, or regularising "
-                  "the model")
+        remedy = (
+            "the dynamics may be stiff or blow up: try looser rtol/atol, a fixed-step method, or regularising the model"
+        )
         if step.failure is not None:
             cause, remedy = step.failure, "try a larger options['max_iters'], looser rtol/atol, or a smaller first_step"
-        raise SolverError(f"{cause} at {clock.where(step, blown_up if nonfinite else stalled)}, minimum "
-                          f"{self.min_step!r}); {remedy}", nonfinite=nonfinite)
+        raise SolverError(
+            f"{cause} at {clock.where(step, blown_up if nonfinite else stalled)}, minimum {self.min_step!r}); {remedy}",
+            nonfinite=nonfinite,
+        )
 
     def _ratio(self, step: Step):
         """The error ratio of ``step``, ``inf`` where it or the new state is not finite."""
@@ -359,7 +371,8 @@ class FixedGrid:
         if not all_finite(step.y1):
             raise SolverError(
                 f"the state became non-finite between t={step.t!r} and t={step.t + step.h!r} "
-                f"(step size {step.h!r}); try a smaller step_size or an adaptive method", nonfinite=True
+                f"(step size {step.h!r}); try a smaller step_size or an adaptive method",
+                nonfinite=True,
             )
         self.position += 1
         return True

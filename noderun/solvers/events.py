@@ -9,6 +9,7 @@ the solve ends there. ``EventGrid`` gives fixed-step methods their open-ended gr
 Everything here locates the event without a graph; only the state at the event is computed in the
 ambient grad mode.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,10 @@ class EventFunction:
             first = event_fn(time_tensor(t0, y0), y0)
         if not isinstance(first, Tensor) or not first.is_floating_point() or first.numel() == 0:
             got = f"{first.dtype} of shape {tuple(first.shape)}" if isinstance(first, Tensor) else type(first).__name__
-            raise ValueError(f"event_fn(t, y) must return a non-empty floating-point tensor (one element per "
-                             f"event, usually a scalar), got {got}")
+            raise ValueError(
+                f"event_fn(t, y) must return a non-empty floating-point tensor (one element per "
+                f"event, usually a scalar), got {got}"
+            )
         if not bool(torch.isfinite(first).all()):
             raise ValueError(f"event_fn(t0, y0) is not finite at the initial time t0={t0!r}: {first.tolist()}")
         self.signs = torch.sign(first).detach()
@@ -116,9 +119,10 @@ class EventClock(SharedClock):
         """The event inside ``step``: its time and the interpolated state there."""
         interpolant = step_interpolant(rhs, self.opts, step, t_end)
         dtype_eps = torch.finfo(step.y0.dtype).eps
-        resolution = max(4 * dtype_eps * max(abs(step.t), abs(t_end)) / abs(step.h), 4 * 2.0 ** -52)
-        theta = find_crossing(lambda s: self.event.value(step.t + s * step.h, interpolant(s)), self.before, after,
-                              resolution)
+        resolution = max(4 * dtype_eps * max(abs(step.t), abs(t_end)) / abs(step.h), 4 * 2.0**-52)
+        theta = find_crossing(
+            lambda s: self.event.value(step.t + s * step.h, interpolant(s)), self.before, after, resolution
+        )
         if theta == 1.0:
             event_t, y = t_end, step.y1
         else:
@@ -188,8 +192,7 @@ def step_interpolant(rhs: RHS, opts: SolverOptions, step: Step, t_end: float) ->
 def cubic_hermite(y0: Tensor, y1: Tensor, d0: Tensor, d1: Tensor, theta: float) -> Tensor:
     """The cubic through ``y0``, ``y1`` with slopes ``d0``, ``d1`` (per unit of ``theta``) at its ends."""
     t2, t3 = theta * theta, theta * theta * theta
-    return (y0 * (2 * t3 - 3 * t2 + 1) + d0 * (t3 - 2 * t2 + theta) + y1 * (3 * t2 - 2 * t3)
-            + d1 * (t3 - t2))
+    return y0 * (2 * t3 - 3 * t2 + 1) + d0 * (t3 - 2 * t2 + theta) + y1 * (3 * t2 - 2 * t3) + d1 * (t3 - t2)
 
 
 class EventGrid(FixedGrid):
@@ -203,8 +206,10 @@ class EventGrid(FixedGrid):
 
     def propose(self, clock: EventClock) -> float:
         if self.position >= self.budget:
-            raise SolverError(f"max_num_steps={self.budget} steps of size {self.size!r} taken, reaching "
-                              f"t={clock.t!r}; increase options['max_num_steps'] or options['step_size']")
+            raise SolverError(
+                f"max_num_steps={self.budget} steps of size {self.size!r} taken, reaching "
+                f"t={clock.t!r}; increase options['max_num_steps'] or options['step_size']"
+            )
         return self.t0 + (self.position + 1) * self.size
 
     def ends_before(self, t: float) -> list[float]:

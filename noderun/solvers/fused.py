@@ -9,6 +9,7 @@ same shape (training) and is off by default. Up to ``MAX_VARIANTS`` variants are
 would need another warns and takes its remaining steps eagerly. ``func`` must trace without graph
 breaks.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,17 @@ def _compiled_step(tableau: ButcherTableau) -> Callable:
     """``tableau``'s step as a compiled function (made on first use: importing dynamo takes seconds)."""
     a, c, b, b_err, fsal = tableau.a[1:], tableau.c[1:], tableau.b, tableau.b_err, tableau.fsal
 
-    def step(func: Callable, t: Tensor, h: Tensor, y0: Tensor, f0: Tensor, norm: Callable | None,
-             y0_abs: Tensor | None, atol: Tensor | None, rtol: Tensor | None):
+    def step(
+        func: Callable,
+        t: Tensor,
+        h: Tensor,
+        y0: Tensor,
+        f0: Tensor,
+        norm: Callable | None,
+        y0_abs: Tensor | None,
+        atol: Tensor | None,
+        rtol: Tensor | None,
+    ):
         """The stages, ``y1`` and, when adaptive, ``|y1|`` and the error size; pure tensor code."""
         k = [f0]
         y1 = y0
@@ -75,13 +85,19 @@ class FusedStepper:
             k, y1, y1_abs, size = self._compiled(rhs.func, *times, y0, f0, *control)
         except torch._dynamo.exc.Unsupported as error:
             reason = str(error).strip().splitlines()[0]
-            raise ValueError(f"options['compile']: torch.compile cannot trace func into one graph ({reason}); "
-                             "drop compile, or keep func to tensor operations (no autograd calls, .item() or "
-                             "branches on tensor values)") from error
+            raise ValueError(
+                f"options['compile']: torch.compile cannot trace func into one graph ({reason}); "
+                "drop compile, or keep func to tensor operations (no autograd calls, .item() or "
+                "branches on tensor values)"
+            ) from error
         except torch._dynamo.exc.FailOnRecompileLimitHit:
-            warnings.warn(f"options['compile']: {MAX_VARIANTS} variants of the step are compiled already (each "
-                          "method, state shape, dtype, grad mode and func object, and each change of a Python "
-                          "attribute of func, is one); this solve continues eagerly", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"options['compile']: {MAX_VARIANTS} variants of the step are compiled already (each "
+                "method, state shape, dtype, grad mode and func object, and each change of a Python "
+                "attribute of func, is one); this solve continues eagerly",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             self.eager = True
             return rk_step(rhs, self.tableau, t, y0, h, f0)
         rhs.calls += self.tableau.stages - 1

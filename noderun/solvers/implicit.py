@@ -32,6 +32,7 @@ taken with it, ``K = K* - M⁻¹ G(K*)``, where ``G(K) = K - f(t + c h, y0 + h A
 and ``M`` its exact Jacobian at the converged ``K*`` (detached): its derivative is the one the implicit
 function theorem gives, ``dK/dx = -M⁻¹ ∂G/∂x``, for ``x`` the state or the parameters of ``f``.
 """
+
 from __future__ import annotations
 
 import math
@@ -118,17 +119,24 @@ class ImplicitTableau(StepMethod):
         if self.error_filter is not None:
             a, c = np.array(self.a), np.array(self.c)
             if self.predictor is not None or not all(
-                    np.allclose(a @ c ** (k - 1), c**k / k, atol=1e-12) for k in range(1, s + 1)):
-                self._fail("a filtered error estimate (error_filter) is for collocation methods, whose dense output "
-                           "is their collocation polynomial: a must meet C(s), and no predictor")
+                np.allclose(a @ c ** (k - 1), c**k / k, atol=1e-12) for k in range(1, s + 1)
+            ):
+                self._fail(
+                    "a filtered error estimate (error_filter) is for collocation methods, whose dense output "
+                    "is their collocation polynomial: a must meet C(s), and no predictor"
+                )
             return
         stiffly_accurate = self.c[-1] == 1.0 and all(abs(x - y) <= _TOLERANCE for x, y in zip(self.a[-1], self.b))
         if s < 2 or any(self.a[0]) or not stiffly_accurate or not self.diagonally_implicit:
-            self._fail("an adaptive implicit method must be diagonally implicit and stiffly accurate with an explicit "
-                       "first stage (a[0] zero, a[-1] == b, c[-1] == 1): its dense output is the Hermite cubic of "
-                       "its ends")
-        if self.predictor is not None and (len(self.predictor) != s - 1 or any(
-                len(row) != i + 1 or abs(sum(row) - 1.0) > 1e-9 for i, row in enumerate(self.predictor))):
+            self._fail(
+                "an adaptive implicit method must be diagonally implicit and stiffly accurate with an explicit "
+                "first stage (a[0] zero, a[-1] == b, c[-1] == 1): its dense output is the Hermite cubic of "
+                "its ends"
+            )
+        if self.predictor is not None and (
+            len(self.predictor) != s - 1
+            or any(len(row) != i + 1 or abs(sum(row) - 1.0) > 1e-9 for i, row in enumerate(self.predictor))
+        ):
             self._fail(f"predictor must have {s - 1} rows of lengths 1..{s - 1}, each summing to 1")
 
     def _fail(self, message: str) -> None:
@@ -157,8 +165,10 @@ class ImplicitTableau(StepMethod):
         if self.error_filter is not None:
             return tuple(tuple(float(x) for x in basis.integ().coef[1:]) for basis in self.lagrange_basis)
         last = self.stages - 1
-        return tuple((float(j == 0), 3 * b_j - 2 * (j == 0) - (j == last), -2 * b_j + (j == 0) + (j == last))
-                     for j, b_j in enumerate(self.b))
+        return tuple(
+            (float(j == 0), 3 * b_j - 2 * (j == 0) - (j == last), -2 * b_j + (j == 0) + (j == last))
+            for j, b_j in enumerate(self.b)
+        )
 
     @cached_property
     def lagrange_basis(self) -> tuple[np.polynomial.Polynomial, ...]:
@@ -189,12 +199,20 @@ class ImplicitTableau(StepMethod):
         return len(group) == 1 and self.diagonally_implicit and self.a[group[0]][group[0]] == 0.0
 
     def check_options(self, options: Mapping[str, Any], names: Names) -> None:
-        check_count(names, options, "max_iters", "Newton iterations per step",
-                    ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS)
+        check_count(
+            names,
+            options,
+            "max_iters",
+            "Newton iterations per step",
+            ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS,
+        )
         if options.get("jacobian", "dense") not in JACOBIANS:
-            raise SettingError(f"unknown {names('jacobian')}={options['jacobian']!r}; use 'dense' (the whole state), "
-                               "'batch_diagonal' (one block per sample, for independent samples along dim 0) or "
-                               "'matrix_free' (Newton–Krylov, for large states)", "jacobian")
+            raise SettingError(
+                f"unknown {names('jacobian')}={options['jacobian']!r}; use 'dense' (the whole state), "
+                "'batch_diagonal' (one block per sample, for independent samples along dim 0) or "
+                "'matrix_free' (Newton–Krylov, for large states)",
+                "jacobian",
+            )
 
     def stepper(self, rhs: RHS, y0: Tensor, opts: SolverOptions) -> ImplicitStepper:
         return ImplicitStepper(self, rhs, y0, opts)
@@ -211,16 +229,20 @@ class NewtonMatrix:
     def __init__(self, rhs: RHS, like: Tensor, mode: str, name: str):
         self.per_sample = mode == "batch_diagonal"
         if self.per_sample and like.dim() == 0:
-            raise ValueError(f"options['jacobian']='batch_diagonal' takes one block per sample along dim 0; "
-                             f"method {name!r} got a 0-dimensional state: use 'dense'")
+            raise ValueError(
+                f"options['jacobian']='batch_diagonal' takes one block per sample along dim 0; "
+                f"method {name!r} got a 0-dimensional state: use 'dense'"
+            )
         block = like[0].numel() if self.per_sample else like.numel()
         if block > MAX_DENSE_STATE:
             what = "a sample" if self.per_sample else "the state"
-            raise ValueError(f"method {name!r} forms the dense Jacobian of {what}, which here has {block:,} "
-                             "elements (an adjoint's backward state counts the parameters too); a dense Jacobian "
-                             f"takes at most {MAX_DENSE_STATE:,}: use options['jacobian']='matrix_free' "
-                             "(solver.jacobian in a config; adjoint_options for the adjoint's backward solve), "
-                             "'batch_diagonal' for independent samples, an explicit method or a smaller state")
+            raise ValueError(
+                f"method {name!r} forms the dense Jacobian of {what}, which here has {block:,} "
+                "elements (an adjoint's backward state counts the parameters too); a dense Jacobian "
+                f"takes at most {MAX_DENSE_STATE:,}: use options['jacobian']='matrix_free' "
+                "(solver.jacobian in a config; adjoint_options for the adjoint's backward solve), "
+                "'batch_diagonal' for independent samples, an explicit method or a smaller state"
+            )
         self.jacobian = BlockJacobian(rhs) if self.per_sample else Jacobian(rhs)
         self.batch = len(like) if self.per_sample else 1
         self.linalg_dtype = torch.promote_types(like.dtype, torch.float32)  # LU needs float32 at least
@@ -264,16 +286,20 @@ class ImplicitStepper:
     def __init__(self, tableau: ImplicitTableau, rhs: RHS, like: Tensor, opts: SolverOptions):
         self.tableau, self.rhs, self.adaptive = tableau, rhs, tableau.adaptive
         mode = opts.method_options.get("jacobian", "dense")
-        self.matrix = (MatrixFreeNewton(rhs, opts.rtol, opts.atol) if mode == "matrix_free"
-                       else NewtonMatrix(rhs, like, mode, tableau.name))
-        self.max_iters = opts.method_options.get("max_iters",
-                                                 ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS)
+        self.matrix = (
+            MatrixFreeNewton(rhs, opts.rtol, opts.atol)
+            if mode == "matrix_free"
+            else NewtonMatrix(rhs, like, mode, tableau.name)
+        )
+        self.max_iters = opts.method_options.get(
+            "max_iters", ADAPTIVE_MAX_ITERS if self.adaptive else DEFAULT_MAX_ITERS
+        )
         self.rtol, self.atol = opts.rtol, opts.atol
         self.floor = ROUNDING_UNITS * torch.finfo(like.dtype).eps
-        self.coefficients = {group: tuple(tuple(tableau.a[i][j] for j in group) for i in group)
-                             for group in tableau.groups}  # also the key of a group's factorised matrix
-        self.blocks: dict[tuple, Tensor] = {group: like.new_tensor(rows)
-                                            for group, rows in self.coefficients.items()}
+        self.coefficients = {
+            group: tuple(tuple(tableau.a[i][j] for j in group) for i in group) for group in tableau.groups
+        }  # also the key of a group's factorised matrix
+        self.blocks: dict[tuple, Tensor] = {group: like.new_tensor(rows) for group, rows in self.coefficients.items()}
         if tableau.error_filter is not None:  # the filtered error estimate's weights and matrix
             self.blocks[("error",)] = like.new_tensor([tableau.b_err])
             self.blocks[("filter",)] = like.new_tensor([[tableau.error_filter]])
@@ -296,13 +322,21 @@ class ImplicitStepper:
                 return self._step(t, y0, h, f0)
             except NewtonFailure as failure:
                 if not self.adaptive:
-                    raise SolverError(f"Newton's method for the implicit stages of {self.tableau.name!r} failed in "
-                                      f"the step from t={t!r} of size {h!r}: {failure}; use a smaller step_size or "
-                                      "a larger max_iters") from None
+                    raise SolverError(
+                        f"Newton's method for the implicit stages of {self.tableau.name!r} failed in "
+                        f"the step from t={t!r} of size {h!r}: {failure}; use a smaller step_size or "
+                        "a larger max_iters"
+                    ) from None
                 if self.jacobian_at is y0:  # rejected: the controller shrinks the step
-                    return Step(t=t, h=h, y0=y0, y1=y0, k=StageList([f0]), error_size=f0.new_tensor(math.inf),
-                                failure=f"Newton's method for the implicit stages of {self.tableau.name!r} failed "
-                                        f"({failure})")
+                    return Step(
+                        t=t,
+                        h=h,
+                        y0=y0,
+                        y1=y0,
+                        k=StageList([f0]),
+                        error_size=f0.new_tensor(math.inf),
+                        failure=f"Newton's method for the implicit stages of {self.tableau.name!r} failed ({failure})",
+                    )
                 self._new_jacobian(t, y0)  # its Jacobian was older: once more with one taken here
 
     def _new_jacobian(self, t: float, y0: Tensor) -> None:
@@ -369,8 +403,7 @@ class ImplicitStepper:
             raise NewtonFailure(f"its matrix I - h A⊗J is singular at step size {h!r}")
         return self.factors[key]
 
-    def _start(self, group: tuple[int, ...], k: list[Tensor], f0: Tensor, t: float, y0: Tensor,
-               h: float) -> Tensor:
+    def _start(self, group: tuple[int, ...], k: list[Tensor], f0: Tensor, t: float, y0: Tensor, h: float) -> Tensor:
         """The first iterate of a group's stages: the predictor's combination of the stages before; for an
         adaptive collocation method the derivative of the last attempt's collocation polynomial, extended
         to this step's nodes (after an accepted step) or rescaled to them (a retry from the same point);
@@ -388,8 +421,9 @@ class ImplicitStepper:
 
     def _lagrange(self, points: list[float]) -> Tensor:
         """``L[i, j] = l_j(points[i])``, ``l_j`` the Lagrange basis polynomial of node ``c_j``."""
-        return torch.tensor([[float(basis(x)) for basis in self.tableau.lagrange_basis] for x in points],
-                            dtype=torch.float64)
+        return torch.tensor(
+            [[float(basis(x)) for basis in self.tableau.lagrange_basis] for x in points], dtype=torch.float64
+        )
 
     def _known_part(self, y0_flat: Tensor, h: float, k: list[Tensor], i: int) -> Tensor:
         """``y0 + h sum_j a_ij K_j`` over the stages ``j`` already solved."""
@@ -402,11 +436,18 @@ class ImplicitStepper:
     def _evaluate(self, t: float, h: float, group: tuple[int, ...], states: Tensor, like: Tensor) -> Tensor:
         """``f(t + c_i h, states[q])`` for the stages ``i`` of ``group``, flat: ``(len(group), n)``."""
         c = self.tableau.c
-        return torch.stack([self.rhs(t + c[i] * h, state.view_as(like)).reshape(-1)
-                            for i, state in zip(group, states)])
+        return torch.stack([self.rhs(t + c[i] * h, state.view_as(like)).reshape(-1) for i, state in zip(group, states)])
 
-    def _newton(self, t: float, y0: Tensor, h: float, group: tuple[int, ...], base: Tensor,
-                factors: tuple[Tensor, Tensor], start: Tensor) -> Tensor:
+    def _newton(
+        self,
+        t: float,
+        y0: Tensor,
+        h: float,
+        group: tuple[int, ...],
+        base: Tensor,
+        factors: tuple[Tensor, Tensor],
+        start: Tensor,
+    ) -> Tensor:
         """The converged stage derivatives of ``group``, ``(len(group), n)``, from ``K_i = start``."""
         block = self.blocks[group]
         y0_abs = y0.detach().reshape(-1).abs()
@@ -443,8 +484,9 @@ class ImplicitStepper:
             previous = size
         raise NewtonFailure(f"it did not converge in {self.max_iters} iterations")
 
-    def _attach_gradient(self, t: float, y0: Tensor, h: float, group: tuple[int, ...], base: Tensor,
-                         converged: Tensor) -> Tensor:
+    def _attach_gradient(
+        self, t: float, y0: Tensor, h: float, group: tuple[int, ...], base: Tensor, converged: Tensor
+    ) -> Tensor:
         """``converged`` with the implicit function theorem's gradient: one Newton update with exact
         Jacobians at the converged stages, recorded by autograd (when a graph is being recorded)."""
         if not torch.is_grad_enabled():
@@ -455,18 +497,23 @@ class ImplicitStepper:
         if not values.requires_grad:
             return converged
         c = self.tableau.c
-        jacobians = self.matrix.jacobians([(t + c[i] * h, state.detach().view_as(y0), None)
-                                           for i, state in zip(group, states)])
+        jacobians = self.matrix.jacobians(
+            [(t + c[i] * h, state.detach().view_as(y0), None) for i, state in zip(group, states)]
+        )
         self.work.jacobians += len(group)
         with torch.no_grad():
             factors = self.matrix.factorise(block, jacobians, h)
         self.work.factorizations += 1
         if factors is None:
-            raise SolverError(f"the Newton matrix I - h A⊗J of {self.tableau.name!r} is singular at the converged "
-                              f"stages of the step from t={t!r} of size {h!r}; use a smaller step")
+            raise SolverError(
+                f"the Newton matrix I - h A⊗J of {self.tableau.name!r} is singular at the converged "
+                f"stages of the step from t={t!r} of size {h!r}; use a smaller step"
+            )
         try:
             return converged + self.matrix.solve(factors, values - converged)
         except ArithmeticError as error:  # GMRES
-            raise SolverError(f"the implicit function theorem's linear solve of {self.tableau.name!r} failed at the "
-                              f"step from t={t!r} of size {h!r} ({error}); use jacobian='dense' or a smaller "
-                              "step") from None
+            raise SolverError(
+                f"the implicit function theorem's linear solve of {self.tableau.name!r} failed at the "
+                f"step from t={t!r} of size {h!r} ({error}); use jacobian='dense' or a smaller "
+                "step"
+            ) from None

@@ -8,6 +8,7 @@ L-stable SDIRK method, gamma = 1 - 1/sqrt(2). ``trbdf2``: TR-BDF2 (Bank et al. 1
 three-stage ESDIRK method of Hosea & Shampine (1996), gamma = 2 - sqrt(2), d = gamma / 2,
 w = sqrt(2) / 4.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,9 +21,7 @@ IMPLICIT_EULER = ImplicitTableau(name="implicit_euler", a=((1.0,),), b=(1.0,), c
 
 IMPLICIT_MIDPOINT = ImplicitTableau(name="implicit_midpoint", a=((1 / 2,),), b=(1.0,), c=(1 / 2,), order=2)
 
-TRAPEZOID = ImplicitTableau(
-    name="trapezoid", a=((0.0, 0.0), (1 / 2, 1 / 2)), b=(1 / 2, 1 / 2), c=(0.0, 1.0), order=2
-)
+TRAPEZOID = ImplicitTableau(name="trapezoid", a=((0.0, 0.0), (1 / 2, 1 / 2)), b=(1 / 2, 1 / 2), c=(0.0, 1.0), order=2)
 
 RADAU_IIA_3 = ImplicitTableau(
     name="radauIIA3", a=((5 / 12, -1 / 12), (3 / 4, 1 / 4)), b=(3 / 4, 1 / 4), c=(1 / 3, 1.0), order=3
@@ -77,5 +76,14 @@ TRBDF2 = ImplicitTableau(
     order=2,
 )
 
-IMPLICIT_TABLEAUS = (IMPLICIT_EULER, IMPLICIT_MIDPOINT, TRAPEZOID, RADAU_IIA_3, GAUSS_LEGENDRE_4, RADAU_IIA_5,
-                     GAUSS_LEGENDRE_6, SDIRK2, TRBDF2)
+IMPLICIT_TABLEAUS = (
+    IMPLICIT_EULER,
+    IMPLICIT_MIDPOINT,
+    TRAPEZOID,
+    RADAU_IIA_3,
+    GAUSS_LEGENDRE_4,
+    RADAU_IIA_5,
+    GAUSS_LEGENDRE_6,
+    SDIRK2,
+    TRBDF2,
+)

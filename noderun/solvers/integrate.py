@@ -1,5 +1,6 @@
 """The integration loop — the only one — shared by every method, every gradient mode and both kinds of
 clock (one shared time, or one per sample)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -23,9 +24,17 @@ __all__ = ["Solution", "StepRecord", "integrate", "retake"]
 Resets = Callable[[int, Tensor], Tensor]  # (output index, state there) -> the state to go on from
 
 
-def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm=rms_norm,
-              record: bool = False, callbacks: StepCallbacks | None = None,
-              event: EventFunction | None = None, resets: Resets | None = None) -> Solution:
+def integrate(
+    rhs: RHS,
+    y0: Tensor,
+    times: list[float],
+    opts: SolverOptions,
+    norm=rms_norm,
+    record: bool = False,
+    callbacks: StepCallbacks | None = None,
+    event: EventFunction | None = None,
+    resets: Resets | None = None,
+) -> Solution:
     """Solve from ``times[0]`` to ``times[-1]`` (either direction); return the states at ``times``.
 
     ``norm`` maps scaled errors to a scalar (per-sample control measures each sample by its RMS norm).
@@ -48,8 +57,9 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
     elif opts.per_sample:
         clock = SampleClocks(y0, times, tableau)
     else:
-        clock = SharedClock(y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t,
-                            resets=resets)
+        clock = SharedClock(
+            y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t, resets=resets
+        )
     ends = _shifted_ends(rhs, opts)
     rhs = ends or rhs
     if tableau.adaptive:
@@ -78,8 +88,9 @@ def integrate(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, nor
     return solution
 
 
-def _solve_in_pieces(rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm, callbacks,
-                     resets: Resets) -> Solution:
+def _solve_in_pieces(
+    rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm, callbacks, resets: Resets
+) -> Solution:
     """The solve restarted at each interior output time, from the state reset there."""
     y, total = y0, Solution(ys=[y0])
     for i, (start, end) in enumerate(zip(times, times[1:]), start=1):
@@ -102,9 +113,11 @@ def retake(rhs: RHS, opts: SolverOptions, record: StepRecord, dense: bool = Fals
     if isinstance(opts.tableau, StepMethod):
         step = opts.tableau.step(rhs, record.t, record.y0, record.h, opts)
         if step.failure is not None:  # an implicit step the forward solve took, which Newton cannot take again
-            raise SolverError(f"the step from t={record.t!r} of size {record.h!r} could not be taken again to "
-                              f"differentiate it: {step.failure}; raise options['max_iters'] or use "
-                              "grad='backprop'")
+            raise SolverError(
+                f"the step from t={record.t!r} of size {record.h!r} could not be taken again to "
+                f"differentiate it: {step.failure}; raise options['max_iters'] or use "
+                "grad='backprop'"
+            )
     else:
         step = rk_step(rhs, opts.tableau, record.t, record.y0, record.h, None, fsal_stage=dense)
     if dense:
@@ -117,8 +130,9 @@ def _shifted_ends(rhs: RHS, opts: SolverOptions) -> ShiftedEnds | None:
     return ShiftedEnds(rhs, opts.perturb, opts.jump_t) if opts.perturb or opts.jump_t else None
 
 
-def _stepper(rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | FixedGrid
-             ) -> Callable[[float, Tensor, float, Tensor | None], Step]:
+def _stepper(
+    rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | FixedGrid
+) -> Callable[[float, Tensor, float, Tensor | None], Step]:
     """``(t, y, h, f0) -> Step``: eager ``rk_step`` into one reused stage store, with one step size per
     sample (``opts.per_sample``), or compiled (``opts.compile``)."""
     if isinstance(opts.tableau, StepMethod):

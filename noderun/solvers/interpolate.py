@@ -1,4 +1,5 @@
 """Dense output: the solution inside an accepted step, ``y(t + theta * h)`` for ``0 <= theta <= 1``."""
+
 from __future__ import annotations
 
 from torch import Tensor

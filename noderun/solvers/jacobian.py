@@ -1,5 +1,6 @@
 """The Jacobian of the right-hand side with respect to the state: one dense matrix over the flattened state
 (``Jacobian``), or one block per sample for a batch of independent samples (``BlockJacobian``)."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ too large for a dense Jacobian. ``J v`` is a forward difference of ``f`` along `
 variables of the error control (``x / (atol + rtol |y|)``, so that components of very different sizes count
 alike). With a graph (backprop's implicit-function-theorem update), the solve's derivative applies ``M^T``
 by vector–Jacobian products of ``f`` at the stage states, again by GMRES."""
+
 from __future__ import annotations
 
 import math
@@ -128,8 +129,10 @@ class KrylovSolve(torch.autograd.Function):
         d = operator.scale
         solution = gmres(lambda v: operator.rmatvec(v / d) * d, grad.reshape(-1) * d)
         if solution is None:
-            raise SolverError("GMRES did not converge on the transposed system of the implicit function theorem's "
-                              "update (options['jacobian']='matrix_free'); use jacobian='dense' or tighter tolerances")
+            raise SolverError(
+                "GMRES did not converge on the transposed system of the implicit function theorem's "
+                "update (options['jacobian']='matrix_free'); use jacobian='dense' or tighter tolerances"
+            )
         return None, (solution / d).view_as(grad)
 
 

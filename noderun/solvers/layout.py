@@ -1,5 +1,6 @@
 """A tuple of tensors as one flat tensor and back: how ``odeint`` hands tuple states to the solver core,
 which sees only a flat tensor (a single tensor state never comes here)."""
+
 from __future__ import annotations
 
 import functools
@@ -35,24 +36,35 @@ class Layout:
         """The tensors, each in its own shape and dtype, with ``flat``'s leading axes (all but its last) in front."""
         lead = flat.shape[:-1]
         parts = flat.split(self.sizes, dim=-1)
-        return tuple(part.reshape((*lead, *tail)).to(dtype) for part, tail, dtype in zip(parts, self.tails, self.dtypes))
+        return tuple(
+            part.reshape((*lead, *tail)).to(dtype) for part, tail, dtype in zip(parts, self.tails, self.dtypes)
+        )
 
     def check(self, values: Any, expected: Sequence[Tensor], what: str) -> tuple[Tensor, ...]:
         """``values`` as a tuple, refused unless it is a tuple/list of tensors shaped as ``expected``, each in its
         tensor's dtype and on its device."""
         if not isinstance(values, (tuple, list)) or len(values) != len(expected):
-            got = f"a {type(values).__name__} of {len(values)}" if isinstance(values, (tuple, list)) else \
-                type(values).__name__
-            raise ValueError(f"{what} must return a tuple of {len(expected)} tensors shaped like the state "
-                             f"{_shapes(expected)}, got {got}")
+            got = (
+                f"a {type(values).__name__} of {len(values)}"
+                if isinstance(values, (tuple, list))
+                else type(values).__name__
+            )
+            raise ValueError(
+                f"{what} must return a tuple of {len(expected)} tensors shaped like the state "
+                f"{_shapes(expected)}, got {got}"
+            )
         for i, (value, like) in enumerate(zip(values, expected)):
             if not isinstance(value, Tensor) or value.shape != like.shape:
                 got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-                raise ValueError(f"{what} returned {got} for state element {i}, expected shape {tuple(like.shape)} "
-                                 f"(the state is {_shapes(expected)})")
+                raise ValueError(
+                    f"{what} returned {got} for state element {i}, expected shape {tuple(like.shape)} "
+                    f"(the state is {_shapes(expected)})"
+                )
             if value.dtype != like.dtype or value.device != like.device:
-                raise ValueError(f"{what} returned {value.dtype} on {value.device} for state element {i}, expected "
-                                 f"its state's {like.dtype} on {like.device}")
+                raise ValueError(
+                    f"{what} returned {value.dtype} on {value.device} for state element {i}, expected "
+                    f"its state's {like.dtype} on {like.device}"
+                )
         return tuple(values)
 
 

@@ -9,6 +9,7 @@
 Both declare their own option keys (``option_keys``) and check their values (``check_options``); the
 options reach them as ``SolverOptions.method_options``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Mapping

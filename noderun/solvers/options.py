@@ -3,6 +3,7 @@
 Every refusal is a ``SettingError`` carrying the offending key; its message names the key as the
 caller knows it (``Names``): ``options['step_size']`` for ``odeint``, ``solver.step_size`` for a config.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,21 @@ Method = Union[ButcherTableau, StepMethod, SolveMethod]
 FIXED_STEP_KEYS = ("step_size", "grid_constructor", "perturb", "interp", "compile")
 EVENT_FIXED_STEP_KEYS = ("max_num_steps",)  # accepted for fixed-step methods in an event solve only
 INTERP_NAMES = ("linear", "cubic")  # how a fixed-step event solve interpolates inside the event's step
-ADAPTIVE_KEYS = ("first_step", "max_num_steps", "norm", "safety", "ifactor", "dfactor", "beta", "min_step", "max_step",
-                 "step_t", "jump_t", "per_sample", "compile")
+ADAPTIVE_KEYS = (
+    "first_step",
+    "max_num_steps",
+    "norm",
+    "safety",
+    "ifactor",
+    "dfactor",
+    "beta",
+    "min_step",
+    "max_step",
+    "step_t",
+    "jump_t",
+    "per_sample",
+    "compile",
+)
 FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile")  # not carried over to the adjoint's backward solve
 SHARED_CLOCK_KEYS = ("per_sample", "compile")  # adaptive keys an adaptive implicit method refuses (its own steps)
 NORM_NAMES = ("rms", "seminorm")
@@ -116,19 +130,31 @@ def is_positive(value: Any, integer: bool = False) -> bool:
 def check_count(names: Names, options: Mapping[str, Any], key: str, meaning: str, default: int) -> None:
     """A method's own count option (``max_iters``): a positive integer when given."""
     if key in options and not is_positive(options[key], integer=True):
-        raise SettingError(f"{names(key)} must be a positive integer ({meaning}; default {default}), got "
-                           f"{options[key]!r}", key)
+        raise SettingError(
+            f"{names(key)} must be a positive integer ({meaning}; default {default}), got {options[key]!r}", key
+        )
 
 
 def carried_to_backward(options: Mapping[str, Any]) -> dict[str, Any]:
     """The forward options the adjoint's backward solve inherits when it is given none of its own (not
     ``jacobian="batch_diagonal"``: the backward state is not a batch)."""
-    return {key: value for key, value in options.items()
-            if key not in FORWARD_ONLY_KEYS and not (key == "jacobian" and value == "batch_diagonal")}
+    return {
+        key: value
+        for key, value in options.items()
+        if key not in FORWARD_ONLY_KEYS and not (key == "jacobian" and value == "batch_diagonal")
+    }
 
 
-def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
-                  *, backward: bool = False, names: Names = Names(), events: bool = False) -> SolverOptions:
+def parse_options(
+    tableau: Method,
+    rtol: Any,
+    atol: Any,
+    options: Mapping[str, Any] | None,
+    *,
+    backward: bool = False,
+    names: Names = Names(),
+    events: bool = False,
+) -> SolverOptions:
     """Validate the user's settings for ``tableau``; ``SettingError`` naming what is wrong otherwise.
 
     ``backward``: the settings of the adjoint's backward solve (seminorm allowed, per_sample refused).
@@ -144,22 +170,34 @@ def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, A
             if key in options and not options[key]:
                 del options[key]  # off, as for every method that takes its own steps
             elif key in options:
-                raise SettingError(f"{names(key)} applies to explicit Runge–Kutta methods; {tableau.name!r} solves "
-                                   f"implicit stages with its own Newton iteration: drop {names(key)}", key)
+                raise SettingError(
+                    f"{names(key)} applies to explicit Runge–Kutta methods; {tableau.name!r} solves "
+                    f"implicit stages with its own Newton iteration: drop {names(key)}",
+                    key,
+                )
     accepted = accepted_keys(tableau, events)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         kind = ("adaptive " if tableau.adaptive else "fixed-step ") if isinstance(tableau, ButcherTableau) else ""
-        hint = "; max_num_steps applies to a fixed-step method only with event_fn" \
-            if "max_num_steps" in unknown and "max_num_steps" in accepted_keys(tableau, True) else ""
-        raise SettingError(f"unknown {names.scope} key(s) {unknown} for the {kind}method {tableau.name!r}; "
-                           f"accepted keys: {', '.join(accepted)}{hint}", None)
+        hint = (
+            "; max_num_steps applies to a fixed-step method only with event_fn"
+            if "max_num_steps" in unknown and "max_num_steps" in accepted_keys(tableau, True)
+            else ""
+        )
+        raise SettingError(
+            f"unknown {names.scope} key(s) {unknown} for the {kind}method {tableau.name!r}; "
+            f"accepted keys: {', '.join(accepted)}{hint}",
+            None,
+        )
     if events and "max_num_steps" in accepted and not tableau.adaptive:
         options.setdefault("max_num_steps", EVENT_FIXED_MAX_NUM_STEPS)
     grid_keys = [key for key in ("step_t", "jump_t", "grid_constructor") if options.get(key) is not None]
     if events and grid_keys:
-        raise SettingError(f"{', '.join(map(names, grid_keys))} place steps in a solve with an end time; a solve "
-                           "until an event (event_fn) takes none of them", grid_keys[0])
+        raise SettingError(
+            f"{', '.join(map(names, grid_keys))} place steps in a solve with an end time; a solve "
+            "until an event (event_fn) takes none of them",
+            grid_keys[0],
+        )
     if options.get("interp", "linear") not in INTERP_NAMES:
         raise SettingError(f"unknown {names('interp')}={options['interp']!r}; use 'linear' or 'cubic'", "interp")
     for key in ("step_size", "first_step", "safety", "ifactor", "dfactor"):
@@ -177,18 +215,26 @@ def parse_options(tableau: Method, rtol: Any, atol: Any, options: Mapping[str, A
         if key in options:
             options[key] = _times(names, key, options[key])
     if set(options.get("step_t", ())) & set(options.get("jump_t", ())):
-        raise SettingError(f"{names('step_t')} and {names('jump_t')} share times "
-                           f"{sorted(set(options['step_t']) & set(options['jump_t']))}: give each time once "
-                           "(a time of jump_t is also stepped on)", "jump_t")
+        raise SettingError(
+            f"{names('step_t')} and {names('jump_t')} share times "
+            f"{sorted(set(options['step_t']) & set(options['jump_t']))}: give each time once "
+            "(a time of jump_t is also stepped on)",
+            "jump_t",
+        )
     _check_norm(names, options.get("norm"), backward)
     _check_flags(names, options, backward)
     if options.get("compile") and not isinstance(tableau, ButcherTableau):
-        raise SettingError(f"{names('compile')} compiles explicit Runge–Kutta steps; {tableau.name!r} takes its "
-                           f"own steps: drop {names('compile')}", "compile")
+        raise SettingError(
+            f"{names('compile')} compiles explicit Runge–Kutta steps; {tableau.name!r} takes its "
+            f"own steps: drop {names('compile')}",
+            "compile",
+        )
     if backward and options.get("jacobian") == "batch_diagonal":
-        raise SettingError(f"{names('jacobian')}='batch_diagonal' takes one block per sample; the adjoint's backward "
-                           "state (the state, its adjoint and the parameter gradients) is not a batch: use 'dense'",
-                           "jacobian")
+        raise SettingError(
+            f"{names('jacobian')}='batch_diagonal' takes one block per sample; the adjoint's backward "
+            "state (the state, its adjoint and the parameter gradients) is not a batch: use 'dense'",
+            "jacobian",
+        )
     own = getattr(tableau, "option_keys", ())
     method_options = {key: options.pop(key) for key in own if key in options}
     if own:
@@ -206,8 +252,10 @@ def _check_step_bounds(names: Names, options: dict) -> None:
     """``min_step`` (default 0) and ``max_step`` (default inf): ``0 <= min_step <= max_step``, ``min_step``
     finite and ``max_step`` positive."""
     low, high = options.get("min_step", 0.0), options.get("max_step", math.inf)
-    for key, value, rule in (("min_step", low, "a finite number of at least 0"),
-                             ("max_step", high, "a positive number (inf: no bound)")):
+    for key, value, rule in (
+        ("min_step", low, "a finite number of at least 0"),
+        ("max_step", high, "a positive number (inf: no bound)"),
+    ):
         number = not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
         if not number or (key == "min_step" and not 0 <= value < math.inf) or (key == "max_step" and value <= 0):
             raise SettingError(f"{names(key)} must be {rule}, got {value!r}", key)
@@ -219,11 +267,14 @@ def _check_grid(names: Names, options: dict) -> None:
     """``grid_constructor``: a callable, not with ``step_size``; ``perturb``: a boolean."""
     grid = options.get("grid_constructor")
     if grid is not None and not callable(grid):
-        raise SettingError(f"{names('grid_constructor')} must be a callable (func, y0, t) -> grid, got "
-                           f"{type(grid).__name__}", "grid_constructor")
+        raise SettingError(
+            f"{names('grid_constructor')} must be a callable (func, y0, t) -> grid, got {type(grid).__name__}",
+            "grid_constructor",
+        )
     if grid is not None and options.get("step_size") is not None:
-        raise SettingError(f"{names('step_size')} and {names('grid_constructor')} both set the grid: give one",
-                           "grid_constructor")
+        raise SettingError(
+            f"{names('step_size')} and {names('grid_constructor')} both set the grid: give one", "grid_constructor"
+        )
     if not isinstance(options.get("perturb", False), bool):
         raise SettingError(f"{names('perturb')} must be True or False, got {options['perturb']!r}", "perturb")
 
@@ -241,19 +292,22 @@ def _times(names: Names, key: str, value: Any) -> tuple[float, ...]:
 
 def _check_beta(names: Names, beta: Any) -> None:
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= MAX_BETA:
-        raise SettingError(f"{names('beta')} must be a number from 0 (integral control) to {MAX_BETA}, "
-                           f"got {beta!r}", "beta")
+        raise SettingError(
+            f"{names('beta')} must be a number from 0 (integral control) to {MAX_BETA}, got {beta!r}", "beta"
+        )
 
 
 def _check_norm(names: Names, norm: Any, backward: bool) -> None:
     if norm is None or callable(norm):
         return
     if norm == "seminorm" and not backward:
-        raise SettingError(f"{names('norm')}='seminorm' applies to the adjoint's backward pass: pass it in "
-                           "adjoint_options", "norm")
+        raise SettingError(
+            f"{names('norm')}='seminorm' applies to the adjoint's backward pass: pass it in adjoint_options", "norm"
+        )
     if norm not in NORM_NAMES:
-        raise SettingError(f"unknown norm {names('norm')}={norm!r}; use 'rms', 'seminorm' (adjoint only) or "
-                           "a callable", "norm")
+        raise SettingError(
+            f"unknown norm {names('norm')}={norm!r}; use 'rms', 'seminorm' (adjoint only) or a callable", "norm"
+        )
 
 
 def _check_flags(names: Names, options: Mapping[str, Any], backward: bool) -> None:
@@ -263,23 +317,33 @@ def _check_flags(names: Names, options: Mapping[str, Any], backward: bool) -> No
             raise SettingError(f"{names(key)} must be True or False, got {options[key]!r}", key)
     per_sample, compiled = options.get("per_sample", False), options.get("compile", False)
     if per_sample and backward:
-        raise SettingError(f"{names('per_sample')} applies to the forward solve: the adjoint's backward state "
-                           "is not batched", "per_sample")
+        raise SettingError(
+            f"{names('per_sample')} applies to the forward solve: the adjoint's backward state is not batched",
+            "per_sample",
+        )
     if per_sample and (options.get("step_t") or options.get("jump_t")):
-        raise SettingError(f"{names('per_sample')}: step_t and jump_t apply to a shared step size; drop them or "
-                           f"{names('per_sample')}", "per_sample")
+        raise SettingError(
+            f"{names('per_sample')}: step_t and jump_t apply to a shared step size; drop them or {names('per_sample')}",
+            "per_sample",
+        )
     if per_sample and options.get("norm") is not None:
-        raise SettingError(f"{names('per_sample')} measures each sample's error by its RMS norm; drop "
-                           f"{names('norm')}", "norm")
+        raise SettingError(
+            f"{names('per_sample')} measures each sample's error by its RMS norm; drop {names('norm')}", "norm"
+        )
     if compiled and backward:
-        raise SettingError(f"{names('compile')}: compile applies to the forward solve; the adjoint's backward "
-                           "dynamics call autograd, which torch.compile cannot trace into one graph", "compile")
+        raise SettingError(
+            f"{names('compile')}: compile applies to the forward solve; the adjoint's backward "
+            "dynamics call autograd, which torch.compile cannot trace into one graph",
+            "compile",
+        )
     if compiled and (options.get("perturb") or options.get("jump_t")):
-        raise SettingError(f"{names('compile')} runs func inside the compiled step, where perturb and jump_t cannot "
-                           "move its times; drop one", "compile")
+        raise SettingError(
+            f"{names('compile')} runs func inside the compiled step, where perturb and jump_t cannot "
+            "move its times; drop one",
+            "compile",
+        )
     if compiled and per_sample:
-        raise SettingError(f"{names('compile')} works with a shared step size; drop {names('per_sample')}",
-                           "compile")
+        raise SettingError(f"{names('compile')} works with a shared step size; drop {names('per_sample')}", "compile")
 
 
 def _as_float(value: Any) -> Any:

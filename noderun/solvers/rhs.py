@@ -1,4 +1,5 @@
 """The right-hand side as the solvers call it: ``rhs(t: float, y) -> dy/dt``, with a call counter."""
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,8 @@ def check_derivative(f: Any, y: Tensor, t: float) -> None:
     and dtype."""
     if not isinstance(f, Tensor) or f.shape != y.shape or f.dtype != y.dtype:
         got = f"{tuple(f.shape)} {f.dtype}" if isinstance(f, Tensor) else type(f).__name__
-        raise ValueError(f"func(t, y) must return a tensor of y's shape and dtype {tuple(y.shape)} {y.dtype}; "
-                         f"got {got}")
+        raise ValueError(
+            f"func(t, y) must return a tensor of y's shape and dtype {tuple(y.shape)} {y.dtype}; got {got}"
+        )
     if not math.isfinite(float(f.detach().abs().amax())):
         raise SolverError(f"the derivative func(t, y0) is not finite at the initial time t={t!r}", nonfinite=True)

@@ -5,6 +5,7 @@ The state is flattened into a float64 vector for SciPy; ``func`` still receives 
 device and shape, and the states at the output times come back so. SciPy's solve records no autograd
 graph: gradients come from ``grad="adjoint"``, whose backward solve is SciPy's again.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -48,11 +49,13 @@ class ScipySolve(SolveMethod):
         to a solver other than LSODA, which ignores it."""
         solver = options.get("solver", DEFAULT_SOLVER)
         if solver not in SCIPY_SOLVERS:
-            raise SettingError(f"unknown {names('solver')} {solver!r}; SciPy's solvers: {', '.join(SCIPY_SOLVERS)}",
-                               "solver")
+            raise SettingError(
+                f"unknown {names('solver')} {solver!r}; SciPy's solvers: {', '.join(SCIPY_SOLVERS)}", "solver"
+            )
         if options.get("min_step", 0.0) > 0 and solver != "LSODA":
-            warnings.warn(f"{names('min_step')} applies to LSODA only; SciPy's {solver} ignores it", UserWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"{names('min_step')} applies to LSODA only; SciPy's {solver} ignores it", UserWarning, stacklevel=2
+            )
 
     def solve(self, rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions) -> Solution:
         if len(times) == 1:
@@ -60,8 +63,7 @@ class ScipySolve(SolveMethod):
         settings = solver_settings(opts.method_options)
         func = NumpyRHS(rhs, y0)
         start = y0.detach().reshape(-1).to("cpu", torch.float64, copy=True).numpy()
-        sol = _solve_ivp()(func, (times[0], times[-1]), start, t_eval=times, rtol=opts.rtol, atol=opts.atol,
-                           **settings)
+        sol = _solve_ivp()(func, (times[0], times[-1]), start, t_eval=times, rtol=opts.rtol, atol=opts.atol, **settings)
         if func.wants_graph or (torch.is_grad_enabled() and y0.requires_grad):
             warnings.warn(NO_GRAPH_WARNING, UserWarning, stacklevel=2)
         _check_finished(sol, settings["method"], times, func.nonfinite)
@@ -72,12 +74,18 @@ def _check_finished(sol: Any, solver: str, times: list[float], nonfinite: bool) 
     """``SolverError`` when SciPy's solve failed (with its message) or returned non-finite states."""
     if not sol.success:
         cause = " func returned NaN or infinite values." if nonfinite else ""
-        raise SolverError(f"SciPy's {solver} could not solve from t={times[0]!r} to t={times[-1]!r}: "
-                          f"{sol.message}{cause} Try a stiff solver (options['solver'] 'Radau', 'BDF' or 'LSODA') "
-                          "or looser rtol and atol, and check that func does not blow up", nonfinite=nonfinite)
+        raise SolverError(
+            f"SciPy's {solver} could not solve from t={times[0]!r} to t={times[-1]!r}: "
+            f"{sol.message}{cause} Try a stiff solver (options['solver'] 'Radau', 'BDF' or 'LSODA') "
+            "or looser rtol and atol, and check that func does not blow up",
+            nonfinite=nonfinite,
+        )
     if not np.isfinite(sol.y).all():
-        raise SolverError(f"SciPy's {solver} returned NaN or infinite states between t={times[0]!r} and "
-                          f"t={times[-1]!r}: the model has diverged", nonfinite=True)
+        raise SolverError(
+            f"SciPy's {solver} returned NaN or infinite states between t={times[0]!r} and "
+            f"t={times[-1]!r}: the model has diverged",
+            nonfinite=True,
+        )
 
 
 def solver_settings(method_options: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,8 +135,9 @@ def _solve_ivp() -> Callable[..., Any]:
     try:
         from scipy.integrate import solve_ivp
     except ImportError:
-        raise ImportError("method='scipy_solver' needs SciPy: pip install scipy (or pip install 'noderun[scipy]')"
-                          ) from None
+        raise ImportError(
+            "method='scipy_solver' needs SciPy: pip install scipy (or pip install 'noderun[scipy]')"
+        ) from None
     return solve_ivp
 
 

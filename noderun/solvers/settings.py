@@ -1,6 +1,7 @@
 """The one parsed solver setting: method, tolerances, options, gradient mode and the adjoint's backward
 options, validated once — from ``odeint``'s keywords or from the ``solver``/``grad`` config groups — and
 handed down to the integration loop unchanged."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +9,7 @@ from typing import Any, Mapping
 
 from .methods import get_method
 from .method import SolveMethod
-from .options import (CONFIG_KEYS, Names, SettingError, SolverOptions, accepted_keys, carried_to_backward,
-                      parse_options)
+from .options import CONFIG_KEYS, Names, SettingError, SolverOptions, accepted_keys, carried_to_backward, parse_options
 
 GRAD_MODES = ("backprop", "adjoint", "checkpoint")
 
@@ -47,14 +47,18 @@ class SolverSettings:
             raise SettingError(str(error), "method") from None
         forward = parse_options(tableau, self.rtol, self.atol, self.options, names=self.names, events=self.events)
         if self.grad not in GRAD_MODES:
-            raise SettingError(f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: "
-                               f"{', '.join(GRAD_MODES)}", "grad")
+            raise SettingError(
+                f"unknown {self.names('grad')} {self.grad!r}; valid grad modes: {', '.join(GRAD_MODES)}", "grad"
+            )
         if self.grad == "checkpoint" and forward.tableau.multistep:
-            why = ("solves the whole problem at once, leaving no steps: use 'adjoint'"
-                   if isinstance(forward.tableau, SolveMethod) else
-                   "carries a history from step to step: use 'backprop' or 'adjoint'")
-            raise SettingError(f"{self.names('grad')}='checkpoint' recomputes steps one by one; {self.method!r} "
-                               f"{why}", "grad")
+            why = (
+                "solves the whole problem at once, leaving no steps: use 'adjoint'"
+                if isinstance(forward.tableau, SolveMethod)
+                else "carries a history from step to step: use 'backprop' or 'adjoint'"
+            )
+            raise SettingError(
+                f"{self.names('grad')}='checkpoint' recomputes steps one by one; {self.method!r} {why}", "grad"
+            )
         object.__setattr__(self, "forward", forward)
         object.__setattr__(self, "backward", self._backward(forward) if self.grad == "adjoint" else None)
 
@@ -64,12 +68,21 @@ class SolverSettings:
         if self.adjoint_options is None and method is not forward.tableau:
             left = sorted(set(options) - set(accepted_keys(method, self.events)))
             if left:
-                raise SettingError(f"adjoint_method={self.adjoint_method!r} does not take the forward options {left}"
-                                   f" of {self.method!r}: pass adjoint_options for it", "adjoint_options")
+                raise SettingError(
+                    f"adjoint_method={self.adjoint_method!r} does not take the forward options {left}"
+                    f" of {self.method!r}: pass adjoint_options for it",
+                    "adjoint_options",
+                )
         names = self.names if self.names.config else Names("adjoint_options")
-        return parse_options(method, forward.rtol if self.adjoint_rtol is None else self.adjoint_rtol,
-                             forward.atol if self.adjoint_atol is None else self.adjoint_atol, options,
-                             backward=True, names=names, events=self.events)
+        return parse_options(
+            method,
+            forward.rtol if self.adjoint_rtol is None else self.adjoint_rtol,
+            forward.atol if self.adjoint_atol is None else self.adjoint_atol,
+            options,
+            backward=True,
+            names=names,
+            events=self.events,
+        )
 
     def _backward_method(self, forward: SolverOptions):
         if self.adjoint_method is None:
@@ -87,8 +100,11 @@ class SolverSettings:
         ``grad.method`` its backward method (default: the forward one), with ``grad.step_size`` for a fixed-step
         one."""
         config_keys = {config: key for key, config in CONFIG_KEYS.items()}
-        options = {config_keys.get(name, name): value for name, value in solver.items()
-                   if value is not None and name != "method"}
+        options = {
+            config_keys.get(name, name): value
+            for name, value in solver.items()
+            if value is not None and name != "method"
+        }
         tolerances = {name: options.pop(name) for name in ("rtol", "atol") if name in options}
         adjoint_method, backward_step = grad.get("method"), grad.get("step_size")
         seminorm = bool(grad.get("seminorm", False)) and _adaptive(adjoint_method or solver.get("method"))
@@ -96,15 +112,22 @@ class SolverSettings:
         if seminorm or adjoint_method or backward_step is not None:
             adjoint_options = carried_to_backward(options)
             if adjoint_method:  # the solver node's options that the backward method takes (the config sets them all)
-                adjoint_options = {name: value for name, value in adjoint_options.items()
-                                   if name in _keys(adjoint_method)}
+                adjoint_options = {
+                    name: value for name, value in adjoint_options.items() if name in _keys(adjoint_method)
+                }
             if seminorm:
                 adjoint_options["norm"] = "seminorm"
             if backward_step is not None:
                 adjoint_options["step_size"] = backward_step
-        return cls(method=solver.get("method"), options=options, grad=grad.get("mode"),
-                   adjoint_options=adjoint_options, adjoint_method=adjoint_method, names=Names(key, config=True),
-                   **tolerances)
+        return cls(
+            method=solver.get("method"),
+            options=options,
+            grad=grad.get("mode"),
+            adjoint_options=adjoint_options,
+            adjoint_method=adjoint_method,
+            names=Names(key, config=True),
+            **tolerances,
+        )
 
 
 def _adaptive(method: Any) -> bool:
@@ -128,9 +151,18 @@ _PARSED: dict[tuple, SolverSettings] = {}  # odeint's settings of plain values, 
 _MAX_PARSED = 256
 
 
-def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None, grad: str,
-           adjoint_options: Mapping[str, Any] | None = None, adjoint_rtol: Any = None,
-           adjoint_atol: Any = None, adjoint_method: str | None = None, events: bool = False) -> SolverSettings:
+def parsed(
+    method: str,
+    rtol: Any,
+    atol: Any,
+    options: Mapping[str, Any] | None,
+    grad: str,
+    adjoint_options: Mapping[str, Any] | None = None,
+    adjoint_rtol: Any = None,
+    adjoint_atol: Any = None,
+    adjoint_method: str | None = None,
+    events: bool = False,
+) -> SolverSettings:
     """``SolverSettings`` of ``odeint``'s keywords, parsed once per distinct setting of plain values (a
     training loop calling ``odeint`` every iteration with the same keywords parses them once). A setting
     with any other kind of value (a tensor tolerance, a callable norm) is parsed on every call."""
@@ -141,10 +173,18 @@ def parsed(method: str, rtol: Any, atol: Any, options: Mapping[str, Any] | None,
     if settings is not None:
         _PARSED[key] = settings  # the most recently used last
     else:
-        settings = SolverSettings(method=method, rtol=rtol, atol=atol, options=dict(options), grad=grad,
-                                  adjoint_options=None if adjoint_options is None else dict(adjoint_options),
-                                  adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
-                                  adjoint_method=adjoint_method, events=events)
+        settings = SolverSettings(
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            options=dict(options),
+            grad=grad,
+            adjoint_options=None if adjoint_options is None else dict(adjoint_options),
+            adjoint_rtol=adjoint_rtol,
+            adjoint_atol=adjoint_atol,
+            adjoint_method=adjoint_method,
+            events=events,
+        )
         if key is not None:
             if len(_PARSED) >= _MAX_PARSED:  # the least recently used goes: a loop's setting is kept
                 del _PARSED[next(iter(_PARSED))]

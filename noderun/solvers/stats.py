@@ -1,4 +1,5 @@
 """Solver statistics: what a solve (and its backward pass) cost."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -59,6 +60,9 @@ class SolveStats:
     def _add_work(self, work: NewtonWork | None, suffix: str) -> None:
         """Add ``work`` to the Newton counters ending in ``suffix`` (``""`` forward, ``"_backward"``)."""
         if work is not None:
-            for name, value in (("newton_iterations", work.iterations), ("jacobian_evaluations", work.jacobians),
-                                ("factorizations", work.factorizations)):
+            for name, value in (
+                ("newton_iterations", work.iterations),
+                ("jacobian_evaluations", work.jacobians),
+                ("factorizations", work.factorizations),
+            ):
                 setattr(self, name + suffix, getattr(self, name + suffix) + value)

@@ -1,4 +1,5 @@
 """One generic explicit Runge–Kutta step for any Butcher tableau, and the two ways of holding its stages."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,9 +88,9 @@ class StageBuffer(StageList):
         """The stage columns ``weights`` apply to and the weights as a tensor: looked up once per solve for
         a tableau's own weights (tuples), made every time for computed ones (dense output)."""
         if not isinstance(weights, tuple):
-            return self.transposed[:, :len(weights)], self.buffer.new_tensor(weights)
+            return self.transposed[:, : len(weights)], self.buffer.new_tensor(weights)
         if weights not in self.plans:
-            self.plans[weights] = (self.transposed[:, :len(weights)], _weight_tensor(weights, self.buffer))
+            self.plans[weights] = (self.transposed[:, : len(weights)], _weight_tensor(weights, self.buffer))
         return self.plans[weights]
 
 
@@ -123,8 +124,16 @@ class Step:
     error: Tensor | None = None  # the local error estimate, when the step made it itself (radau5's filtered one)
 
 
-def rk_step(rhs: RHS, tableau: ButcherTableau, t: float, y0: Tensor, h: float, f0: Tensor | None,
-            stages: StageList | None = None, fsal_stage: bool = True) -> Step:
+def rk_step(
+    rhs: RHS,
+    tableau: ButcherTableau,
+    t: float,
+    y0: Tensor,
+    h: float,
+    f0: Tensor | None,
+    stages: StageList | None = None,
+    fsal_stage: bool = True,
+) -> Step:
     """Take one step of ``tableau`` of size ``h`` (negative when integrating backwards).
 
     ``f0`` is ``rhs(t, y0)`` when already known (FSAL, the previous step's end, or the first stage of

@@ -11,6 +11,7 @@ OrdinaryDiffEq.jl as diffrax carries them (with its correction of the second sta
 collocation dense output of Hairer & Wanner's RADAU5 (*Solving ODEs II*, IV.8), as SciPy's ``Radau``
 takes them; its three stages are solved together (a ``3n x 3n`` system).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ from .implicit import ImplicitTableau
 from .implicit_methods import RADAU_IIA_5
 
 
-def _esdirk(name: str, gamma: float, lower: list[list[float]], embedded: int, order: int,
-            predictor: list[list[float]]) -> ImplicitTableau:
+def _esdirk(
+    name: str, gamma: float, lower: list[list[float]], embedded: int, order: int, predictor: list[list[float]]
+) -> ImplicitTableau:
     """A tableau from its strictly lower rows (stages 1..s-1) and diagonal ``gamma``; the embedded solution is
     the state of stage ``embedded``."""
     s = len(lower) + 1
@@ -32,9 +34,16 @@ def _esdirk(name: str, gamma: float, lower: list[list[float]], embedded: int, or
     b = tuple(a[-1])
     b_hat = a[embedded][:]
     c = tuple(1.0 if abs(sum(row) - 1.0) < 1e-13 else sum(row) for row in a)  # the stages at the step's end exactly
-    return ImplicitTableau(name=name, a=tuple(map(tuple, a)), b=b, c=c, order=order,
-                           b_err=tuple(x - y for x, y in zip(b, b_hat)), error_order=order - 1,
-                           predictor=tuple(map(tuple, predictor)))
+    return ImplicitTableau(
+        name=name,
+        a=tuple(map(tuple, a)),
+        b=b,
+        c=c,
+        order=order,
+        b_err=tuple(x - y for x, y in zip(b, b_hat)),
+        error_order=order - 1,
+        predictor=tuple(map(tuple, predictor)),
+    )
 
 
 def _kvaerno3() -> ImplicitTableau:
@@ -42,8 +51,14 @@ def _kvaerno3() -> ImplicitTableau:
     a31, a32 = (-4 * g**2 + 6 * g - 1) / (4 * g), (-2 * g + 1) / (4 * g)
     a41, a42, a43 = (6 * g - 1) / (12 * g), -1 / ((24 * g - 12) * g), (-6 * g**2 + 6 * g - 1) / (6 * g - 3)
     theta = 1 / (2 * g)
-    return _esdirk("kvaerno3", g, [[g], [a31, a32], [a41, a42, a43]], embedded=2, order=3,
-                   predictor=[[1.0], [1 - theta, theta], [a31, a32, g]])
+    return _esdirk(
+        "kvaerno3",
+        g,
+        [[g], [a31, a32], [a41, a42, a43]],
+        embedded=2,
+        order=3,
+        predictor=[[1.0], [1 - theta, theta], [a31, a32, g]],
+    )
 
 
 def _kvaerno4() -> ImplicitTableau:
@@ -63,8 +78,14 @@ def _kvaerno4() -> ImplicitTableau:
     a54 = poly(-24, 36, -12, 1) / poly(24, -24, 4)
     c2, c3 = 2 * g, g + a31 + a32
     theta1, theta2 = c3 / c2, (1.0 - c2) / (c3 - c2)
-    return _esdirk("kvaerno4", g, [[g], [a31, a32], [a41, a42, a43], [a51, a52, a53, a54]], embedded=3, order=4,
-                   predictor=[[1.0], [1 - theta1, theta1], [0.0, 1 - theta2, theta2], [a41, a42, a43, g]])
+    return _esdirk(
+        "kvaerno4",
+        g,
+        [[g], [a31, a32], [a41, a42, a43], [a51, a52, a53, a54]],
+        embedded=3,
+        order=4,
+        predictor=[[1.0], [1 - theta1, theta1], [0.0, 1 - theta2, theta2], [a41, a42, a43, g]],
+    )
 
 
 def _kvaerno5() -> ImplicitTableau:
@@ -75,8 +96,14 @@ def _kvaerno5() -> ImplicitTableau:
         [0.22371961478320505, 0.47675532319799699, -0.06470895363112615],
         [0.16648564323248321, 0.10450018841591720, 0.03631482272098715, -0.13090704451073998],
         [0.13855640231268224, 0.0, -0.04245337201752043, 0.02446657898003141, 0.61943039072480676],
-        [0.13659751177640291, 0.0, -0.05496908796538376, -0.04118626728321046, 0.62993304899016403,
-         0.06962479448202728],
+        [
+            0.13659751177640291,
+            0.0,
+            -0.05496908796538376,
+            -0.04118626728321046,
+            0.62993304899016403,
+            0.06962479448202728,
+        ],
     ]
     predictor = [
         [1.0],
@@ -97,8 +124,17 @@ def _radau5() -> ImplicitTableau:
     e = ((-13 - 7 * root6) / 3, (-13 + 7 * root6) / 3, -1 / 3)
     a = RADAU_IIA_5.a
     b_err = tuple(gamma * sum(e[i] * a[i][j] for i in range(3)) for j in range(3))
-    return ImplicitTableau(name="radau5", a=a, b=RADAU_IIA_5.b, c=RADAU_IIA_5.c, order=5, b_err=b_err,
-                           error_order=3, error_f0=gamma, error_filter=gamma)
+    return ImplicitTableau(
+        name="radau5",
+        a=a,
+        b=RADAU_IIA_5.b,
+        c=RADAU_IIA_5.c,
+        order=5,
+        b_err=b_err,
+        error_order=3,
+        error_f0=gamma,
+        error_filter=gamma,
+    )
 
 
 KVAERNO3, KVAERNO4, KVAERNO5, RADAU5 = _kvaerno3(), _kvaerno4(), _kvaerno5(), _radau5()

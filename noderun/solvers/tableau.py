@@ -1,4 +1,5 @@
 """Butcher tableaus: explicit Runge–Kutta methods as frozen, validated data."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,9 +56,7 @@ class ButcherTableau:
     def fsal(self) -> bool:
         """True when the last stage is ``f(t + h, y1)``: ``a[-1] == b`` and ``c[-1] == 1``."""
         last = self.a[-1] + (0.0,)
-        return self.stages > 1 and self.c[-1] == 1.0 and all(
-            abs(x - y) <= _TOLERANCE for x, y in zip(last, self.b)
-        )
+        return self.stages > 1 and self.c[-1] == 1.0 and all(abs(x - y) <= _TOLERANCE for x, y in zip(last, self.b))
 
     def _fail(self, message: str) -> None:
         raise ValueError(f"invalid Butcher tableau {self.name!r}: {message}")

@@ -1,5 +1,6 @@
 """The paper's Figure 3 from a trained ODE-Net: (a) NFE vs error, (b) NFE vs time, (c) backward vs
 forward NFE, (d) NFE over training. PNGs (matplotlib, Agg) and the numbers behind them (CSV)."""
+
 from __future__ import annotations
 
 import copy
@@ -34,15 +35,24 @@ def reference_solution(block: ODEBlock, h0: torch.Tensor) -> torch.Tensor:
     """A much tighter solve in float64: dopri8 at tolerance 1e-8 (1000 times below the tightest swept)."""
     func = copy.deepcopy(block.func).double()
     with torch.no_grad():
-        return odeint(func, h0.double(), block.t.double(), method="dopri8", rtol=1e-8, atol=1e-8,
-                      options={"max_num_steps": 100_000})[-1]
+        return odeint(
+            func,
+            h0.double(),
+            block.t.double(),
+            method="dopri8",
+            rtol=1e-8,
+            atol=1e-8,
+            options={"max_num_steps": 100_000},
+        )[-1]
 
 
-def measure_tolerance(run: TrainedRun, block: ODEBlock, h0: torch.Tensor, reference: torch.Tensor,
-                      tol: float, repeats: int) -> dict[str, float]:
+def measure_tolerance(
+    run: TrainedRun, block: ODEBlock, h0: torch.Tensor, reference: torch.Tensor, tol: float, repeats: int
+) -> dict[str, float]:
     """Forward NFE, error and time of the block's solve at ``tol``; NFE of a full adjoint training step."""
-    block.solver = dataclasses.replace(block.solver, method="dopri5", rtol=tol, atol=tol, grad="adjoint",
-                                       adjoint_options=None)
+    block.solver = dataclasses.replace(
+        block.solver, method="dopri5", rtol=tol, atol=tol, grad="adjoint", adjoint_options=None
+    )
     seconds = []
     with torch.no_grad():
         for _ in range(repeats):
@@ -54,9 +64,14 @@ def measure_tolerance(run: TrainedRun, block: ODEBlock, h0: torch.Tensor, refere
     error = (h1.double() - reference).pow(2).mean().sqrt().item()
     block.stats.reset()
     F.cross_entropy(run.model(run.images), run.labels).backward()
-    return {"tolerance": tol, "nfe_forward": nfe_forward, "error_rms": error,
-            "forward_time_s": statistics.median(seconds), "train_nfe_forward": block.stats.nfe_forward,
-            "train_nfe_backward": block.stats.nfe_backward}
+    return {
+        "tolerance": tol,
+        "nfe_forward": nfe_forward,
+        "error_rms": error,
+        "forward_time_s": statistics.median(seconds),
+        "train_nfe_forward": block.stats.nfe_forward,
+        "train_nfe_backward": block.stats.nfe_backward,
+    }
 
 
 def plot_panels(sweep: list[dict], training: list[dict], out: Path) -> list[Path]:
@@ -67,12 +82,30 @@ def plot_panels(sweep: list[dict], training: list[dict], out: Path) -> list[Path
 
     nfe = [row["nfe_forward"] for row in sweep]
     panels = [
-        ("figure3a_nfe_vs_error.png", [row["error_rms"] for row in sweep], nfe, "numerical error (RMS, vs dopri8 1e-8)",
-         "NFE forward", "log"),
-        ("figure3b_nfe_vs_time.png", nfe, [row["forward_time_s"] for row in sweep], "NFE forward",
-         "forward time (s)", "linear"),
-        ("figure3c_backward_vs_forward.png", [row["train_nfe_forward"] for row in sweep],
-         [row["train_nfe_backward"] for row in sweep], "NFE forward", "NFE backward (adjoint)", "linear"),
+        (
+            "figure3a_nfe_vs_error.png",
+            [row["error_rms"] for row in sweep],
+            nfe,
+            "numerical error (RMS, vs dopri8 1e-8)",
+            "NFE forward",
+            "log",
+        ),
+        (
+            "figure3b_nfe_vs_time.png",
+            nfe,
+            [row["forward_time_s"] for row in sweep],
+            "NFE forward",
+            "forward time (s)",
+            "linear",
+        ),
+        (
+            "figure3c_backward_vs_forward.png",
+            [row["train_nfe_forward"] for row in sweep],
+            [row["train_nfe_backward"] for row in sweep],
+            "NFE forward",
+            "NFE backward (adjoint)",
+            "linear",
+        ),
     ]
     paths = []
     for name, x, y, xlabel, ylabel, xscale in panels:
@@ -100,13 +133,20 @@ def plot_panels(sweep: list[dict], training: list[dict], out: Path) -> list[Path
     return paths + [out / "figure3d_nfe_over_training.png"]
 
 
-def figure3(path_or_dir: str, out: str | None = None, batch_size: int = 128,
-            tolerances: tuple[float, ...] = TOLERANCES, repeats: int = 3) -> list[Path]:
+def figure3(
+    path_or_dir: str,
+    out: str | None = None,
+    batch_size: int = 128,
+    tolerances: tuple[float, ...] = TOLERANCES,
+    repeats: int = 3,
+) -> list[Path]:
     """Write Figure 3's four panels and CSVs for the run at ``path_or_dir``; return the PNG paths."""
     run = load_trained_run(path_or_dir, batch_size)
     blocks = ode_blocks(run.model)
     if not blocks:
-        raise ValueError(f"{path_or_dir}: the model {type(run.model).__name__} has no ODE block; Figure 3 needs an ODE-Net")
+        raise ValueError(
+            f"{path_or_dir}: the model {type(run.model).__name__} has no ODE block; Figure 3 needs an ODE-Net"
+        )
     out_dir = Path(out) if out else run.directory / "figure3"
     out_dir.mkdir(parents=True, exist_ok=True)
     block = blocks[0]

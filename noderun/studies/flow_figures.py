@@ -1,6 +1,7 @@
 """The paper's Figures 4–6 from trained flow runs (``cnf`` or ``planar_nf``): data or target density
 beside the learned density and the model's samples, and base samples carried through the flow at
 5, 20, 40, 60, 80 and 100% of its time (of its layers, for a planar flow). PNGs with matplotlib (Agg)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,14 +35,23 @@ def density_row(axes, trained: TrainedModel) -> None:
         target = trained.data.info["log_density"](points).exp().reshape(xx.shape)
         samples, _ = trained.model.sample_with_log_prob(5000, points, torch.Generator().manual_seed(0))
     data = trained.data.test.tensors[0]
-    panels = [("data density", target, None), ("learned density", learned, None),
-              ("data samples", None, data), ("model samples", None, samples)]
+    panels = [
+        ("data density", target, None),
+        ("learned density", learned, None),
+        ("data samples", None, data),
+        ("model samples", None, samples),
+    ]
     for ax, (name, density, scatter) in zip(axes, panels):
         if density is not None:
             ax.imshow(density.numpy(), origin="lower", extent=[-EXTENT, EXTENT, -EXTENT, EXTENT], cmap="viridis")
         else:
-            ax.hist2d(scatter[:, 0].numpy(), scatter[:, 1].numpy(), bins=100,
-                      range=[[-EXTENT, EXTENT], [-EXTENT, EXTENT]], cmap="viridis")
+            ax.hist2d(
+                scatter[:, 0].numpy(),
+                scatter[:, 1].numpy(),
+                bins=100,
+                range=[[-EXTENT, EXTENT], [-EXTENT, EXTENT]],
+                cmap="viridis",
+            )
         ax.set_title(name, fontsize=9)
 
 

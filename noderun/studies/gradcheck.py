@@ -8,6 +8,7 @@ without storing its graph). Each row has the relative error ``‖g − g_ref‖ 
 bytes saved for the backward pass. The reference's own error is estimated by the same gradient at a ten
 times looser tolerance: errors below it are not resolved. (Dynamics with kinks, such as ReLU networks,
 converge slowly in their gradient; a higher-order reference method would take far smaller steps there.)"""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,12 @@ from ..train.failures import solver_swapped
 from ..train.meter import IterationMeter
 from .trained_run import load_trained_model
 
-MODES = {"backprop": {"mode": "backprop"}, "adjoint": {"mode": "adjoint"},
-         "adjoint_seminorm": {"mode": "adjoint", "seminorm": True}, "checkpoint": {"mode": "checkpoint"}}
+MODES = {
+    "backprop": {"mode": "backprop"},
+    "adjoint": {"mode": "adjoint"},
+    "adjoint_seminorm": {"mode": "adjoint", "seminorm": True},
+    "checkpoint": {"mode": "checkpoint"},
+}
 TOLERANCES = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 REFERENCE = {"method": "dopri5", "rtol": 1e-10, "atol": 1e-10}
 
@@ -45,8 +50,9 @@ def metered_gradient(model: nn.Module, loss_of: LossOf, seed: int = 0) -> tuple[
         loss = loss_of(model)
     meter.backward(loss)
     record = meter.finish()
-    gradient = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
-                          for p in model.parameters()])
+    gradient = torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in model.parameters()]
+    )
     model.zero_grad(set_to_none=True)
     return gradient.detach(), record
 
@@ -68,23 +74,44 @@ def relative_error(gradient: Tensor, reference: Tensor) -> float:
     return float(torch.linalg.vector_norm(gradient - reference) / torch.linalg.vector_norm(reference))
 
 
-def gradient_errors(model: nn.Module, loss_of: LossOf, method: str, tolerances: tuple[float, ...] = TOLERANCES,
-                    modes: tuple[str, ...] = tuple(MODES)) -> list[dict[str, Any]]:
+def gradient_errors(
+    model: nn.Module,
+    loss_of: LossOf,
+    method: str,
+    tolerances: tuple[float, ...] = TOLERANCES,
+    modes: tuple[str, ...] = tuple(MODES),
+) -> list[dict[str, Any]]:
     """One row per mode and tolerance: the gradient's relative error against the reference, NFE, seconds and
     saved MB (``method`` with ``rtol = atol = tolerance``); first a row ``reference`` with the reference's
     estimated error (against the reference at ten times its tolerance)."""
     reference = reference_gradient(model, loss_of)
     check = reference_gradient(model, loss_of, looser=10.0)
-    rows = [{"mode": "reference", "tolerance": REFERENCE["rtol"] * 10, "relative_error": relative_error(check, reference),
-             "nfe_forward": None, "nfe_backward": None, "seconds": None, "saved_tensors_mb": None}]
+    rows = [
+        {
+            "mode": "reference",
+            "tolerance": REFERENCE["rtol"] * 10,
+            "relative_error": relative_error(check, reference),
+            "nfe_forward": None,
+            "nfe_backward": None,
+            "seconds": None,
+            "saved_tensors_mb": None,
+        }
+    ]
     for tolerance in tolerances:
         for mode in modes:
-            settings = SolverSettings.from_config({"method": method, "rtol": tolerance, "atol": tolerance},
-                                                  MODES[mode])
+            settings = SolverSettings.from_config({"method": method, "rtol": tolerance, "atol": tolerance}, MODES[mode])
             gradient, record = gradient_with(model, loss_of, settings)
-            rows.append({"mode": mode, "tolerance": tolerance, "relative_error": relative_error(gradient, reference),
-                         "nfe_forward": record["nfe_forward"], "nfe_backward": record["nfe_backward"],
-                         "seconds": record["seconds"], "saved_tensors_mb": record["saved_tensors_mb"]})
+            rows.append(
+                {
+                    "mode": mode,
+                    "tolerance": tolerance,
+                    "relative_error": relative_error(gradient, reference),
+                    "nfe_forward": record["nfe_forward"],
+                    "nfe_backward": record["nfe_backward"],
+                    "seconds": record["seconds"],
+                    "saved_tensors_mb": record["saved_tensors_mb"],
+                }
+            )
     return rows
 
 
@@ -94,18 +121,27 @@ def run_loss(path_or_dir: str | Path, batch_size: int) -> tuple[nn.Module, LossO
     trained = load_trained_model(path_or_dir)
     method = str(trained.config.solver.method)
     if not get_method(method).adaptive:
-        raise ConfigError(f"{path_or_dir}: solver {method!r} takes fixed steps, and this study sweeps tolerances; "
-                          "accepted: a run trained with an adaptive method (dopri5, tsit5, bosh3, ...)")
+        raise ConfigError(
+            f"{path_or_dir}: solver {method!r} takes fixed steps, and this study sweeps tolerances; "
+            "accepted: a run trained with an adaptive method (dopri5, tsit5, bosh3, ...)"
+        )
     task = build_task(trained.config, trained.data.info)
     batch = next(iter(DataLoader(trained.data.test, batch_size=batch_size)))
-    batch = {key: value.double() if value.is_floating_point() else value for key, value in batch.items()} \
-        if isinstance(batch, dict) else [part.double() if part.is_floating_point() else part for part in batch]
+    batch = (
+        {key: value.double() if value.is_floating_point() else value for key, value in batch.items()}
+        if isinstance(batch, dict)
+        else [part.double() if part.is_floating_point() else part for part in batch]
+    )
     model = trained.model.double()
     return model, (lambda m: task.loss(m, batch)[0]), method
 
 
-def gradcheck(path_or_dir: str | Path, out: str | Path | None = None, batch_size: int = 32,
-              tolerances: tuple[float, ...] = TOLERANCES) -> list[Path]:
+def gradcheck(
+    path_or_dir: str | Path,
+    out: str | Path | None = None,
+    batch_size: int = 32,
+    tolerances: tuple[float, ...] = TOLERANCES,
+) -> list[Path]:
     """``gradcheck.csv``, ``gradcheck.md`` and ``gradcheck.png`` for a trained run (default: RUN/gradcheck)."""
     model, loss_of, method = run_loss(path_or_dir, batch_size)
     rows = gradient_errors(model, loss_of, method, tolerances)
@@ -121,14 +157,19 @@ def gradcheck(path_or_dir: str | Path, out: str | Path | None = None, batch_size
 def markdown(rows: list[dict[str, Any]], method: str, batch_size: int) -> str:
     reference = ", ".join(f"{key} {value}" for key, value in REFERENCE.items())
     floor = rows[0]["relative_error"]
-    lines = [f"Gradient error of each mode ({method}, rtol = atol = tolerance, float64, {batch_size} test samples) "
-             f"against the reference ({reference}, checkpointed). The reference's own error, estimated against "
-             f"its solve at ten times the tolerance, is {floor:.2e}: smaller errors are not resolved.", "",
-             "| mode | tolerance | relative error | NFE forward | NFE backward | seconds | saved MB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Gradient error of each mode ({method}, rtol = atol = tolerance, float64, {batch_size} test samples) "
+        f"against the reference ({reference}, checkpointed). The reference's own error, estimated against "
+        f"its solve at ten times the tolerance, is {floor:.2e}: smaller errors are not resolved.",
+        "",
+        "| mode | tolerance | relative error | NFE forward | NFE backward | seconds | saved MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows[1:]:
-        lines.append(f"| {row['mode']} | {row['tolerance']:.0e} | {row['relative_error']:.2e} | {row['nfe_forward']} | "
-                     f"{row['nfe_backward']} | {row['seconds']:.3f} | {row['saved_tensors_mb']:.1f} |")
+        lines.append(
+            f"| {row['mode']} | {row['tolerance']:.0e} | {row['relative_error']:.2e} | {row['nfe_forward']} | "
+            f"{row['nfe_backward']} | {row['seconds']:.3f} | {row['saved_tensors_mb']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -147,10 +188,14 @@ def plot(rows: list[dict[str, Any]], method: str, path: Path) -> None:
         errors = [max(row["relative_error"], 1e-16) for row in mine]
         by_tolerance.loglog([row["tolerance"] for row in mine], errors, "o-", label=mode)
         by_time.loglog([row["seconds"] for row in mine], errors, "o-", label=mode)
-    by_tolerance.set(xlabel="solver tolerance (rtol = atol)", ylabel="relative gradient error",
-                     title=f"gradient error against tolerance ({method})")
-    by_time.set(xlabel="seconds (forward + backward)", ylabel="relative gradient error",
-                title="gradient error against time")
+    by_tolerance.set(
+        xlabel="solver tolerance (rtol = atol)",
+        ylabel="relative gradient error",
+        title=f"gradient error against tolerance ({method})",
+    )
+    by_time.set(
+        xlabel="seconds (forward + backward)", ylabel="relative gradient error", title="gradient error against time"
+    )
     by_tolerance.invert_xaxis()
     for axes in (by_tolerance, by_time):
         axes.grid(True, which="both", alpha=0.3)

@@ -1,6 +1,7 @@
 """The paper's Figures 8 and 9 from trained spiral runs: reconstructions and extrapolations of the RNN
 and the latent ODE on the same test trajectories, latent paths in 2-D, and decodings along one latent
 dimension. PNGs with matplotlib (Agg)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,7 +46,7 @@ def figure8(latent_ode_run: str, rnn_run: str, out: Path, examples: int = 4) -> 
             observed = batch["values"][i][batch["mask"][i]]
             ax.plot(*batch["truth"][i].T, color="lightgrey", label="truth")
             ax.plot(*prediction[i, :window].T, color="tab:blue", label="reconstruction")
-            ax.plot(*prediction[i, window - 1:].T, color="tab:red", label="extrapolation")
+            ax.plot(*prediction[i, window - 1 :].T, color="tab:red", label="extrapolation")
             ax.scatter(*observed.T, s=8, color="black", label="observed")
             ax.set_title(f"{name}, test spiral {i}", fontsize=9)
             ax.set_aspect("equal")
@@ -58,8 +59,11 @@ def figure8(latent_ode_run: str, rnn_run: str, out: Path, examples: int = 4) -> 
     direction = turning_direction(batch["truth"])
     for i in range(len(direction)):
         ax.plot(*latent_path[i, :, :2].T, color="tab:orange" if direction[i] > 0 else "tab:purple", alpha=0.4)
-    ax.set(title="latent paths (first two dimensions)\norange: counter-clockwise, purple: clockwise",
-           xlabel="z1", ylabel="z2")
+    ax.set(
+        title="latent paths (first two dimensions)\norange: counter-clockwise, purple: clockwise",
+        xlabel="z1",
+        ylabel="z2",
+    )
     figure.tight_layout()
     paths.append(out / "figure8_latent_paths.png")
     figure.savefig(paths[1], dpi=110)

@@ -1,4 +1,5 @@
 """Loading a finished run: its config, its model with trained weights, and its data."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """``Task``: what a task gives the trainer. The tasks here satisfy it by their shape (no base class needed)."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Protocol, runtime_checkable

@@ -1,4 +1,5 @@
 """Image classification: cross-entropy loss; accuracy and test error in percent."""
+
 from __future__ import annotations
 
 from typing import Iterable

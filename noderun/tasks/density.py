@@ -5,6 +5,7 @@
 - ``DensityMatching``: minimise ``KL(q || p)`` against the dataset's normalised ``log_density`` from
   the model's own samples (a batch only sets how many); headline ``test_kl`` on a fixed set of draws.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterable

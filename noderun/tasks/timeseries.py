@@ -1,6 +1,7 @@
 """Irregularly observed trajectories: the model's own training loss (ELBO or NLL); the headline metric
 ``test_rmse_extrap`` is the paper's predictive RMSE on the time points extending beyond the observation
 window, against the noise-free trajectory; ``test_rmse_interp`` scores the window's unobserved points."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -25,7 +26,9 @@ class TimeSeries:
         return {f"train_{key}": sum(i[key] * i["count"] for i in iterations) / count for key in keys}
 
     def live_status(self, iterations: list[dict[str, float]]) -> str:
-        return "  ".join(f"{key.removeprefix('train_')} {value:.3g}" for key, value in self.train_metrics(iterations).items())
+        return "  ".join(
+            f"{key.removeprefix('train_')} {value:.3g}" for key, value in self.train_metrics(iterations).items()
+        )
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, Tensor]]) -> dict[str, float]:

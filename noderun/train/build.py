@@ -1,5 +1,6 @@
 """Building a model and a task from a config: runtime values (data shape, classes, a target density)
 are passed to the classes that take them, never written back."""
+
 from __future__ import annotations
 
 import inspect

@@ -1,6 +1,7 @@
 """What the config schemas (conf/schema.py) refuse, as noderun's one line naming the key and what it accepts:
 keys the schemas do not declare, and Hydra's and OmegaConf's errors while composing (an unknown key, a value
 of the wrong type, an unknown group option)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,5 +76,7 @@ def _omegaconf_refusal(error: OmegaConfBaseException) -> str:
 def output_dir_refusal(error: OSError, multirun: bool) -> str:
     """One line for a run (or sweep) folder that cannot be created or written."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    return (f"{key}: cannot create or write {error.filename} ({error.strerror}); accepted values: a folder that "
-            "can be created and written")
+    return (
+        f"{key}: cannot create or write {error.filename} ({error.strerror}); accepted values: a folder that "
+        "can be created and written"
+    )

@@ -1,4 +1,5 @@
 """Choosing the device a run uses and its number of threads."""
+
 from __future__ import annotations
 
 import os

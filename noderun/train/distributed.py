@@ -1,5 +1,6 @@
 """One run on several processes (``torchrun --nproc-per-node N noderun train ...``): the process group,
 which samples of a global batch this process trains on, and statistics gathered from every process."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ class Processes:
         batch cut to a multiple of ``world_size`` (every process gets as many; a last batch smaller than
         ``world_size`` leaves every share empty)."""
         whole = len(batch_indices) - len(batch_indices) % self.world_size
-        return batch_indices[:whole][self.rank::self.world_size]
+        return batch_indices[:whole][self.rank :: self.world_size]
 
     def share_failure(self, failure: BaseException | None) -> BaseException | None:
         """The batch failure every process acts on: its own, else one reported by another process (so that
@@ -52,8 +53,9 @@ class Processes:
         code = 0 if failure is None else 2 if failure_status(failure) == "diverged" else 1
         worst = self._reduce_max([code])[0]
         if failure is None and worst:
-            return SolverError(f"another process's batch failed ({'diverged' if worst == 2 else 'failed'})",
-                               nonfinite=worst == 2)
+            return SolverError(
+                f"another process's batch failed ({'diverged' if worst == 2 else 'failed'})", nonfinite=worst == 2
+            )
         return failure
 
     def share_stop(self, stop: StopRequest) -> None:
@@ -101,8 +103,11 @@ class Processes:
 
 def environment_processes() -> Processes:
     """What torchrun (or any launcher setting ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) says."""
-    return Processes(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)),
-                     local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    return Processes(
+        rank=int(os.environ.get("RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
 
 
 def start(requested: bool, device: torch.device) -> Processes:
@@ -112,8 +117,10 @@ def start(requested: bool, device: torch.device) -> Processes:
     if not (processes.active or requested):
         return processes
     if "MASTER_ADDR" not in os.environ:
-        raise RuntimeError("train.distributed=true needs a launcher that sets RANK, WORLD_SIZE, MASTER_ADDR and "
-                           "MASTER_PORT: run `torchrun --nproc-per-node N -m noderun.cli train ...`")
+        raise RuntimeError(
+            "train.distributed=true needs a launcher that sets RANK, WORLD_SIZE, MASTER_ADDR and "
+            "MASTER_PORT: run `torchrun --nproc-per-node N -m noderun.cli train ...`"
+        )
     if device.type == "cuda":
         torch.cuda.set_device(processes.local_rank)
         processes = replace(processes, device=f"cuda:{processes.local_rank}")

@@ -1,4 +1,5 @@
 """What a failing batch does to a run: the policy (raise, skip, fallback), its exceptions and records."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -108,8 +109,9 @@ class Tolerate(FailureAction):
     def on_batch(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> dict[str, float] | None:
         bad_batches = recovery.count_bad_batch()
         if policy.max_bad_batches is not None and bad_batches > policy.max_bad_batches:
-            recovery.stop(failure, f"more than train.max_bad_batches={policy.max_bad_batches} batches skipped or "
-                                   "retried")
+            recovery.stop(
+                failure, f"more than train.max_bad_batches={policy.max_bad_batches} batches skipped or retried"
+            )
         recovery.tally(self.counter)
         return self.tolerate(policy, recovery)
 
@@ -209,15 +211,34 @@ class FailureRecords:
         return self.output_dir / f"{stem}.rank{self.rank}{dot}{suffix}"
 
     def add(self, position: dict[str, int], indices: list[int] | None, failure: BaseException, action: str) -> None:
-        append_jsonl(self.path(FAILURES_NAME), {**position, "action": action, "error": describe(failure),
-                                                "batch_indices": indices})
+        append_jsonl(
+            self.path(FAILURES_NAME),
+            {**position, "action": action, "error": describe(failure), "batch_indices": indices},
+        )
 
-    def stop(self, position: dict[str, int], indices: list[int] | None, failure: BaseException, why: str,
-             model: nn.Module, batch: Any) -> StopTraining:
+    def stop(
+        self,
+        position: dict[str, int],
+        indices: list[int] | None,
+        failure: BaseException,
+        why: str,
+        model: nn.Module,
+        batch: Any,
+    ) -> StopTraining:
         """Write failure.json and failure.pt; the exception that stops the run."""
         status = failure_status(failure)
-        write_json_atomic(self.path(FAILURE_NAME), {
-            "status": status, "error": describe(failure), "why_stopped": why, "seed": self.seed, **position,
-            "batch_indices": indices, "state_file": self.path(FAILURE_STATE_NAME).name, "config": self.config})
+        write_json_atomic(
+            self.path(FAILURE_NAME),
+            {
+                "status": status,
+                "error": describe(failure),
+                "why_stopped": why,
+                "seed": self.seed,
+                **position,
+                "batch_indices": indices,
+                "state_file": self.path(FAILURE_STATE_NAME).name,
+                "config": self.config,
+            },
+        )
         save_checkpoint(self.path(FAILURE_STATE_NAME), {"model": model.state_dict(), "batch": batch})
         return StopTraining(status, f"{describe(failure)} at step {position['step']} ({why})")

@@ -6,6 +6,7 @@ default ``hydra.run.dir`` (``outputs/DATE/TIME``, else ``…-1``, ``…-2``: cre
 processes started in the same second never get the same one), and ``noderun.note_folder`` (Hydra resolves
 ``hydra.output_subdir`` just before it writes ``.hydra/`` into the job's folder) notes what the folder held,
 so that ``undo_launch`` can put it back."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,8 @@ def forget() -> None:
 
 def unique_folder(requested: str) -> str:
     """``requested``, or the first of ``requested-1``, ``requested-2``, … that does not exist yet, created
-    here (``mkdir`` refuses a folder that exists, so no two processes take the same one). Under torchrun
-(``WORLD_SIZE`` > 1) ``requested`` itself: the processes of one job share their folder."""
+        here (``mkdir`` refuses a folder that exists, so no two processes take the same one). Under torchrun
+    (``WORLD_SIZE`` > 1) ``requested`` itself: the processes of one job share their folder."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: every process must take the same folder
         return requested
     if requested not in _unique:
@@ -136,8 +137,10 @@ def claim(folder: Path, resume: str | None) -> str | None:
             return None
     except FileExistsError:  # another process claimed it in between
         held = [SUMMARY_NAME]
-    return (f"output folder {folder} holds another run ({', '.join(held)}): accepted values: a folder of its own "
-            f"(leave hydra.run.dir and hydra.sweep.dir to their defaults), or resume={folder} to continue that run")
+    return (
+        f"output folder {folder} holds another run ({', '.join(held)}): accepted values: a folder of its own "
+        f"(leave hydra.run.dir and hydra.sweep.dir to their defaults), or resume={folder} to continue that run"
+    )
 
 
 OmegaConf.register_new_resolver("noderun.unique_folder", unique_folder, replace=True)

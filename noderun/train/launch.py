@@ -1,5 +1,6 @@
 """Hydra's side of `noderun train`: a run's config (a resumed run's own), its exit status, the value a
 sweeper optimises."""
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 The ``Trainer`` owns its state: ``state_dict()`` is the checkpoint's layout (``STATE_KEYS``) and
 ``load_state_dict()`` restores it. What a failed batch or evaluation does is the ``FailurePolicy``'s
 (failures.py); what a task provides is the ``Task`` protocol (tasks/base.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,17 @@ from ..log.progress import EpochProgress, Position
 from ..tasks import Task
 from .checkpoint import CHECKPOINT_NAME, random_states, restore_random_states, save_checkpoint
 from .distributed import Processes, loss_module
-from .failures import (BATCH_FAILURES, EPOCH_COUNTERS, describe, FailurePolicy, FailureRecords, Interrupted,
-                       NonFiniteLoss, NonFiniteParameters, solver_swapped)
+from .failures import (
+    BATCH_FAILURES,
+    EPOCH_COUNTERS,
+    describe,
+    FailurePolicy,
+    FailureRecords,
+    Interrupted,
+    NonFiniteLoss,
+    NonFiniteParameters,
+    solver_swapped,
+)
 from .meter import IterationMeter, peak_rss_mb
 from .signals import StopRequest
 
@@ -85,9 +95,20 @@ class Trainer:
     """Runs epochs until ``settings.epochs`` or ``settings.max_iters``; each epoch ends with a test
     evaluation, one metrics record and a checkpoint."""
 
-    def __init__(self, model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, scheduler: Any,
-                 data: DataSplits, device: torch.device, settings: TrainSettings, writer: MetricsWriter,
-                 output_dir: Path, config: dict[str, Any], processes: Processes = Processes()):
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        data: DataSplits,
+        device: torch.device,
+        settings: TrainSettings,
+        writer: MetricsWriter,
+        output_dir: Path,
+        config: dict[str, Any],
+        processes: Processes = Processes(),
+    ):
         self.model, self.task, self.optimizer, self.scheduler = model, task, optimizer, scheduler
         self.processes = processes
         self.loss = loss_module(model, task, processes, device)  # DistributedDataParallel over several processes
@@ -156,15 +177,22 @@ class Trainer:
         last = len(order)
         if self.settings.max_iters is not None:  # never draw a batch (and its augmentation) past the budget
             last = min(last, first + (self.settings.max_iters - self.state.step) * size)
-        shards = (self.processes.shard(order[start:start + size]) for start in range(first, last, size))
+        shards = (self.processes.shard(order[start : start + size]) for start in range(first, last, size))
         batches = [shard for shard in shards if shard]
-        loader = DataLoader(self.data.train, batch_sampler=batches,
-                            generator=torch.Generator())  # leaves the global random state to the augmentation
+        loader = DataLoader(
+            self.data.train, batch_sampler=batches, generator=torch.Generator()
+        )  # leaves the global random state to the augmentation
         iterations = self.epoch_iterations
-        position = Position(f"epoch {self.state.epoch + 1}/{self.settings.epochs}", self.state.batch_in_epoch,
-                            self.state.batch_in_epoch + len(batches), self.state.step, self._run_steps())
-        with EpochProgress(position, self.settings.progress and self.processes.main,
-                           self.settings.log_every) as progress:
+        position = Position(
+            f"epoch {self.state.epoch + 1}/{self.settings.epochs}",
+            self.state.batch_in_epoch,
+            self.state.batch_in_epoch + len(batches),
+            self.state.step,
+            self._run_steps(),
+        )
+        with EpochProgress(
+            position, self.settings.progress and self.processes.main, self.settings.log_every
+        ) as progress:
             for number, (batch, indices) in enumerate(zip(loader, batches), start=1):
                 record = self._train_step(batch, indices)
                 if record is not None:
@@ -182,8 +210,9 @@ class Trainer:
         if every and iterations and self.state.step % every == 0:
             recent = iterations[-every:]
             keys = STEP_SCALARS + tuple(key for key in REGULARIZER_STATS if key in recent[-1])
-            self.writer.write_step({key: sum(i.get(key, 0.0) for i in recent) / len(recent) for key in keys},
-                                   self.state.step)
+            self.writer.write_step(
+                {key: sum(i.get(key, 0.0) for i in recent) / len(recent) for key in keys}, self.state.step
+            )
 
     def _train_step(self, batch, indices: list[int]) -> dict[str, float] | None:
         """One optimiser step; a failing batch goes to the failure policy (``None``: skipped)."""
@@ -248,8 +277,11 @@ class Trainer:
     def _live_status(self, iterations: list[dict[str, float]]) -> str:
         recent = iterations[-20:]
         loss = sum(i["loss"] for i in recent) / len(recent)
-        parts = (f"loss {loss:.3f}", self.task.live_status(recent),
-                 f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}")
+        parts = (
+            f"loss {loss:.3f}",
+            self.task.live_status(recent),
+            f"NFE f/b {recent[-1]['nfe_forward']:.0f}/{recent[-1]['nfe_backward']:.0f}",
+        )
         return "  ".join(part for part in parts if part)
 
     def evaluate(self) -> dict[str, float]:
@@ -285,11 +317,13 @@ class Trainer:
             metrics["cuda_peak_mb"] = max((i["cuda_peak_mb"] for i in iterations), default=0.0)
         metrics["peak_rss_mb"] = peak_rss_mb()
         mean_keys = ["train_loss"] + [f"{key}_mean" for key in (*STEP_STATS, *regularizers)]
-        return self.processes.gather(metrics, mean_keys=mean_keys,
-                                     max_keys=[f"{key}_max" for key in STEP_STATS] + MEMORY_STATS)
+        return self.processes.gather(
+            metrics, mean_keys=mean_keys, max_keys=[f"{key}_max" for key in STEP_STATS] + MEMORY_STATS
+        )
 
-    def _epoch_record(self, train_metrics: dict[str, Any], test_metrics: dict[str, Any], seconds: float,
-                      partial: bool, lr: float) -> dict[str, Any]:
+    def _epoch_record(
+        self, train_metrics: dict[str, Any], test_metrics: dict[str, Any], seconds: float, partial: bool, lr: float
+    ) -> dict[str, Any]:
         """One line of metrics.jsonl: where training stands, the epoch's training and test metrics, its
         training time and the learning rate its steps trained with."""
         return {
@@ -304,10 +338,12 @@ class Trainer:
 
     def _epoch_line(self, record: dict[str, Any]) -> str:
         headline = self.task.headline
-        return (f"epoch {record['epoch']} step {record['step']}: train loss {record['train_loss']:.4f}, "
-                f"{headline} {record.get(headline, float('nan')):.4g}, NFE forward "
-                f"{record['nfe_forward_mean']:.1f} backward {record['nfe_backward_mean']:.1f}, "
-                f"saved tensors {record['saved_tensors_mb']:.1f} MB, {record['epoch_time_s']:.1f} s")
+        return (
+            f"epoch {record['epoch']} step {record['step']}: train loss {record['train_loss']:.4f}, "
+            f"{headline} {record.get(headline, float('nan')):.4g}, NFE forward "
+            f"{record['nfe_forward_mean']:.1f} backward {record['nfe_backward_mean']:.1f}, "
+            f"saved tensors {record['saved_tensors_mb']:.1f} MB, {record['epoch_time_s']:.1f} s"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly (``STATE_KEYS``): model, optimiser, schedule,

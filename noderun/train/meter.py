@@ -1,4 +1,5 @@
 """Metering one training iteration: NFE of every ODE block, memory, and time."""
+
 from __future__ import annotations
 
 import resource

@@ -1,5 +1,6 @@
 """The Hydra plugins of the ``scale`` extra: a launcher or sweeper asked for on the command line whose
 plugin (or the library it drives) is not installed is refused in one line saying how to install it."""
+
 from __future__ import annotations
 
 import importlib.util

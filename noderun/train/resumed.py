@@ -1,6 +1,7 @@
 """``resume=RUN_DIR``: the run's own config (its ``.hydra/config.yaml``, or the config a bare checkpoint file
 carries) with the command line's overrides on top. An override that changes the model, or the data it was
 built for, is refused."""
+
 from __future__ import annotations
 
 import copy
@@ -55,9 +56,11 @@ def with_run_overrides(overrides: list[str]) -> list[str]:
     except Exception:  # no checkpoint or an override Hydra will refuse: Hydra and the config check say so
         return overrides
     saved = [str(line) for line in OmegaConf.load(saved_file)] if saved_file.is_file() else []
-    kept = [line for line, override in zip(saved, OverridesParser.create().parse_overrides(saved))
-            if override.key_or_group not in given and not override.is_hydra_override()
-            and override.key_or_group != "resume"]
+    kept = [
+        line
+        for line, override in zip(saved, OverridesParser.create().parse_overrides(saved))
+        if override.key_or_group not in given and not override.is_hydra_override() and override.key_or_group != "resume"
+    ]
     return kept + overrides
 
 
@@ -89,8 +92,9 @@ def touched_keys(override: Override) -> list[str]:
     if not text.startswith("# @package _global_"):
         return [key.replace("/", ".")]
     content = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
-    groups = [next(iter(entry)).removeprefix("override /") for entry in content.pop("defaults", [])
-              if isinstance(entry, dict)]  # `- override /dataset: spirals`
+    groups = [
+        next(iter(entry)).removeprefix("override /") for entry in content.pop("defaults", []) if isinstance(entry, dict)
+    ]  # `- override /dataset: spirals`
     return [group.replace("/", ".") for group in groups] + list(flatten(content))
 
 
@@ -116,6 +120,8 @@ def check_kept(saved: DictConfig, resumed: DictConfig, source: str) -> None:
         after = flatten({section: OmegaConf.to_container(resumed, resolve=False).get(section) or {}})
         for key in sorted(before.keys() | after.keys()):
             if key not in MOVABLE and before.get(key) != after.get(key):
-                raise ConfigError(f"resume={source}: {key}={after.get(key)!r} differs from the run's "
-                                  f"{before.get(key)!r}; a resumed run keeps the model and the data it was built "
-                                  f"for: accepted values: overrides of other keys (start a new run to change {key})")
+                raise ConfigError(
+                    f"resume={source}: {key}={after.get(key)!r} differs from the run's "
+                    f"{before.get(key)!r}; a resumed run keeps the model and the data it was built "
+                    f"for: accepted values: overrides of other keys (start a new run to change {key})"
+                )

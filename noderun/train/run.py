@@ -1,4 +1,5 @@
 """``run(cfg)``: one training run from a composed config to its summary.json. Hydra only wraps it."""
+
 from __future__ import annotations
 
 import logging
@@ -32,9 +33,29 @@ from .validate import validate_config
 
 log = logging.getLogger("noderun")
 
-SUMMARY_KEYS = ["status", "task", "dataset", "model", "solver", "grad", "params", "epochs", "steps",
-                "test_error", "test_accuracy", "nfe_forward", "nfe_backward", "forward_s", "backward_s", "peak_memory_mb",
-                "saved_tensors_mb", "peak_rss_mb", "epoch_time_s", "wall_time_s", "output_dir"]
+SUMMARY_KEYS = [
+    "status",
+    "task",
+    "dataset",
+    "model",
+    "solver",
+    "grad",
+    "params",
+    "epochs",
+    "steps",
+    "test_error",
+    "test_accuracy",
+    "nfe_forward",
+    "nfe_backward",
+    "forward_s",
+    "backward_s",
+    "peak_memory_mb",
+    "saved_tensors_mb",
+    "peak_rss_mb",
+    "epoch_time_s",
+    "wall_time_s",
+    "output_dir",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -98,8 +119,11 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     except BaseException as error:
         if trainer is not None and trainer.last_record:  # what the finished epochs measured is kept
             summary.update(final_metrics(trainer.last_record, trainer))
-        summary.update(status=stop_status(error), error=describe_failure(error),
-                       steps=trainer.state.step if trainer is not None else 0)
+        summary.update(
+            status=stop_status(error),
+            error=describe_failure(error),
+            steps=trainer.state.step if trainer is not None else 0,
+        )
         raise
     finally:
         summary["wall_time_s"] = time.perf_counter() - started
@@ -122,13 +146,19 @@ def tensorboard_hparams(config: dict[str, Any], summary: dict[str, Any]) -> tupl
     """For TensorBoard's HParams view: the config's single values (numbers, strings, booleans) of the groups
     that define a run, the seed and the components' names; and the summary's finite test metrics and costs."""
     groups = flatten({group: config[group] for group in HPARAM_GROUPS if isinstance(config.get(group), dict)})
-    hparams = {key: value for key, value in groups.items()
-               if isinstance(value, (bool, int, float, str)) and not key.endswith("_target_")}
+    hparams = {
+        key: value
+        for key, value in groups.items()
+        if isinstance(value, (bool, int, float, str)) and not key.endswith("_target_")
+    }
     hparams.update({key: summary[key] for key in ("task", "dataset", "model") if isinstance(summary.get(key), str)})
     hparams["seed"] = config.get("seed")
     metrics = {key: value for key, value in summary.items() if key.startswith("test_") or key in HPARAM_METRICS}
-    return hparams, {key: float(value) for key, value in metrics.items()
-                     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
+    return hparams, {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 def check_outcome(record: dict[str, Any], trainer: Trainer) -> None:
@@ -136,12 +166,14 @@ def check_outcome(record: dict[str, Any], trainer: Trainer) -> None:
     every batch or the last evaluation was skipped, ``diverged`` when the metric is NaN or infinite."""
     headline, value = trainer.task.headline, record.get(trainer.task.headline)
     if trainer.state.step == trainer.state.skipped_batches:
-        raise StopTraining("failed", f"no batch trained: all {trainer.state.step} were skipped "
-                                     "(train.on_solver_error=skip)")
+        raise StopTraining(
+            "failed", f"no batch trained: all {trainer.state.step} were skipped (train.on_solver_error=skip)"
+        )
     if value is None:
         skipped = record.get("test_skipped")
-        raise StopTraining("failed", f"no {headline} from the last evaluation"
-                                     + (f" (skipped: {skipped})" if skipped else ""))
+        raise StopTraining(
+            "failed", f"no {headline} from the last evaluation" + (f" (skipped: {skipped})" if skipped else "")
+        )
     if not (isinstance(value, (int, float)) and math.isfinite(value)):  # metrics.jsonl writes NaN as "nan"
         raise StopTraining("diverged", f"the final {headline} is {value}")
 
@@ -158,8 +190,9 @@ def stop_status(error: BaseException) -> str:
     return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
 
 
-def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None,
-             device: torch.device) -> dict[str, Any]:
+def describe(
+    cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None, device: torch.device
+) -> dict[str, Any]:
     return {
         "status": "running",
         "task": component_name(cfg, "task"),
@@ -178,9 +211,14 @@ def describe(cfg: DictConfig, output_dir: Path, resumed_from: str | Path | None,
     }
 
 
-def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
-                  processes: distributed.Processes = distributed.Processes(),
-                  resume_from: str | Path | None = None, checkpoint: dict[str, Any] | None = None) -> Trainer:
+def build_trainer(
+    cfg: DictConfig,
+    output_dir: Path,
+    writer: MetricsWriter,
+    processes: distributed.Processes = distributed.Processes(),
+    resume_from: str | Path | None = None,
+    checkpoint: dict[str, Any] | None = None,
+) -> Trainer:
     """The trainer ``cfg`` describes (data, model, task, optimiser, schedule, failure policy), continuing from
     the checkpoint at ``resume_from`` when given (``checkpoint``: that checkpoint, when already loaded)."""
     seed_everything(cfg.seed)
@@ -192,14 +230,32 @@ def build_trainer(cfg: DictConfig, output_dir: Path, writer: MetricsWriter,
     if processes.active:  # the same initial model everywhere, then each process its own random draws
         seed_everything(cfg.seed + 1_000_003 * processes.rank)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.train.lr_milestones),
-                                                     gamma=cfg.train.lr_gamma)
-    settings = TrainSettings(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                             test_batch_size=cfg.train.test_batch_size, max_iters=cfg.train.max_iters,
-                             seed=cfg.seed, progress=cfg.train.progress, log_every=cfg.log.every_steps,
-                             policy=failure_policy(cfg))
-    trainer = Trainer(model, build_task(cfg, data.info), optimizer, scheduler, data, device, settings, writer,
-                      output_dir, OmegaConf.to_container(cfg, resolve=True), processes)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(cfg.train.lr_milestones), gamma=cfg.train.lr_gamma
+    )
+    settings = TrainSettings(
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        test_batch_size=cfg.train.test_batch_size,
+        max_iters=cfg.train.max_iters,
+        seed=cfg.seed,
+        progress=cfg.train.progress,
+        log_every=cfg.log.every_steps,
+        policy=failure_policy(cfg),
+    )
+    trainer = Trainer(
+        model,
+        build_task(cfg, data.info),
+        optimizer,
+        scheduler,
+        data,
+        device,
+        settings,
+        writer,
+        output_dir,
+        OmegaConf.to_container(cfg, resolve=True),
+        processes,
+    )
     if resume_from is not None:
         resume(trainer, resume_from, output_dir, checkpoint)
     return trainer
@@ -219,8 +275,9 @@ def resume_source(setting: str | None, output_dir: Path) -> str | Path | None:
     return setting or None
 
 
-def resume(trainer: Trainer, path_or_dir: str | Path, output_dir: Path,
-           checkpoint: dict[str, Any] | None = None) -> None:
+def resume(
+    trainer: Trainer, path_or_dir: str | Path, output_dir: Path, checkpoint: dict[str, Any] | None = None
+) -> None:
     """Restore model, optimiser, schedule, position and random states; carry the earlier metrics over.
     A checkpoint that does not match this run is refused before anything is loaded."""
     checkpoint = load_checkpoint(path_or_dir) if checkpoint is None else checkpoint
@@ -228,11 +285,15 @@ def resume(trainer: Trainer, path_or_dir: str | Path, output_dir: Path,
     try:
         trainer.load_state_dict(checkpoint)
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
-        raise ValueError(f"resume={path_or_dir}: the checkpoint does not match this run's model and "
-                         f"optimiser ({error})") from error
+        raise ValueError(
+            f"resume={path_or_dir}: the checkpoint does not match this run's model and optimiser ({error})"
+        ) from error
     earlier_metrics = find_checkpoint(path_or_dir).parent / METRICS_NAME
-    if trainer.processes.main and earlier_metrics.exists() \
-            and earlier_metrics.resolve() != (output_dir / METRICS_NAME).resolve():
+    if (
+        trainer.processes.main
+        and earlier_metrics.exists()
+        and earlier_metrics.resolve() != (output_dir / METRICS_NAME).resolve()
+    ):
         shutil.copyfile(earlier_metrics, output_dir / METRICS_NAME)
     log.info(f"resumed from {path_or_dir} at epoch {trainer.state.epoch}, step {trainer.state.step}")
 
@@ -259,8 +320,9 @@ def final_metrics(record: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
         peak_rss_mb=record.get("peak_rss_mb"),
         peak_memory_mb=record["cuda_peak_mb"] if cuda else record.get("saved_tensors_mb"),
         peak_memory_kind="cuda_max_memory_allocated" if cuda else "saved_tensors",
-        epoch_time_s=(sum(trainer.epoch_times) / len(trainer.epoch_times) if trainer.epoch_times
-                      else record.get("epoch_time_s")),
+        epoch_time_s=(
+            sum(trainer.epoch_times) / len(trainer.epoch_times) if trainer.epoch_times else record.get("epoch_time_s")
+        ),
     )
     metrics.update({key: record[f"{key}_mean"] for key in REGULARIZER_STATS if f"{key}_mean" in record})
     return metrics

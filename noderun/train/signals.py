@@ -6,6 +6,7 @@ after the batch in progress, then hands the signal to that handler (submitit req
 SIGTERM that already has a Python handler (submitit's, which lets the job outlive Slurm's SIGTERM and
 requeue on SIGUSR2) is left to it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,10 @@ class StopRequest:
                 return  # the same signal relayed again (torchrun passes the terminal's Ctrl-C on to its workers)
             raise KeyboardInterrupt(f"second stop signal {signum}")
         self.signum, self.received = signum, time.monotonic()
-        log.warning(f"signal {signal.Signals(signum).name}: stopping after the current batch "
-                    "(checkpoint and summary are written); send it again to stop at once")
+        log.warning(
+            f"signal {signal.Signals(signum).name}: stopping after the current batch "
+            "(checkpoint and summary are written); send it again to stop at once"
+        )
 
     @contextmanager
     def listening(self) -> Iterator[StopRequest]:
