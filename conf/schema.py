@@ -11,7 +11,7 @@ order, with its value in the yaml file."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -23,7 +23,7 @@ class TrainConfig:
     batch_size: int = MISSING
     test_batch_size: int = MISSING
     lr: float = MISSING
-    lr_milestones: List[int] = MISSING
+    lr_milestones: list[int] = MISSING
     lr_gamma: float = MISSING
     max_iters: Optional[int] = MISSING  # the rest: conf/config.yaml
     progress: bool = MISSING

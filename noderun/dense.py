@@ -4,7 +4,8 @@ time inside by the method's own dense output."""
 from __future__ import annotations
 
 import bisect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,12 +13,12 @@ from torch import Tensor
 from .solvers.clocks import StepRecord
 from .solvers.integrate import integrate, retake
 from .solvers.interpolate import dense_output
+from .solvers.method import SolveMethod
 from .solvers.options import SolverOptions
 from .solvers.rhs import CountingRHS
 from .solvers.settings import parsed
-from .solvers.step import Step
 from .solvers.stats import SolveStats
-from .solvers.method import SolveMethod
+from .solvers.step import Step
 
 
 class DenseSolution:

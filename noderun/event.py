@@ -12,7 +12,8 @@ state at the fixed time ``t*`` and ``φ`` are ``event_fn``'s own parameters; and
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -9,12 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
-
-from noderun import SettingError, SolveStats, SolverSettings, odeint
+from noderun import SettingError, SolverSettings, SolveStats, odeint
 from noderun.solvers.adams import MAX_ORDER, lagrange_integrals
 from noderun.solvers.methods import METHODS
 from noderun.solvers.options import parse_options
+from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
 
 D = torch.float64
 A, Y0, rhs, exact = ROTATION, ROTATION_Y0, rotation, rotation_exact

@@ -4,10 +4,10 @@ tuple ``(t, *y, *a, *dL/dθ)``."""
 
 import pytest
 import torch
-from conftest import compose_config
 from torch import nn
 
 import noderun
+from conftest import compose_config
 from noderun import SettingError, SolverSettings, odeint, odeint_adjoint
 
 T = torch.tensor([0.0, 0.7, 1.5], dtype=torch.float64)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from problems import PROBLEMS, numpy_rhs, reference_solution
 
 import noderun
+from problems import PROBLEMS, numpy_rhs, reference_solution
 
 # Global error may exceed the local tolerance a little; a few tens of units would signal a bug.
 # fehlberg2's embedded first-order estimate is known to understate the error of the second-order

@@ -7,11 +7,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import compose_config
 from noderun.data.spirals import ARCHIMEDEAN_TOTAL, Spirals, archimedean_curves
 from noderun.tasks.timeseries import TimeSeries
 from noderun.train.validate import ConfigError, validate_config
-
-from conftest import compose_config
 
 
 def loaded(n_spirals=40, n_obs=30, seed=0, **kwargs):

@@ -5,14 +5,13 @@ import math
 import pytest
 import torch
 
+from conftest import compose_config
 from noderun.data.toy2d import SHAPES, Toy2D
 from noderun.models.cnf import CNF, PlanarField
 from noderun.models.ode_block import SolverSettings
 from noderun.models.planar_nf import PlanarNF
 from noderun.models.trace import exact_trace, hutchinson_trace
 from noderun.train.run import run
-
-from conftest import compose_config
 
 SMALL = [
     "dataset.n_train=64",

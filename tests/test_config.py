@@ -8,14 +8,13 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 
 import noderun
-from noderun.models.ode_block import SolverSettings
+from conftest import compose_config
 from noderun.data.mnist import MNIST_INFO
 from noderun.data.spirals import Spirals
 from noderun.data.toy2d import Toy2D
+from noderun.models.ode_block import SolverSettings
 from noderun.solvers.methods import IMPLICIT, STIFF
 from noderun.train.build import build_model, build_task
-
-from conftest import compose_config
 
 CONF = Path(noderun.__file__).resolve().parent.parent / "conf"
 GROUPS = ["dataset", "model", "solver", "grad", "optimizer", "task", "experiment"]

@@ -8,12 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
-
 import noderun
 from noderun.solvers.implicit import ImplicitTableau
 from noderun.solvers.jacobian import Jacobian
 from noderun.solvers.methods import IMPLICIT
+from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
 
 D = torch.float64
 L_STABLE = ["implicit_euler", "radauIIA3", "radauIIA5", "sdirk2", "trbdf2"]

@@ -3,12 +3,11 @@
 import pytest
 import torch
 
-from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
-
 from noderun import SolveStats, odeint
 from noderun.solvers.interpolate import dense_output, dense_stages
 from noderun.solvers.methods import ADAPTIVE, FIXED_STEP, METHODS
 from noderun.solvers.step import StageBuffer, error_estimate, rk_step
+from problems import ROTATION, ROTATION_Y0, observed_order, rotation, rotation_exact
 
 A, Y0, rhs, exact, slope = ROTATION, ROTATION_Y0, rotation, rotation_exact, observed_order
 

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import compose_config
 from noderun.cli import main
 from noderun.log import progress
 from noderun.log.files import read_metrics
@@ -20,8 +21,6 @@ from noderun.log.precision import rounded
 from noderun.log.progress import EpochProgress, Position
 from noderun.report import report_command
 from noderun.train.run import run
-
-from conftest import compose_config
 
 SPIRALS = [
     "experiment=spiral_latent_ode",

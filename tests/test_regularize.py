@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import compose_config
 from noderun.log.files import read_metrics
 from noderun.models.cnf import CNF
 from noderun.models.latent_ode import LatentODE
@@ -13,8 +14,6 @@ from noderun.models.odenet import ODENet
 from noderun.models.regularize import Regularization, penalty
 from noderun.solvers.settings import SolverSettings
 from noderun.train.run import run
-
-from conftest import compose_config
 
 T = 0.7
 H0 = torch.tensor([[1.0, -0.5, 2.0], [0.3, 1.2, -0.8]], dtype=torch.float64)

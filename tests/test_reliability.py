@@ -11,15 +11,14 @@ import time
 import pytest
 import torch
 
+from conftest import compose_config
+from noderun.errors import SolverError
 from noderun.log.files import read_metrics, write_json_atomic
 from noderun.report import report_command
 from noderun.train import checkpoint as checkpoints
-from noderun.errors import SolverError
 from noderun.train.failures import StopTraining
 from noderun.train.loop import Trainer
 from noderun.train.run import run
-
-from conftest import compose_config
 
 # The latent ODE on 40 spirals (32 for training): two batches an epoch, a fraction of a second each.
 SMALL = [

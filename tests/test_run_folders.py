@@ -10,17 +10,16 @@ import sys
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 import torch
+from omegaconf import OmegaConf
 
+from conftest import compose_config
 from noderun.cli import main
 from noderun.errors import ConfigError
 from noderun.log.files import read_metrics
-from noderun.train import folders
 from noderun.train import checkpoint as checkpoints
+from noderun.train import folders
 from noderun.train.run import run
-
-from conftest import compose_config
 
 SMALL = [
     "experiment=spiral_latent_ode",

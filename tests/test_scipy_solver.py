@@ -12,12 +12,11 @@ import torch
 from torch import nn
 
 import noderun
+from conftest import compose_config
 from noderun import SettingError, SolverError, SolverSettings, odeint
 from noderun.solvers import scipy_solve
 from noderun.solvers.methods import get_method
 from noderun.solvers.scipy_solve import SCIPY_SOLVERS, solver_settings
-
-from conftest import compose_config
 
 # y' = A y: a damped rotation, exact by the matrix exponential.
 A = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=torch.float64)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from conftest import compose_config
 from noderun.data.spirals import Spirals
 from noderun.models.latent_ode import LatentODE, gaussian_log_density, kl_to_standard_normal
 from noderun.models.ode_block import SolverSettings
@@ -13,8 +14,6 @@ from noderun.models.rnn import GridRNN
 from noderun.studies.spiral_figures import spiral_figures, turning_direction
 from noderun.tasks.timeseries import TimeSeries
 from noderun.train.run import run
-
-from conftest import compose_config
 
 SMALL = ["dataset.n_spirals=40", "train.batch_size=16", "train.max_iters=2", "train.progress=false"]
 

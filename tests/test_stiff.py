@@ -7,12 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from problems import ROTATION_Y0, observed_order, rotation, rotation_exact, van_der_pol
-
 import noderun
 from noderun.bench.stiff import reference_end, robertson_case, scipy_solve, stiff_van_der_pol_case
 from noderun.solvers.implicit import ImplicitTableau
 from noderun.solvers.methods import STIFF
+from problems import ROTATION_Y0, observed_order, rotation, rotation_exact, van_der_pol
 
 D = torch.float64
 ESDIRK = ["kvaerno3", "kvaerno4", "kvaerno5"]

@@ -5,6 +5,7 @@ import csv
 import pytest
 import torch
 
+from conftest import compose_config
 from noderun.models.mlp import MLP
 from noderun.models.ode_block import SolverSettings
 from noderun.models.odenet import ODENet
@@ -12,8 +13,6 @@ from noderun.models.resnet import ResNet
 from noderun.studies.figure3 import figure3
 from noderun.studies.memory_depth import memory_depth
 from noderun.train.run import run
-
-from conftest import compose_config
 
 FAST = [
     "train.batch_size=8",

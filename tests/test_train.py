@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import conftest
 from noderun.data.mnist import MNIST, DatasetNotFoundError
 from noderun.log.files import read_metrics
 from noderun.train.run import run
 from noderun.train.validate import ConfigError
-
-import conftest
 
 FAST = ["train.batch_size=16", "train.test_batch_size=100", "dataset.test_fraction=0.02", "train.progress=false"]
 

@@ -20,13 +20,12 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 import noderun
+from conftest import compose_config as config
 from noderun.cli import main
 from noderun.solvers import options as solver_options
 from noderun.train import validate
 from noderun.train.config_errors import composition_refusal
 from noderun.train.validate import ConfigError, validate_config
-
-from conftest import compose_config as config
 
 BAD_CONFIGS = {
     "epochs": (["train.epochs=0"], r"train.epochs=0: accepted values: a positive integer"),

@@ -9,7 +9,7 @@ a normalised density (it integrates to 1), exact up to Monte-Carlo error in the 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

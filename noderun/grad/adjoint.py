@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-from typing import Callable
+from collections.abc import Callable
 
+import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
 
-from ..solvers.callbacks import StepCallbacks
 from ..errors import SolverError
+from ..solvers.callbacks import StepCallbacks
 from ..solvers.control import Norm, channel_norm, rms_norm
 from ..solvers.events import EventFunction, EventSolution
 from ..solvers.integrate import integrate

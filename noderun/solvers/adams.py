@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ DEFAULT_MAX_ITERS = 4  # torchdiffeq's
 ROUNDING_ULPS = 8  # a corrector update within this many units of rounding of the state counts as converged
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gauss_legendre(count: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss–Legendre points and weights on ``[0, 1]``: exact for polynomials of degree below ``2 * count``."""
     points, weights = np.polynomial.legendre.leggauss(count)

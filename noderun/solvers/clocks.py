@@ -12,8 +12,8 @@ a proposed size, and after each attempt the next step's ``y0`` and ``f0``, recor
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor

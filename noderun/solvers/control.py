@@ -6,8 +6,9 @@ per sample (tensors of shape ``(batch,)``; ``solvers.clocks``)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Union
 
 import torch
 from torch import Tensor

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from .control import ErrorRatio, error_size
 from .rhs import CountingRHS
-from .step import Step, StageList, rk_step, weighted_sum
+from .step import StageList, Step, rk_step, weighted_sum
 from .tableau import ButcherTableau
 
 MAX_VARIANTS = 32  # compiled variants of the step per process (torch's own default is 8)

@@ -36,9 +36,10 @@ function theorem gives, ``dK/dx = -M⁻¹ ∂G/∂x``, for ``x`` the state or th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch

@@ -3,7 +3,7 @@ clock (one shared time, or one per sample)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import Tensor
 

@@ -4,7 +4,8 @@ which sees only a flat tensor (a single tensor state never comes here)."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

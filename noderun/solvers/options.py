@@ -7,8 +7,9 @@ caller knows it (``Names``): ``options['step_size']`` for ``odeint``, ``solver.s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Union
 
 from .method import SolveMethod, StepMethod
 from .tableau import ButcherTableau

@@ -9,7 +9,8 @@ graph: gradients come from ``grad="adjoint"``, whose backward solve is SciPy's a
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch

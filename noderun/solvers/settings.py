@@ -4,11 +4,12 @@ handed down to the integration loop unchanged."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from .methods import get_method
 from .method import SolveMethod
+from .methods import get_method
 from .options import CONFIG_KEYS, Names, SettingError, SolverOptions, accepted_keys, carried_to_backward, parse_options
 
 GRAD_MODES = ("backprop", "adjoint", "checkpoint")

@@ -11,8 +11,9 @@ converge slowly in their gradient; a higher-order reference method would take fa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn

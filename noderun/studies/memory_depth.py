@@ -11,10 +11,9 @@ from torch import nn
 
 from ..data.mnist import MNIST5k
 from ..log.files import write_csv
-from ..solvers.settings import SolverSettings
 from ..models.odenet import ODENet
 from ..models.resnet import ResNet
-from ..solvers.settings import GRAD_MODES
+from ..solvers.settings import GRAD_MODES, SolverSettings
 from ..train.meter import IterationMeter
 
 

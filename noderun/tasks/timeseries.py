@@ -4,7 +4,7 @@ window, against the noise-free trajectory; ``test_rmse_interp`` scores the windo
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn

@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf

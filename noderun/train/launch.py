@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 from torch import nn
@@ -26,12 +27,12 @@ from .distributed import Processes, loss_module
 from .failures import (
     BATCH_FAILURES,
     EPOCH_COUNTERS,
-    describe,
     FailurePolicy,
     FailureRecords,
     Interrupted,
     NonFiniteLoss,
     NonFiniteParameters,
+    describe,
     solver_swapped,
 )
 from .meter import IterationMeter, peak_rss_mb

@@ -22,11 +22,12 @@ from ..log.precision import rounded
 from ..models.ode_block import ode_blocks
 from ..report import flatten
 from ..solvers.settings import SolverSettings
+from . import distributed
 from .build import build_model, build_task, regularization
 from .checkpoint import CHECKPOINT_NAME, check_matches, find_checkpoint, load_checkpoint
-from . import distributed
 from .device import hydra_launcher, resolve_device, torch_threads
-from .failures import FailurePolicy, StopTraining, describe as describe_failure
+from .failures import FailurePolicy, StopTraining
+from .failures import describe as describe_failure
 from .folders import claim
 from .loop import REGULARIZER_STATS, REQUIRED_STATE_KEYS, Trainer, TrainSettings
 from .validate import validate_config

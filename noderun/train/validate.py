@@ -26,7 +26,6 @@ from .device import resolve_device
 from .distributed import environment_processes
 from .failures import FAILURE_POLICIES
 
-
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed accepts
 POSITIVE_INTEGERS = (
     "train.epochs",
