@@ -28,10 +28,13 @@ def points(
     by_hue: dict[str, list[tuple[float, float, float, float]]] = {}
     for members in groups.values():
         xs, ys = [run.get(x) for run in members], [run.get(y) for run in members]
-        spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0
         label = str(members[0].get(hue)) if hue else y
         by_hue.setdefault(label, []).append((statistics.fmean(xs), spread(xs), statistics.fmean(ys), spread(ys)))
     return {label: sorted(series) for label, series in by_hue.items()}
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def wide(values: list[float]) -> bool:

@@ -32,7 +32,7 @@ def classical(order, implicit):
     for j in range(order):
         rest = sum(g / (j + 1 - i) for i, g in enumerate(gamma))
         gamma.append((Fraction(0) if implicit and j > 0 else Fraction(1)) - rest)
-    return [(-1) ** l * sum(gamma[j] * math.comb(j, l) for j in range(l, order)) for l in range(order)]
+    return [(-1) ** k * sum(gamma[j] * math.comb(j, k) for j in range(k, order)) for k in range(order)]
 
 
 @pytest.mark.parametrize("order", range(1, MAX_ORDER + 1))

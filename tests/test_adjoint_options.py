@@ -69,7 +69,10 @@ def test_a_callable_adjoint_norm_receives_the_tuple_of_the_augmented_state():
 
     weight = torch.tensor([0.5, -0.2, 0.1, 0.3, 0.7, 0.2, 0.1], requires_grad=True)
     scale = torch.tensor(0.3, requires_grad=True)
-    func = lambda t, s: (-scale * s[0], -weight.sum() * s[1])
+
+    def func(t, s):
+        return -scale * s[0], -weight.sum() * s[1]
+
     y0 = (torch.tensor(1.0), torch.tensor([[0.5, 0.5], [0.1, 0.1]]))
     ys = odeint_adjoint(
         func, y0, torch.tensor([0.0, 1.0]), adjoint_params=(weight, scale), adjoint_options={"norm": norm}

@@ -57,6 +57,9 @@ def test_the_end_time_is_inside_whatever_the_rounding_and_jump_t_is_kept():
         t0, t1 = rng.uniform(-2, 2), rng.uniform(-2, 2)
         solution = odeint_dense(lambda t, y: -y, torch.ones(1, dtype=torch.float64), t0, t1)
         assert torch.equal(solution(t1), solution.y1)
-    step = lambda t, y: (t > 0.5).to(y.dtype) * torch.ones_like(y)
+
+    def step(t, y):
+        return (t > 0.5).to(y.dtype) * torch.ones_like(y)
+
     solution = odeint_dense(step, torch.zeros(1, dtype=torch.float64), 0.0, 1.0, options={"jump_t": [0.5]})
     assert float(solution(0.45)) == 0.0 and float(solution(0.9)) == pytest.approx(0.4, abs=1e-9)

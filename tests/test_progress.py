@@ -66,10 +66,12 @@ def test_summary_numbers_are_rounded_by_what_they_mean():
 def test_the_bar_shows_the_time_left_in_the_epoch_and_the_run(monkeypatch, caplog):
     screen = io.StringIO()
     monkeypatch.setattr(progress, "console", Console(file=screen, force_terminal=True, width=120))
-    with caplog.at_level(logging.INFO, logger="noderun"):
-        with EpochProgress(Position("epoch 2/3", 0, 5, 5, 15), enabled=True, every=1) as bar:
-            for _ in range(3):
-                bar.advance("loss 0.5")
+    with (
+        caplog.at_level(logging.INFO, logger="noderun"),
+        EpochProgress(Position("epoch 2/3", 0, 5, 5, 15), enabled=True, every=1) as bar,
+    ):
+        for _ in range(3):
+            bar.advance("loss 0.5")
     rows = [line for line in screen.getvalue().splitlines() if "epoch 2/3" in line or "run" in line]
     assert any("3/5" in row and "loss 0.5" in row for row in rows) and any("8/15" in row for row in rows)
     assert all(re.search(r"\d:\d\d:\d\d", row) for row in rows[-2:])  # rich's remaining-time column

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,7 +199,7 @@ def test_a_crash_while_writing_leaves_the_previous_file_whole(tmp_path, monkeypa
     checkpoints.save_checkpoint(target, {"step": 1})
 
     def crash(state, path):
-        open(path, "wb").write(b"half")
+        Path(path).write_bytes(b"half")
         raise OSError("disk gone")
 
     monkeypatch.setattr(checkpoints.torch, "save", crash)

@@ -51,7 +51,10 @@ def test_perturb_moves_evaluations_off_the_grid_forward_and_backward(method, per
 def test_perturb_takes_the_one_sided_value_at_a_jump():
     """Euler from 0 to 1 in two steps on a jump at 0.5: with perturb the step from 0.5 uses the right-hand
     derivative even though the grid point is exactly the jump time."""
-    step = lambda t, y: (t > 0.5).to(y.dtype) * torch.ones_like(y)
+
+    def step(t, y):
+        return (t > 0.5).to(y.dtype) * torch.ones_like(y)
+
     y0 = torch.zeros(1, dtype=torch.float64)
     plain = odeint(step, y0, T01, method="euler", options={"step_size": 0.5})
     perturbed = odeint(step, y0, T01, method="euler", options={"step_size": 0.5, "perturb": True})
@@ -78,7 +81,10 @@ def test_grid_constructor_sets_the_steps(grad):
 
 def test_grid_constructor_adds_the_output_times_and_refuses_a_bad_grid():
     stats = SolveStats()
-    grid = lambda f, y0, t: torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
+
+    def grid(f, y0, t):
+        return torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
+
     t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     odeint(
         lambda t, y: -y,

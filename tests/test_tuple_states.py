@@ -249,7 +249,8 @@ def test_custom_norm_receives_the_tuple():
 
 @pytest.mark.parametrize("grad", ["backprop", "adjoint"])
 def test_per_sample_flattens_batch_first(grad):
-    """Each sample's row is ``[y_b, z_b]``, as in the concatenated ``(B, 3)`` state; its error is the RMS over the row."""
+    """Each sample's row is ``[y_b, z_b]``, as in the concatenated ``(B, 3)`` state; its error is the RMS over the
+    row."""
     torch.manual_seed(2)
     mu = torch.linspace(0.5, 4.0, 5, dtype=D)
     x0, v0 = torch.randn(5, 2, dtype=D), torch.randn(5, dtype=D)

@@ -99,10 +99,11 @@ def targets(model: str, variants: dict[str, list[dict]]) -> list[str]:
         metric = mean_std([run["summary"][key] for run in runs])
         limit = 0.3 if model == "odenet" else 0.05
         met = base_nfe / nfe[0] >= 2 and metric[0] - base_metric <= limit
+        verdict = "–" if name == "none" else "yes" if met else "no"
         lines.append(
             f"| {name} | {len(runs)} | {nfe[0]:.1f} ± {nfe[1]:.1f} | {base_nfe / nfe[0]:.2f}× | "
             f"{train[0]:.1f} ± {train[1]:.1f} | {base_train / train[0]:.2f}× | {metric[0]:.3f} ± {metric[1]:.3f} | "
-            f"{metric[0] - base_metric:+.3f} | {'yes' if met and name != 'none' else ('–' if name == 'none' else 'no')} |"
+            f"{metric[0] - base_metric:+.3f} | {verdict} |"
         )
     return lines + [""]
 

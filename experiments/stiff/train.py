@@ -5,8 +5,8 @@ The data: a fast variable relaxing onto a curve that moves with a slow one, ``ep
 ``w' = 1 - 2 v + 0.3 sin(3 w)`` (``--eps`` 1e-3: a stiffness ratio of about 1000): trajectories from random
 starts, observed at 40 times over [0, 5] with noise 0.01. The model knows the fast time scale and learns
 both right-hand sides: ``eps v' = g(v, w) - v``, ``w' = h(v, w)``, ``g`` and ``h`` MLPs (2-32-32-1, tanh).
-Each run trains one method for ``--steps`` Adam steps on full batches and writes ``config.json``, ``summary.json`` and ``history.csv`` into
-``--out/eps<eps>/<method>/seed<k>``.
+Each run trains one method for ``--steps`` Adam steps on full batches and writes ``config.json``,
+``summary.json`` and ``history.csv`` into ``--out/eps<eps>/<method>/seed<k>``.
 
     .venv/bin/python experiments/stiff/train.py --method kvaerno5 --seed 0
 """

@@ -40,9 +40,9 @@ class StepCallbacks:
             callback(*self._arguments(t, y, h))
 
     def _arguments(self, t, y: Tensor, h) -> tuple:
-        as_tensor = lambda x: (
-            x if isinstance(x, Tensor) else torch.scalar_tensor(x, dtype=torch.float64, device=y.device)
-        )
+        def as_tensor(x):
+            return x if isinstance(x, Tensor) else torch.scalar_tensor(x, dtype=torch.float64, device=y.device)
+
         return as_tensor(t), self.state(y), as_tensor(h)
 
 

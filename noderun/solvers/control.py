@@ -175,7 +175,7 @@ class TensorOps:
         return y + h.view(-1, *([1] * (y.dim() - 1))).to(y.dtype) * x
 
 
-Ops = Union[type[FloatOps], type[TensorOps]]
+Ops = type[FloatOps] | type[TensorOps]
 
 
 def initial_step(
@@ -301,9 +301,9 @@ class StepController:
         if self.attempts > self.opts.max_num_steps * self.intervals:
             per = f" per interval between its {self.intervals + 1} output times" if self.intervals > 1 else ""
             raise SolverError(
-                f"max_num_steps={self.opts.max_num_steps} steps taken{per}, reaching {clock.where(step, clock.moving)}, "
-                f"t_final {self.t_final!r}); increase options['max_num_steps'], loosen rtol/atol, or regularise "
-                "the dynamics"
+                f"max_num_steps={self.opts.max_num_steps} steps taken{per}, reaching "
+                f"{clock.where(step, clock.moving)}, t_final {self.t_final!r}); increase options['max_num_steps'], "
+                "loosen rtol/atol, or regularise the dynamics"
             )
         ratio, ops = self._ratio(step), clock.ops
         acceptable = ratio <= 1.0

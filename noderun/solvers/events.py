@@ -214,7 +214,8 @@ class EventGrid(FixedGrid):
         return self.t0 + (self.position + 1) * self.size
 
     def ends_before(self, t: float) -> list[float]:
-        """The step ends this grid puts strictly between ``t[0]`` and ``t`` (the steps that located an event at ``t``)."""
+        """The step ends this grid puts strictly between ``t[0]`` and ``t`` (the steps that located an event at
+        ``t``)."""
         ends, k = [], 1
         while (t - (self.t0 + k * self.size)) * self.size > 0:
             ends.append(self.t0 + k * self.size)

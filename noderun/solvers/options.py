@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .method import SolveMethod, StepMethod
 from .tableau import ButcherTableau
 
-Method = Union[ButcherTableau, StepMethod, SolveMethod]
+Method = ButcherTableau | StepMethod | SolveMethod
 
 FIXED_STEP_KEYS = ("step_size", "grid_constructor", "perturb", "interp", "compile")
 EVENT_FIXED_STEP_KEYS = ("max_num_steps",)  # accepted for fixed-step methods in an event solve only
