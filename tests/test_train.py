@@ -140,3 +140,18 @@ def test_a_run_writes_its_settings_and_final_numbers_for_the_hparams_dashboard(t
     assert start.hparams["seed"].number_value == 0
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert "final/test_error" in {info.name.tag for info in experiment.metric_infos}
+
+
+def test_a_checkpoint_saved_before_augment_dim_existed_still_resumes(tmp_path):
+    import torch
+
+    run(compose_config("train.max_iters=1", "train.epochs=1", "model.channels=8"), tmp_path / "old")
+    path = tmp_path / "old" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["config"]["model"]["augment_dim"]  # as runs saved before the key existed
+    torch.save(state, path)
+    resumed = run(
+        compose_config("train.max_iters=2", "train.epochs=1", "model.channels=8", f"resume={tmp_path / 'old'}"),
+        tmp_path / "new",
+    )
+    assert resumed["status"] == "completed" and resumed["steps"] == 2

@@ -99,6 +99,16 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+ADDED_MODEL_KEYS = {"augment_dim": 0}  # model keys added after runs were saved, at the value those runs had
+
+
+def with_added_keys(saved: Any, current: Any) -> Any:
+    """A saved model config with the keys added since that ``current`` has, at their earlier value."""
+    if not (isinstance(saved, dict) and isinstance(current, dict)):
+        return saved
+    return {**{key: value for key, value in ADDED_MODEL_KEYS.items() if key in current}, **saved}
+
+
 def check_matches(
     checkpoint: Any, model: torch.nn.Module, config: dict[str, Any], source: str | Path, required: Sequence[str]
 ) -> None:
@@ -109,7 +119,7 @@ def check_matches(
     if missing:
         raise ValueError(f"resume={source}: not a complete noderun checkpoint (missing {', '.join(missing)})")
     trained_with = checkpoint["config"].get("model") if isinstance(checkpoint["config"], dict) else None
-    if trained_with != config.get("model"):
+    if with_added_keys(trained_with, config.get("model")) != config.get("model"):
         raise ValueError(
             f"resume={source}: the checkpoint was trained with model {trained_with}, this run "
             f"builds model {config.get('model')}"
