@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def refuse_arguments(command: str, why: str) -> int:
+    """Arguments that do not go together: one line, exit status 2."""
+    print(f"noderun {command}: {why}", file=sys.stderr)
+    return 2
+
+
 def print_paths(paths) -> int:
     for path in paths:
         print(f"wrote {path}")
@@ -187,6 +193,8 @@ def print_paths(paths) -> int:
 def report(args) -> int:
     from .report import report_command
 
+    if args.hue and not args.plot:
+        return refuse_arguments("report", "--hue colours the lines of --plot X Y; add --plot or drop --hue")
     return report_command(args.directory, args.group_by, args.metrics, args.plot, args.hue)
 
 
@@ -234,6 +242,8 @@ def bench(args) -> int:
     from .log.progress import WorkProgress
 
     names = args.cases.split(",") if args.cases else None
+    if args.tolerances and not args.work_precision:
+        return refuse_arguments("bench", "--tolerances sets the ladder of --work-precision; add it or drop it")
     if args.work_precision:
         from .bench.precision import work_precision
 

@@ -162,9 +162,14 @@ def write_markdown(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def file_name(text: str) -> str:
+    """``text`` with the characters unfit for a file name as ``_``."""
+    return re.sub(r"[^\w.-]", "_", text)
+
+
 def report_name(group_by: str | None) -> str:
-    """``report``, or ``report_by_<key>`` for a grouped report (characters unfit for a file name as ``_``)."""
-    return "report" if not group_by else "report_by_" + re.sub(r"[^\w.-]", "_", group_by)
+    """``report``, or ``report_by_<key>`` for a grouped report."""
+    return "report" if not group_by else "report_by_" + file_name(group_by)
 
 
 def report_command(
@@ -200,7 +205,7 @@ def report_command(
         x, y = plot
         figure_name = f"plot_{y}_vs_{x}" + (f"_by_{hue}" if hue else "")
         try:
-            path = plot_runs(runs, x, y, hue, root / (re.sub(r"[^\w.-]", "_", figure_name) + ".png"))
+            path = plot_runs(runs, x, y, hue, root / f"{file_name(figure_name)}.png")
         except ValueError as error:
             print(f"noderun report --plot: {error}", file=sys.stderr)
             return 2

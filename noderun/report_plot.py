@@ -12,22 +12,32 @@ from typing import Any
 from .report import RunRecord, varying_keys
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def number(value: Any) -> float | None:
+    """A summary number, or a swept config value as the overrides spell it (``"1e-4"``); else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def points(
     runs: list[RunRecord], x: str, y: str, hue: str | None
 ) -> dict[str, list[tuple[float, float, float, float]]]:
-    """Per hue value, ``(x mean, x std, y mean, y std)`` of each configuration whose runs all have both values."""
-    axes = [key for key in varying_keys(runs) if key not in ("seed", x, y)]
+    """Per hue value, ``(x mean, x std, y mean, y std)`` of each configuration (its runs differ in ``seed``
+    alone; an axis that is a setting, not a result, sets configurations apart) whose runs have both values."""
+    settings = {key for run in runs for key in (*run.overrides, *run.config) if key not in run.summary}
+    axes = [key for key in varying_keys(runs) if key != "seed" and (key not in (x, y) or key in settings)]
     groups: dict[tuple[str, ...], list[RunRecord]] = {}
     for run in runs:
-        if is_number(run.get(x)) and is_number(run.get(y)):
+        if number(run.get(x)) is not None and number(run.get(y)) is not None:
             groups.setdefault(tuple(str(run.get(key)) for key in axes), []).append(run)
     by_hue: dict[str, list[tuple[float, float, float, float]]] = {}
     for members in groups.values():
-        xs, ys = [run.get(x) for run in members], [run.get(y) for run in members]
+        xs, ys = [number(run.get(x)) for run in members], [number(run.get(y)) for run in members]
         label = str(members[0].get(hue)) if hue else y
         by_hue.setdefault(label, []).append((statistics.fmean(xs), spread(xs), statistics.fmean(ys), spread(ys)))
     return {label: sorted(series) for label, series in by_hue.items()}
@@ -45,7 +55,7 @@ def plot_runs(runs: list[RunRecord], x: str, y: str, hue: str | None, path: Path
     """The figure at ``path``; ``ValueError`` naming the key when no run has both values as numbers."""
     series = points(runs, x, y, hue)
     if not series:
-        have = sorted({key for run in runs for key, value in run.summary.items() if is_number(value)})
+        have = sorted({key for run in runs for key, value in run.summary.items() if isinstance(number(value), float)})
         raise ValueError(f"no run has numbers for both {x!r} and {y!r}; numeric summary keys: {', '.join(have)}")
     import matplotlib
 

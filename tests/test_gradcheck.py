@@ -70,7 +70,7 @@ def test_the_reference_agrees_with_finite_differences():
 
 def test_every_mode_approaches_the_reference_as_the_tolerance_tightens():
     model, loss_of = small_problem()
-    reference, *rows = gradient_errors(model, loss_of, "dopri5", tolerances=(1e-2, 1e-8))
+    reference, *rows = gradient_errors(model, loss_of, {"method": "dopri5"}, tolerances=(1e-2, 1e-8))
     assert reference["mode"] == "reference" and reference["relative_error"] < 1e-8
     assert {row["mode"] for row in rows} == set(MODES)
     for mode in MODES:

@@ -153,6 +153,7 @@ def test_augmented_odenet_keeps_its_output_shape_and_starts_the_extra_channels_a
     images = torch.randn(2, 1, 28, 28)
     plain = ODENet((1, 28, 28), 10, settings, channels=8)
     augmented = ODENet((1, 28, 28), 10, settings, channels=8, augment_dim=3)
+    assert ODENet((1, 28, 28), 10, settings, channels=64, augment_dim=2)(images).shape == (2, 10)  # 66 channels
     starts = []
     augmented.feature.register_forward_hook(lambda module, inputs, output: starts.append(inputs[0]))
     assert augmented(images).shape == plain(images).shape == (2, 10)
@@ -196,3 +197,28 @@ def test_a_regularised_augmented_jittered_run_logs_each_term(tmp_path):
     record = read_metrics(tmp_path)[-1]
     assert record["reg_kinetic_mean"] > 0 and record["reg_jacobian_mean"] > 0
     assert summary["reg_kinetic"] == pytest.approx(record["reg_kinetic_mean"])
+
+
+@pytest.mark.parametrize("grad", ["adjoint", "checkpoint"])
+def test_on_nonlinear_dynamics_every_grad_mode_gives_backprops_gradient_of_the_penalty(grad):
+    """Unlike the linear case, the Jacobian term here depends on the state, so its gradient needs the
+    second derivatives of the dynamics in every mode."""
+
+    class Tanh(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 3))
+
+        def forward(self, t, h):
+            return self.net(h)
+
+    gradients = {}
+    for mode in ("backprop", grad):
+        torch.manual_seed(0)
+        block = ODEBlock(Tanh().double(), SolverSettings("dopri5", 1e-9, 1e-9, grad=mode), integration_time=T)
+        block.regularization = Regularization(kinetic=1.0, jacobian=1.0, noise="rademacher")
+        out = block(H0)
+        total, _ = penalty([block])
+        gradients[mode] = torch.autograd.grad(total + out.pow(2).sum(), list(block.parameters()))
+    for computed, exact in zip(gradients[grad], gradients["backprop"]):
+        torch.testing.assert_close(computed, exact, rtol=1e-6, atol=1e-8)

@@ -75,3 +75,13 @@ def test_report_plot_of_a_missing_metric_names_the_numeric_ones(sweep, capsys):
         "no run has numbers for both 'nfe' and 'test_rmse_extrap'; numeric summary keys: test_rmse_extrap, "
         "test_rmse_interp" in capsys.readouterr().err
     )
+
+
+def test_plot_takes_a_swept_config_key_as_an_axis(tmp_path):
+    from noderun.report import load_runs
+    from noderun.report_plot import points
+
+    for job, (weight, seed, nfe) in enumerate([(0, 0, 20), (0, 1, 22), (0.01, 0, 14), (0.01, 1, 14)]):
+        fake_run(tmp_path / str(job), {"regularizer.kinetic": weight, "seed": seed}, {"nfe_forward": nfe})
+    series = points(load_runs(tmp_path), "regularizer.kinetic", "nfe_forward", None)
+    assert series == {"nfe_forward": [(0.0, 0.0, 21.0, pytest.approx(2**0.5)), (0.01, 0.0, 14.0, 0.0)]}

@@ -66,3 +66,16 @@ def test_the_command_writes_the_csv_and_figures(tmp_path, capsys):
     )
     assert (tmp_path / "stiff_van_der_pol.png").exists()
     assert f"wrote {tmp_path}/work_precision.csv" in capsys.readouterr().out
+
+
+def test_noderun_rows_are_solved_by_noderun_without_torchdiffeq(monkeypatch):
+    import sys
+
+    from noderun.bench.precision import PrecisionTrial
+
+    monkeypatch.setitem(sys.modules, "torchdiffeq", None)  # importing it now fails
+    problem = load_problem("mlp", tiny=True)
+    exact = reference(problem)
+    for tolerance, steps, method in [(None, 10, "rk4"), (1e-4, None, "dopri5")]:
+        row = PrecisionTrial(problem, "noderun", method, tolerance, steps, exact).row()
+        assert row["error"] < 1 and row["nfe"] > 0 and "note" not in row

@@ -28,9 +28,9 @@ from ..errors import SolverError
 from ..log.files import write_csv
 from ..log.progress import WorkProgress
 from ..odeint import odeint
-from .cases import CASES, build_cases
+from .cases import build_cases
 from .measure import Counted
-from .stiff import STIFF_CASES
+from .stiff import STIFF_CASES, has_scipy
 
 TOLERANCES = tuple(10.0**-k for k in range(3, 11))  # 1e-3 ... 1e-10
 STIFF_TOLERANCES = tuple(10.0**-k for k in range(3, 9))  # 1e-3 ... 1e-8
@@ -66,7 +66,7 @@ def load_problem(name: str, tiny: bool) -> Problem:
         return Problem(
             name, case.func, case.y0, torch.tensor([0.0, case.t_end], dtype=torch.float64), True, case.atol / case.rtol
         )
-    if name not in CASES:
+    if name not in PROBLEMS:
         raise ValueError(f"unknown work-precision problem {name!r}; valid: {', '.join(PROBLEMS)}")
     case = build_cases([name], tiny)[0]
     return Problem(name, copy.deepcopy(case.func).double(), case.y0.double(), case.t.double(), False)
@@ -89,10 +89,6 @@ def reference(problem: Problem) -> Tensor:
             atol=tolerance * problem.atol_ratio,
             options={"max_num_steps": 10 * BUDGET},
         )
-
-
-def has_scipy() -> bool:
-    return importlib.util.find_spec("scipy") is not None
 
 
 def has_torchdiffeq() -> bool:
@@ -171,8 +167,9 @@ class PrecisionTrial:
             if steps is not None
             else {"rtol": tolerance, "atol": tolerance * problem.atol_ratio}
         )
-        if library == "noderun" and steps is None:
-            keywords["options"] = {"max_num_steps": BUDGET}
+        if library == "noderun":
+            if steps is None:
+                keywords["options"] = {"max_num_steps": BUDGET}
             solve = odeint
         else:
             import torchdiffeq

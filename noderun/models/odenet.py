@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -9,7 +11,10 @@ from .ode_block import ODEBlock, SolverSettings
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, channels), channels)
+    """32 groups (the paper's), or one per channel below 32; a count that 32 does not divide (an augmented
+    66) takes the largest group count dividing both."""
+    groups = min(32, channels)
+    return nn.GroupNorm(groups if channels % groups == 0 else math.gcd(32, channels), channels)
 
 
 class ConcatConv2d(nn.Module):

@@ -62,23 +62,36 @@ class RegularizedDynamics(nn.Module):
         self.func, self.terms, self.noise, self.tuple_state = func, terms, noise, tuple_state
 
     def forward(self, t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        inner = state[: -len(self.terms)]
-        flow, rest = inner[0], inner[1:]
-
-        create_graph = torch.is_grad_enabled()  # false in no-grad solves: nothing to differentiate later
-        with torch.enable_grad():
-            if "jacobian" in self.terms and not (create_graph and flow.requires_grad):
-                flow = flow.detach().requires_grad_(True)  # a view made under no_grad can require grad, off the graph
-            out = self.func(t, (flow, *rest)) if self.tuple_state else self.func(t, flow)
-            f, rest_derivative = (out[0], tuple(out[1:])) if self.tuple_state else (out, ())
-            if "jacobian" in self.terms:
-                noise_jacobian = torch.autograd.grad(f, flow, self.noise, create_graph=create_graph)[0]
+        flow, *rest = state[: -len(self.terms)]
+        if "jacobian" in self.terms:
+            f, rest_derivative, noise_jacobian = self._with_noise_jacobian(t, flow, rest)
+        else:
+            f, rest_derivative = self._derivative(t, flow, rest)
         values = {
             "kinetic": lambda: f.pow(2).flatten(1).sum(1),
             "jacobian": lambda: noise_jacobian.pow(2).flatten(1).sum(1),
         }
-        derivative = (f, *rest_derivative, *(values[term]().to(state[-1].dtype) for term in self.terms))
-        return derivative if create_graph else tuple(part.detach() for part in derivative)
+        return (f, *rest_derivative, *(values[term]().to(state[-1].dtype) for term in self.terms))
+
+    def _derivative(self, t: Tensor, flow: Tensor, rest: list[Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The flowing tensor's derivative and the rest of the state's."""
+        if not self.tuple_state:
+            return self.func(t, flow), ()
+        out = self.func(t, (flow, *rest))
+        return out[0], tuple(out[1:])
+
+    def _with_noise_jacobian(self, t: Tensor, flow: Tensor, rest: list[Tensor]):
+        """``_derivative`` and ``εᵀ ∂f/∂h``: under autograd even in a no-grad solve (whose results are then
+        detached: nothing will differentiate them)."""
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not (create_graph and flow.requires_grad):
+                flow = flow.detach().requires_grad_(True)  # a view made under no_grad can require grad, off the graph
+            f, rest_derivative = self._derivative(t, flow, rest)
+            noise_jacobian = torch.autograd.grad(f, flow, self.noise, create_graph=create_graph)[0]
+        if create_graph:
+            return f, rest_derivative, noise_jacobian
+        return f.detach(), tuple(part.detach() for part in rest_derivative), noise_jacobian.detach()
 
 
 def regularized_solve(

@@ -11,16 +11,18 @@ converge slowly in their gradient; a higher-order reference method would take fa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..errors import ConfigError
 from ..log.files import write_csv
+from ..solvers.method import SolveMethod
 from ..solvers.methods import get_method
 from ..solvers.settings import SolverSettings
 from ..train.build import build_task
@@ -72,19 +74,21 @@ def reference_gradient(model: nn.Module, loss_of: LossOf, looser: float = 1.0) -
 
 
 def relative_error(gradient: Tensor, reference: Tensor) -> float:
-    return float(torch.linalg.vector_norm(gradient - reference) / torch.linalg.vector_norm(reference))
+    """``‖g − g_ref‖ / ‖g_ref‖``; the absolute error where the reference is zero (a loss at a stationary point)."""
+    size = torch.linalg.vector_norm(reference)
+    return float(torch.linalg.vector_norm(gradient - reference) / (size if size > 0 else 1.0))
 
 
 def gradient_errors(
     model: nn.Module,
     loss_of: LossOf,
-    method: str,
+    solver: Mapping[str, Any],
     tolerances: tuple[float, ...] = TOLERANCES,
     modes: tuple[str, ...] = tuple(MODES),
 ) -> list[dict[str, Any]]:
     """One row per mode and tolerance: the gradient's relative error against the reference, NFE, seconds and
-    saved MB (``method`` with ``rtol = atol = tolerance``); first a row ``reference`` with the reference's
-    estimated error (against the reference at ten times its tolerance)."""
+    saved MB (the ``solver`` config node, a run's, with ``rtol = atol = tolerance``); first a row ``reference``
+    with the reference's estimated error (against the reference at ten times its tolerance)."""
     reference = reference_gradient(model, loss_of)
     check = reference_gradient(model, loss_of, looser=10.0)
     rows = [
@@ -100,7 +104,7 @@ def gradient_errors(
     ]
     for tolerance in tolerances:
         for mode in modes:
-            settings = SolverSettings.from_config({"method": method, "rtol": tolerance, "atol": tolerance}, MODES[mode])
+            settings = SolverSettings.from_config({**solver, "rtol": tolerance, "atol": tolerance}, MODES[mode])
             gradient, record = gradient_with(model, loss_of, settings)
             rows.append(
                 {
@@ -116,15 +120,18 @@ def gradient_errors(
     return rows
 
 
-def run_loss(path_or_dir: str | Path, batch_size: int) -> tuple[nn.Module, LossOf, str]:
+def run_loss(path_or_dir: str | Path, batch_size: int) -> tuple[nn.Module, LossOf, dict[str, Any]]:
     """A trained run's model in float64 (evaluation mode: no regulariser, no jitter, exact traces), its
-    task's loss on the first ``batch_size`` test samples, and its solver method."""
+    task's loss on the first ``batch_size`` test samples, and its solver config node."""
     trained = load_trained_model(path_or_dir)
-    method = str(trained.config.solver.method)
-    if not get_method(method).adaptive:
+    solver = OmegaConf.to_container(trained.config.solver, resolve=True)
+    method = get_method(solver["method"])
+    if not method.adaptive or isinstance(method, SolveMethod):
         raise ConfigError(
-            f"{path_or_dir}: solver {method!r} takes fixed steps, and this study sweeps tolerances; "
-            "accepted: a run trained with an adaptive method (dopri5, tsit5, bosh3, ...)"
+            f"{path_or_dir}: solver {solver['method']!r} "
+            + ("hands the problem to SciPy" if method.adaptive else "takes fixed steps")
+            + ", and this study sweeps noderun's tolerances in every grad mode; accepted: a run trained with an "
+            "adaptive noderun method (dopri5, tsit5, bosh3, kvaerno5, ...)"
         )
     task = build_task(trained.config, trained.data.info)
     batch = next(iter(DataLoader(trained.data.test, batch_size=batch_size)))
@@ -134,7 +141,7 @@ def run_loss(path_or_dir: str | Path, batch_size: int) -> tuple[nn.Module, LossO
         else [part.double() if part.is_floating_point() else part for part in batch]
     )
     model = trained.model.double()
-    return model, (lambda m: task.loss(m, batch)[0]), method
+    return model, (lambda m: task.loss(m, batch)[0]), solver
 
 
 def gradcheck(
@@ -144,14 +151,14 @@ def gradcheck(
     tolerances: tuple[float, ...] = TOLERANCES,
 ) -> list[Path]:
     """``gradcheck.csv``, ``gradcheck.md`` and ``gradcheck.png`` for a trained run (default: RUN/gradcheck)."""
-    model, loss_of, method = run_loss(path_or_dir, batch_size)
-    rows = gradient_errors(model, loss_of, method, tolerances)
+    model, loss_of, solver = run_loss(path_or_dir, batch_size)
+    rows = gradient_errors(model, loss_of, solver, tolerances)
     run_dir = Path(path_or_dir) if Path(path_or_dir).is_dir() else Path(path_or_dir).parent
     out_dir = Path(out) if out is not None else run_dir / "gradcheck"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "gradcheck.csv", rows)
-    (out_dir / "gradcheck.md").write_text(markdown(rows, method, batch_size))
-    plot(rows, method, out_dir / "gradcheck.png")
+    (out_dir / "gradcheck.md").write_text(markdown(rows, solver["method"], batch_size))
+    plot(rows, solver["method"], out_dir / "gradcheck.png")
     return [out_dir / "gradcheck.csv", out_dir / "gradcheck.md", out_dir / "gradcheck.png"]
 
 

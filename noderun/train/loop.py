@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from ..data.splits import DataSplits
 from ..log.files import MetricsWriter
 from ..log.progress import EpochProgress, Position
+from ..models.regularize import TERMS
 from ..tasks import Task
 from .checkpoint import CHECKPOINT_NAME, random_states, restore_random_states, save_checkpoint
 from .distributed import Processes, loss_module
@@ -78,7 +79,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
 STEP_SCALARS = ("loss", "nfe_forward", "nfe_backward")  # to TensorBoard every ``log_every`` steps
 STEP_STATS = ("nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected", "forward_s", "backward_s")
 MEMORY_STATS = ["saved_tensors_mb", "cuda_peak_mb", "peak_rss_mb"]  # the largest over the processes
-REGULARIZER_STATS = ("reg_kinetic", "reg_jacobian")  # the integrals of a regularised run (regularizer=...)
+REGULARIZER_STATS = tuple(f"reg_{term}" for term in TERMS)  # the integrals of a regularised run (regularizer=...)
 
 # The checkpoint's layout, written by ``Trainer.state_dict`` and read by ``Trainer.load_state_dict``.
 STATE_KEYS = ("model", "optimizer", "scheduler", "state", "epoch_iterations", "epoch_failures", "random", "config")

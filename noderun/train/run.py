@@ -128,11 +128,11 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         raise
     finally:
         summary["wall_time_s"] = time.perf_counter() - started
-        writer.write_hparams(*tensorboard_hparams(OmegaConf.to_container(cfg, resolve=True), summary))
-        writer.close()
         distributed.stop()
         if processes.main:
             write_json_atomic(output_dir / SUMMARY_NAME, rounded(summary))
+        write_hparams(writer, cfg, summary)
+        writer.close()
     if processes.main:
         headline = summary.get("headline")
         console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
@@ -160,6 +160,14 @@ def tensorboard_hparams(config: dict[str, Any], summary: dict[str, Any]) -> tupl
         for key, value in metrics.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }
+
+
+def write_hparams(writer: MetricsWriter, cfg: DictConfig, summary: dict[str, Any]) -> None:
+    """The HParams record of the run; a failure to write it is a warning (the summary is written already)."""
+    try:
+        writer.write_hparams(*tensorboard_hparams(OmegaConf.to_container(cfg, resolve=True), summary))
+    except Exception as error:  # TensorBoard's writer: nothing of the run may be lost to it
+        log.warning(f"the TensorBoard HParams record was not written: {type(error).__name__}: {error}")
 
 
 def check_outcome(record: dict[str, Any], trainer: Trainer) -> None:

@@ -16,6 +16,7 @@ from ..data.toy2d import SHAPES
 from ..errors import ConfigError
 from ..models.cnf import TRACES
 from ..models.planar_nf import DIRECTIONS
+from ..models.regularize import TERMS
 from ..models.trace import NOISES
 from ..solvers.methods import get_method
 from ..solvers.options import SettingError, is_positive
@@ -203,7 +204,7 @@ def _check_solver_node(cfg: DictConfig, key: str) -> None:
 def _check_training_terms(cfg: DictConfig) -> None:
     """A regulariser needs a model that solves an ODE; STEER's jitter one solved over ``[0, T]``, less than T."""
     model_class = str(_value(cfg, "model._target_")).rsplit(".", 1)[-1]
-    weighted = [key for key in ("kinetic", "jacobian") if (_value(cfg, f"regularizer.{key}") or 0) > 0]
+    weighted = [key for key in TERMS if (_value(cfg, f"regularizer.{key}") or 0) > 0]
     if weighted and model_class not in ODE_MODELS:
         raise ConfigError(
             f"regularizer.{weighted[0]}={_value(cfg, f'regularizer.{weighted[0]}')} regularises an ODE's "
