@@ -32,6 +32,7 @@ class TrainConfig:
     max_bad_batches: Optional[int] = MISSING
     distributed: bool = MISSING
     end_time_jitter: float = MISSING
+    keep_checkpoints: bool = MISSING
 
 
 @dataclass

@@ -155,3 +155,15 @@ def test_a_checkpoint_saved_before_augment_dim_existed_still_resumes(tmp_path):
         tmp_path / "new",
     )
     assert resumed["status"] == "completed" and resumed["steps"] == 2
+
+
+def test_keep_checkpoints_keeps_every_epochs_model(tmp_path):
+    import torch
+
+    spirals = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.epochs=2"]
+    run(conftest.compose_config(*spirals, "train.progress=false", "train.keep_checkpoints=true"), tmp_path)
+    kept = sorted(path.name for path in tmp_path.glob("checkpoint_epoch*.pt"))
+    assert kept == ["checkpoint_epoch1.pt", "checkpoint_epoch2.pt"]
+    first, second = (torch.load(tmp_path / name, weights_only=True) for name in kept)
+    assert first["state"]["epoch"] == 1 and second["state"]["epoch"] == 2
+    assert any(not torch.equal(first["model"][key], second["model"][key]) for key in first["model"])

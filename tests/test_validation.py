@@ -107,7 +107,7 @@ BAD_COMPOSITIONS = {  # refused by the schemas (conf/schema.py) while Hydra comp
     "unknown_key": (
         ["train.epoch=3"],
         r"^train.epoch: unknown key \(did you mean train.epochs\?\); accepted keys: "
-        r"epochs, batch_size, .*distributed, end_time_jitter$",
+        r"epochs, batch_size, .*distributed, end_time_jitter, keep_checkpoints$",
     ),
     "key_of_another_option": (
         ["solver=rk4", "solver.first_step=0.1"],

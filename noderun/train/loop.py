@@ -66,6 +66,7 @@ class TrainSettings:
     seed: int
     progress: bool = True
     log_every: int | None = None  # steps between per-step TensorBoard scalars and plain progress lines
+    keep_checkpoints: bool = False  # also keep each epoch's checkpoint as checkpoint_epoch<N>.pt
     policy: FailurePolicy = FailurePolicy()
 
 
@@ -149,7 +150,7 @@ class Trainer:
                     self.epoch_failures = dict.fromkeys(self.epoch_failures, 0)
                     self.epoch_times.append(self.last_record["epoch_time_s"])
                 self._stop_if_asked()
-                self.save_checkpoint()
+                self.save_checkpoint(keep=self.settings.keep_checkpoints and not partial)
         return self.last_record
 
     def _stop_if_asked(self) -> None:
@@ -375,11 +376,14 @@ class Trainer:
         self.epoch_failures = {**dict.fromkeys(EPOCH_COUNTERS, 0), **state.get("epoch_failures", {})}
         restore_random_states(self.processes.own_random_states(state["random"]))
 
-    def save_checkpoint(self) -> None:
-        """``state_dict()`` written atomically by process 0."""
+    def save_checkpoint(self, keep: bool = False) -> None:
+        """``state_dict()`` written atomically by process 0; with ``keep``, also as ``checkpoint_epoch<N>.pt``
+        (``train.keep_checkpoints``: the model at every epoch's end, for studies over training)."""
         state = self.state_dict()
         if self.processes.main:
             save_checkpoint(self.output_dir / CHECKPOINT_NAME, state)
+            if keep:
+                save_checkpoint(self.output_dir / f"checkpoint_epoch{self.state.epoch}.pt", state)
 
 
 @dataclass

@@ -250,6 +250,7 @@ def build_trainer(
         seed=cfg.seed,
         progress=cfg.train.progress,
         log_every=cfg.log.every_steps,
+        keep_checkpoints=cfg.train.keep_checkpoints,
         policy=failure_policy(cfg),
     )
     trainer = Trainer(
