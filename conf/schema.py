@@ -32,7 +32,7 @@ class TrainConfig:
     max_bad_batches: Optional[int] = MISSING
     distributed: bool = MISSING
     end_time_jitter: float = MISSING
-    keep_checkpoints: bool = MISSING
+    keep_checkpoints: Optional[int] = MISSING
 
 
 @dataclass

@@ -78,6 +78,7 @@ BAD_CONFIGS = {
     "resume": (["resume=/nonexistent/run"], r"resume='/nonexistent/run': no checkpoint there"),
     "threads": (["threads=0"], r"threads=0: accepted values: a positive integer or null"),
     "every_steps": (["log.every_steps=0"], r"log.every_steps=0: accepted values: a positive integer or null"),
+    "keep_checkpoints": (["train.keep_checkpoints=0"], r"train.keep_checkpoints=0: accepted values: a positive "),
     "regularizer_weight": (
         ["regularizer.jacobian=-1"],
         r"regularizer.jacobian=-1.0: accepted values: a finite number, ",

@@ -66,7 +66,7 @@ class TrainSettings:
     seed: int
     progress: bool = True
     log_every: int | None = None  # steps between per-step TensorBoard scalars and plain progress lines
-    keep_checkpoints: bool = False  # also keep each epoch's checkpoint as checkpoint_epoch<N>.pt
+    keep_checkpoints: int | None = None  # every this many epochs, also keep the checkpoint as checkpoint_epoch<N>.pt
     policy: FailurePolicy = FailurePolicy()
 
 
@@ -150,7 +150,8 @@ class Trainer:
                     self.epoch_failures = dict.fromkeys(self.epoch_failures, 0)
                     self.epoch_times.append(self.last_record["epoch_time_s"])
                 self._stop_if_asked()
-                self.save_checkpoint(keep=self.settings.keep_checkpoints and not partial)
+                every = self.settings.keep_checkpoints
+                self.save_checkpoint(keep=bool(every) and not partial and self.state.epoch % every == 0)
         return self.last_record
 
     def _stop_if_asked(self) -> None:
@@ -378,7 +379,7 @@ class Trainer:
 
     def save_checkpoint(self, keep: bool = False) -> None:
         """``state_dict()`` written atomically by process 0; with ``keep``, also as ``checkpoint_epoch<N>.pt``
-        (``train.keep_checkpoints``: the model at every epoch's end, for studies over training)."""
+        (``train.keep_checkpoints``: the model every few epochs, for studies over training)."""
         state = self.state_dict()
         if self.processes.main:
             save_checkpoint(self.output_dir / CHECKPOINT_NAME, state)

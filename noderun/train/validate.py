@@ -50,7 +50,13 @@ POSITIVE_INTEGERS = (
     "model.decoder_hidden",
     "task.eval_samples",
 )
-OPTIONAL_POSITIVE_INTEGERS = ("train.max_iters", "train.max_bad_batches", "threads", "log.every_steps")
+OPTIONAL_POSITIVE_INTEGERS = (
+    "train.keep_checkpoints",
+    "train.max_iters",
+    "train.max_bad_batches",
+    "threads",
+    "log.every_steps",
+)
 POSITIVE_NUMBERS = (
     "train.lr",
     "train.lr_gamma",
