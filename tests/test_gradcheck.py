@@ -81,59 +81,36 @@ def test_every_mode_approaches_the_reference_as_the_tolerance_tightens():
     assert adjoint["adjoint_seminorm"] <= adjoint["adjoint"]
 
 
+SMOKE = [
+    "experiment=mnist5k_odenet_smoke",
+    "model.channels=8",
+    "train.max_iters=1",
+    "dataset.test_fraction=0.02",
+    "train.test_batch_size=100",
+    "train.progress=false",
+]
+
+
+def trained(run_dir, *overrides):
+    """A one-step ODE-Net run in ``run_dir``, trained through the command line."""
+    assert main(["train", *SMOKE, *overrides, f"hydra.run.dir={run_dir}"]) == 0
+    return run_dir
+
+
 def test_the_command_writes_its_table_and_figure(tmp_path):
-    run_dir = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "experiment=mnist5k_odenet_smoke",
-                "model.channels=8",
-                "train.max_iters=1",
-                "dataset.test_fraction=0.02",
-                "train.test_batch_size=100",
-                "train.progress=false",
-                f"hydra.run.dir={run_dir}",
-            ]
-        )
-        == 0
-    )
+    run_dir = trained(tmp_path / "run")
     assert main(["gradcheck", str(run_dir), "--batch-size", "4", "--tolerances", "1e-3,1e-5"]) == 0
     with open(run_dir / "gradcheck" / "gradcheck.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 1 + 2 * len(MODES)
-    assert set(rows[0]) == {
-        "mode",
-        "tolerance",
-        "relative_error",
-        "nfe_forward",
-        "nfe_backward",
-        "seconds",
-        "saved_tensors_mb",
-    }
+    columns = {"mode", "tolerance", "relative_error", "nfe_forward", "nfe_backward", "seconds", "saved_tensors_mb"}
+    assert set(rows[0]) == columns
     assert all(float(row["relative_error"]) < 0.5 for row in rows)
     assert rows[0]["mode"] == "reference" and all(row["mode"] in MODES for row in rows[1:])
     assert (run_dir / "gradcheck" / "gradcheck.png").stat().st_size > 10_000
 
 
 def test_a_fixed_step_run_is_refused_in_one_line(tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "experiment=mnist5k_odenet_smoke",
-                "model.channels=8",
-                "train.max_iters=1",
-                "solver=rk4",
-                "solver.step_size=0.5",
-                "dataset.test_fraction=0.02",
-                "train.test_batch_size=100",
-                "train.progress=false",
-                f"hydra.run.dir={run_dir}",
-            ]
-        )
-        == 0
-    )
+    run_dir = trained(tmp_path / "run", "solver=rk4", "solver.step_size=0.5")
     assert main(["gradcheck", str(run_dir)]) == 2
     assert "takes fixed steps" in capsys.readouterr().err

@@ -194,6 +194,24 @@ class BackwardTrial:
         }
 
 
+class RepeatedSolve:
+    """A solve whose first call, made by the subclass, gave its ``facts`` (or left ``run`` as ``None`` when it
+    did not finish): ``time_once`` adds a timed repeat; ``row`` has the facts and the median time."""
+
+    run: Callable[[], Any] | None
+    facts: dict[str, Any]
+    times: list[float]
+
+    def time_once(self) -> None:
+        if self.run is not None:
+            started = time.perf_counter()
+            self.run()
+            self.times.append(time.perf_counter() - started)
+
+    def row(self) -> dict[str, Any]:
+        return {**self.facts, "time_s": statistics.median(self.times) if self.times else None}
+
+
 def interleaved(trials: list, repeats: int) -> list[dict[str, Any]]:
     """Time the trials in turn, ``repeats`` rounds, so that every library sees the same machine noise;
     one row per trial."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from ..log.files import write_csv
 from ..log.progress import WorkProgress
 from ..odeint import odeint
 from .cases import build_cases
-from .measure import Counted
+from .measure import Counted, RepeatedSolve
 from .stiff import STIFF_CASES, has_scipy
 
 TOLERANCES = tuple(10.0**-k for k in range(3, 11))  # 1e-3 ... 1e-10
@@ -127,7 +125,7 @@ def scipy_solution(problem: Problem, method: str, tolerance: float) -> tuple[Ten
     return torch.from_numpy(solution.y.T.copy()).reshape(len(times), *shape), solution.nfev
 
 
-class PrecisionTrial:
+class PrecisionTrial(RepeatedSolve):
     """One (library, method, setting) on a problem: a first solve gives the error and the evaluations, or the
     reason it did not finish (the row then has no time); ``time_once`` adds a timed repeat."""
 
@@ -185,15 +183,6 @@ class PrecisionTrial:
             return solution, func.calls
 
         return run
-
-    def time_once(self) -> None:
-        if self.run is not None:
-            started = time.perf_counter()
-            self.run()
-            self.times.append(time.perf_counter() - started)
-
-    def row(self) -> dict[str, Any]:
-        return {**self.facts, "time_s": statistics.median(self.times) if self.times else None}
 
 
 class CountedFunction:

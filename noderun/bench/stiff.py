@@ -7,7 +7,6 @@ the largest error at the end time against SciPy's Radau at rtol 1e-10 (noderun's
 from __future__ import annotations
 
 import importlib.util
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ..errors import SolverError
 from ..odeint import odeint
 from ..solvers.methods import STIFF
 from ..solvers.stats import SolveStats
-from .measure import interleaved
+from .measure import RepeatedSolve, interleaved
 
 SCIPY_METHODS = ("Radau", "BDF")
 EXPLICIT = "dopri5"
@@ -98,7 +97,7 @@ def reference_end(case: StiffCase) -> Tensor:
     )[-1]
 
 
-class StiffTrial:
+class StiffTrial(RepeatedSolve):
     """One method on one stiff case: a first solve gives the counts and the error (or the reason it did not
     finish, which leaves the row without times); ``time_once`` adds a timed repeat."""
 
@@ -150,15 +149,6 @@ class StiffTrial:
             return torch.from_numpy(solution.y[:, -1])
 
         return run
-
-    def time_once(self) -> None:
-        if self.run is not None:
-            started = time.perf_counter()
-            self.run()
-            self.times.append(time.perf_counter() - started)
-
-    def row(self) -> dict[str, Any]:
-        return {"time_s": statistics.median(self.times) if self.times else None, **self.facts}
 
 
 def stiff_runs() -> list[tuple[str, str]]:

@@ -34,6 +34,19 @@ def clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+def progress_bar(on: Console, shown: bool) -> Progress:
+    """Bars with a description, done/total, the time left and a status text (hidden unless ``shown``)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=on,
+        disable=not shown,
+    )
+
+
 class EpochProgress:
     """One epoch's progress, shown only when ``enabled``: a bar on a terminal, otherwise a log line each
     time the run's step count reaches a multiple of ``every`` (``None``: no lines). Call ``advance``
@@ -42,15 +55,7 @@ class EpochProgress:
     def __init__(self, position: Position, enabled: bool, every: int | None):
         self.position, self.done, self.started = position, 0, time.perf_counter()
         self.every = every if enabled and not console.is_terminal else None
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-            disable=not (enabled and console.is_terminal),
-        )
+        self.bar = progress_bar(console, shown=enabled and console.is_terminal)
         self.epoch_bar = self.bar.add_task(
             position.title, total=position.epoch_steps, completed=position.epoch_done, status=""
         )
@@ -90,15 +95,7 @@ class WorkProgress:
     def __init__(self, title: str, total: int):
         self.total, self.done, self.started = total, 0, time.perf_counter()
         self.console = Console(stderr=True)
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-            disable=not self.console.is_terminal,
-        )
+        self.bar = progress_bar(self.console, shown=self.console.is_terminal)
         self.task = self.bar.add_task(title, total=total, status="")
 
     def __enter__(self) -> WorkProgress:
