@@ -263,7 +263,7 @@ def plot(name: str, rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (by_time, by_nfe) = plt.subplots(1, 2, figsize=(13, 5))
+    figure, (by_time, by_nfe) = plt.subplots(1, 2, figsize=(13, 6))
     styles = {"noderun": "-", "torchdiffeq": "--", "scipy": ":"}
     markers = {"noderun": "o", "torchdiffeq": "s", "scipy": "^"}
     lines = {}
@@ -292,7 +292,8 @@ def plot(name: str, rows: list[dict[str, Any]], path: Path) -> None:
     )
     for axes in (by_time, by_nfe):
         axes.grid(True, which="major", alpha=0.3)
-    by_nfe.legend(fontsize=7, ncol=2, loc="best")
-    figure.tight_layout()
+    handles, labels = by_nfe.get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=8, ncol=6, loc="lower center", frameon=False)
+    figure.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(labels) / 6), 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
