@@ -40,6 +40,14 @@ def test_the_stiff_references_keep_the_case_tolerance_ratio():
     assert reference(problem).shape == (2, 3)
 
 
+def test_a_problem_solved_backwards_in_time_takes_positive_fixed_steps():
+    from noderun.bench.precision import PrecisionTrial
+
+    problem = load_problem("cnf", tiny=True)  # from t = 10 to 0
+    row = PrecisionTrial(problem, "noderun", "rk4", None, 100, reference(problem)).row()
+    assert "note" not in row and row["nfe"] == 400 and row["error"] < 1e-3
+
+
 def test_an_unknown_problem_is_refused_with_the_valid_ones(capsys):
     with pytest.raises(ValueError, match="valid: mlp, van_der_pol"):
         load_problem("lorenz", tiny=True)

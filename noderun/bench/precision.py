@@ -161,7 +161,7 @@ class PrecisionTrial(RepeatedSolve):
         if library == "scipy":
             return lambda: scipy_solution(problem, method, tolerance)
         func = Counted(problem.func) if isinstance(problem.func, torch.nn.Module) else CountedFunction(problem.func)
-        span = float(problem.t[-1] - problem.t[0])
+        span = abs(float(problem.t[-1] - problem.t[0]))  # a step size is positive in either direction
         keywords: dict[str, Any] = (
             {"options": {"step_size": span / steps}}
             if steps is not None
@@ -227,8 +227,8 @@ def work_precision(
     out: str | Path = "outputs/work_precision",
     tolerances: tuple[float, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every problem of ``names`` (default: all of ``PROBLEMS``): its rows, ``work_precision.csv`` and one
-    ``<problem>.png`` in ``out``."""
+    """Every problem of ``names`` (default: all of ``PROBLEMS``): its rows, ``work_precision.csv`` (written again
+    after each problem, so that a later failure loses nothing measured) and one ``<problem>.png`` in ``out``."""
     if repeats < 1 or threads < 1:
         raise ValueError("bench --work-precision needs --repeats and --threads of at least 1")
     problems = [load_problem(name, tiny) for name in (names or PROBLEMS)]
@@ -252,7 +252,7 @@ def work_precision(
             problem_rows = [trial.row() for trial in trials]
             plot(problem.name, problem_rows, out_dir / f"{problem.name}.png")
             rows += problem_rows
-    write_csv(out_dir / "work_precision.csv", [{key: row.get(key) for key in COLUMNS} for row in rows])
+            write_csv(out_dir / "work_precision.csv", [{key: row.get(key) for key in COLUMNS} for row in rows])
     return rows
 
 
