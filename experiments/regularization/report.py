@@ -25,11 +25,11 @@ TARGETS = {"odenet": "at most +0.3 points of test error", "cnf": "at most +0.05 
 
 
 def load(model_dir: Path) -> dict[str, list[dict]]:
-    """Per variant, each seed's summary and its per-epoch records."""
-    variants: dict[str, list[dict]] = {}
+    """Per variant, each completed seed's summary and its per-epoch records."""
+    variants: dict[str, list[dict]] = {"none": []}  # the baseline first
     for run in sorted(model_dir.glob("*/seed*")):
         summary_path = run / "summary.json"
-        if not summary_path.exists():
+        if not summary_path.exists() or json.loads(summary_path.read_text()).get("status") != "completed":
             continue
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         variants.setdefault(run.parent.name, []).append(
@@ -63,10 +63,11 @@ def plot(model: str, variants: dict[str, list[dict]], path: Path) -> None:
         tradeoff.errorbar(
             nfe[0], metric[0], xerr=nfe[1], yerr=metric[1], fmt="o", capsize=3, label=name, color=line.get_color()
         )
+    seeds = "–".join(str(n) for n in sorted({len(runs) for runs in variants.values()}))
     over_training.set(
         xlabel="epoch",
         ylabel="forward NFE per iteration (epoch mean)",
-        title=f"{model}: forward NFE over training (mean ± std, {len(runs)} seeds)",
+        title=f"{model}: forward NFE over training (mean ± std, {seeds} seeds)",
     )
     tradeoff.set(
         xlabel="forward NFE of the test solve (end of training)",
@@ -112,7 +113,7 @@ def main(results: Path) -> None:
     lines = []
     for model in HEADLINES:
         variants = load(results / model)
-        if "none" not in variants:
+        if not variants["none"]:
             continue
         plot(model, variants, results / f"nfe_{model}.png")
         lines += targets(model, variants)
