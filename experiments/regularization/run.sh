@@ -47,9 +47,12 @@ fi
 
 if [[ $stages == *report* ]]; then
   keys=regularizer.kinetic,regularizer.jacobian,train.end_time_jitter
-  "$noderun" report "$out/odenet" --group-by "$keys" \
-    --metrics status,test_error,test_nfe_forward_mean,nfe_forward,nfe_backward,reg_kinetic,reg_jacobian,epoch_time_s,wall_time_s
-  "$noderun" report "$out/cnf" --group-by "$keys" \
-    --metrics status,test_nll,test_nfe_forward_mean,nfe_forward,nfe_backward,reg_kinetic,reg_jacobian,epoch_time_s,wall_time_s
+  costs=test_nfe_forward_mean,nfe_forward,nfe_backward,reg_kinetic,reg_jacobian,epoch_time_s,wall_time_s
+  for model in odenet cnf; do  # those that were run
+    headline=$([[ $model == odenet ]] && echo test_error || echo test_nll)
+    if [[ -d $out/$model ]]; then
+      "$noderun" report "$out/$model" --group-by "$keys" --metrics "status,$headline,$costs" > /dev/null
+    fi
+  done
   "$python" experiments/regularization/report.py "$out"
 fi
