@@ -152,7 +152,8 @@ def test_sweep_with_a_diverging_job_completes_and_reports_it(tmp_path):
     assert "completed" in report and "diverged" in report
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGTERM (a cluster's preemption) by default; SIGINT takes the same path and runs with -m slow (12 s)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_interrupted_then_resumed_ends_like_an_uninterrupted_run(tmp_path, signum):
     settings = [*SMALL, "train.epochs=12"]
     straight = run(config("train.epochs=12"), tmp_path / "straight")

@@ -55,7 +55,11 @@ def summaries(sweep):
     "launcher, threads",
     [
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], max(1, (os.cpu_count() or 1) // 2)),
-        (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"], 1),
+        pytest.param(  # submitit's local executor: 11 s more, with -m slow
+            ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"],
+            1,
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_two_job_sweep_through_a_launcher(tmp_path, launcher, threads):
