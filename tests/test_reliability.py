@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config
+from conftest import SMALL_SPIRALS, compose_config
 from noderun.errors import SolverError
 from noderun.log.files import read_metrics, write_json_atomic
 from noderun.report import report_command
@@ -21,14 +21,7 @@ from noderun.train.failures import StopTraining
 from noderun.train.loop import Trainer
 from noderun.train.run import run
 
-# The latent ODE on 40 spirals (32 for training): two batches an epoch, a fraction of a second each.
-SMALL = [
-    "experiment=spiral_latent_ode",
-    "dataset.n_spirals=40",
-    "train.batch_size=16",
-    "train.test_batch_size=8",
-    "train.progress=false",
-]
+SMALL = SMALL_SPIRALS
 NO_SOLVE = "solver.max_num_steps=1"  # every adaptive solve runs out of steps: a SolverError on every batch
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from conftest import SMALL_SPIRALS, compose_config
 from noderun.cli import main
 from noderun.errors import ConfigError
 from noderun.log.files import read_metrics
@@ -21,14 +21,7 @@ from noderun.train import checkpoint as checkpoints
 from noderun.train import folders
 from noderun.train.run import run
 
-SMALL = [
-    "experiment=spiral_latent_ode",
-    "dataset.n_spirals=40",
-    "train.batch_size=16",
-    "train.test_batch_size=8",
-    "train.progress=false",
-    "train.max_iters=2",
-]
+SMALL = [*SMALL_SPIRALS, "train.max_iters=2"]
 SAME_DEFAULT = "hydra.run.dir=${noderun.unique_folder:outputs/same}"  # as two runs started in the same second
 REPOSITORY = pathlib.Path(__file__).parents[1]  # the noderun the processes import: this one
 

@@ -160,8 +160,7 @@ def test_a_checkpoint_saved_before_augment_dim_existed_still_resumes(tmp_path):
 def test_keep_checkpoints_keeps_every_epochs_model(tmp_path):
     import torch
 
-    spirals = ["experiment=spiral_latent_ode", "dataset.n_spirals=40", "train.batch_size=16", "train.epochs=2"]
-    run(conftest.compose_config(*spirals, "train.progress=false", "train.keep_checkpoints=1"), tmp_path)
+    run(conftest.compose_config(*conftest.SMALL_SPIRALS, "train.epochs=2", "train.keep_checkpoints=1"), tmp_path)
     kept = sorted(path.name for path in tmp_path.glob("checkpoint_epoch*.pt"))
     assert kept == ["checkpoint_epoch1.pt", "checkpoint_epoch2.pt"]
     first, second = (torch.load(tmp_path / name, weights_only=True) for name in kept)

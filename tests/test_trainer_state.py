@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from conftest import compose_config
+from conftest import SMALL_SPIRALS, compose_config
 from noderun.errors import SolverError
 from noderun.log.files import MetricsWriter
 from noderun.tasks import Task
@@ -18,14 +18,7 @@ from noderun.train.failures import EPOCH_COUNTERS, FAILURE_POLICIES, FailurePoli
 from noderun.train.loop import REQUIRED_STATE_KEYS, STATE_KEYS
 from noderun.train.run import build_trainer
 
-# The latent ODE on 40 spirals (32 for training): two batches an epoch, a fraction of a second each.
-SMALL = [
-    "experiment=spiral_latent_ode",
-    "dataset.n_spirals=40",
-    "train.batch_size=16",
-    "train.test_batch_size=8",
-    "train.progress=false",
-]
+SMALL = SMALL_SPIRALS
 
 
 def trainer_for(output_dir, *overrides):

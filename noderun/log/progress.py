@@ -47,7 +47,20 @@ def progress_bar(on: Console, shown: bool) -> Progress:
     )
 
 
-class EpochProgress:
+class ShownProgress:
+    """A ``progress_bar`` (``self.bar``) shown for the duration of a ``with`` block."""
+
+    bar: Progress
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self.bar.stop()
+
+
+class EpochProgress(ShownProgress):
     """One epoch's progress, shown only when ``enabled``: a bar on a terminal, otherwise a log line each
     time the run's step count reaches a multiple of ``every`` (``None``: no lines). Call ``advance``
     after each step, inside ``with``."""
@@ -60,13 +73,6 @@ class EpochProgress:
             position.title, total=position.epoch_steps, completed=position.epoch_done, status=""
         )
         self.run_bar = self.bar.add_task("run", total=position.run_steps, completed=position.run_done, status="")
-
-    def __enter__(self) -> EpochProgress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exception) -> None:
-        self.bar.stop()
 
     def advance(self, status: str) -> None:
         """One more step done; ``status`` describes it (loss, accuracy, NFE)."""
@@ -87,7 +93,7 @@ class EpochProgress:
         return f"{position.title} step {step}/{position.run_steps}: " + "; ".join(filter(None, (status, time_left)))
 
 
-class WorkProgress:
+class WorkProgress(ShownProgress):
     """A long command's progress over ``total`` units of work (a bench trial, a figure's solve): on a
     terminal, a rich bar on stderr with the time left; elsewhere, each unit's line on stderr with the time
     left, estimated from the units so far. Call ``advance(line)`` after each unit, inside ``with``."""
@@ -97,13 +103,6 @@ class WorkProgress:
         self.console = Console(stderr=True)
         self.bar = progress_bar(self.console, shown=self.console.is_terminal)
         self.task = self.bar.add_task(title, total=total, status="")
-
-    def __enter__(self) -> WorkProgress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exception) -> None:
-        self.bar.stop()
 
     def advance(self, line: str) -> None:
         self.done += 1
