@@ -148,6 +148,7 @@ class AdamsStepper:
     def __call__(self, t: float, y: Tensor, h: float, f0: Tensor | None) -> Step:
         f0 = self.rhs(t, y) if f0 is None else f0
         self.history.appendleft((t, f0))
+        assert self.history.maxlen is not None  # made with one
         if len(self.history) < self.history.maxlen:
             return rk_step(self.rhs, self.start, t, y, h, f0)
         return Step(t=t, h=h, y0=y, y1=self.method.advance(self, t, y, h), k=StageList([f0]))
@@ -155,14 +156,17 @@ class AdamsStepper:
     def extrapolate(self, t: float, y: Tensor, h: float) -> Tensor:
         """The Adams–Bashforth step over the whole history."""
         times, derivatives = zip(*self.history)
-        return y.add(weighted_sum(adams_weights(times, t, h), derivatives), alpha=h)
+        total = weighted_sum(adams_weights(times, t, h), derivatives)
+        assert total is not None  # the weights sum to 1
+        return y.add(total, alpha=h)
 
     def correct(self, t: float, y: Tensor, h: float, predicted: Tensor) -> Tensor:
         """The Adams–Moulton corrector from ``predicted`` by functional iteration; the last iterate when
         ``max_iters`` evaluations do not converge (with a warning, once per solve)."""
         history = list(self.history)[: self.max_order - 1]
         weights = adams_weights([t + h] + [s for s, _ in history], t, h)
-        known = y if not history else y.add(weighted_sum(weights[1:], [f for _, f in history]), alpha=h)
+        total = weighted_sum(weights[1:], [f for _, f in history])
+        known = y if total is None else y.add(total, alpha=h)
         current = predicted
         for _ in range(self.max_iters):
             previous = current

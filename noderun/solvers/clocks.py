@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor
 
-from .control import FloatOps, TensorOps
+from .control import FloatOps, Number, Ops, TensorOps
 from .interpolate import dense_output, dense_stages
+from .method import Adaptive, StepMethod
 from .stats import NewtonWork
 from .step import RHS, StageBuffer, StageList, Step, weighted_sum
 from .tableau import ButcherTableau
@@ -55,6 +57,24 @@ class Solution:
     work: NewtonWork | None = None  # an implicit method's Newton work
 
 
+class Clock(Protocol):
+    """What the integration loop and the step-size control use of a clock: ``SharedClock`` (``EventClock``) or
+    ``SampleClocks``. Its times, step sizes and decisions are ``Number``s, which its ``ops`` operate on."""
+
+    per_sample: bool
+    ops: Ops
+    time_dtype: torch.dtype
+    t: Number
+    moving: Number
+
+    def unfinished(self) -> bool: ...
+    def uniform(self, h: float) -> Number: ...
+    def end_of_step(self, h: Number) -> Number: ...
+    def where(self, step: Step, at: Number) -> str: ...
+    def advance(self, rhs: RHS, step: Step, t_end: Number, accepted: Number) -> tuple[Tensor, Tensor | None]: ...
+    def finish(self) -> Solution: ...
+
+
 class SharedClock:
     """One float time for the whole state. Steps end on every time of ``stops`` inside the integration
     interval (``step_t`` and ``jump_t``); after a step that ends on a time of ``jumps`` the next step's
@@ -65,7 +85,7 @@ class SharedClock:
     controller's step size and evaluates its first derivative anew."""
 
     per_sample = False
-    ops = FloatOps
+    ops: Ops = FloatOps
     time_dtype = torch.float64
     moving = True  # every element moves with every accepted step
 
@@ -73,7 +93,7 @@ class SharedClock:
         self,
         y0: Tensor,
         times: list[float],
-        tableau: ButcherTableau,
+        tableau: ButcherTableau | StepMethod,
         record: bool = False,
         stops: tuple[float, ...] = (),
         jumps: tuple[float, ...] = (),
@@ -137,11 +157,12 @@ class SharedClock:
                 if self.next_out < len(times) - 1:
                     reached.append(self.next_out)
             else:
+                tableau = cast(Adaptive, self.tableau)  # adaptive: a fixed grid's steps end on the output times
                 if not extended:
-                    dense_stages(rhs, self.tableau, step)
+                    dense_stages(rhs, tableau, step)
                     extended = True
                 theta = (times[self.next_out] - step.t) / step.h
-                sol.ys.append(dense_output(self.tableau, step, theta))
+                sol.ys.append(dense_output(tableau, step, theta))
                 sol.output_steps.append((sol.accepted, theta))
             self.next_out += 1
         return reached
@@ -163,7 +184,9 @@ class SampleStages(StageList):
         return y if total is None else y + rows(h, y).to(y.dtype) * total
 
     def weighted(self, weights: Sequence[float], scale: Tensor) -> Tensor:
-        return weighted_sum(weights, self.k) * rows(scale, self.k[0]).to(self.k[0].dtype)
+        total = weighted_sum(weights, self.k)
+        assert total is not None  # an error estimate's weights are not all zero
+        return total * rows(scale, self.k[0]).to(self.k[0].dtype)
 
 
 class SampleStageBuffer(StageBuffer):
@@ -173,7 +196,7 @@ class SampleStageBuffer(StageBuffer):
     def __init__(self, tableau: ButcherTableau, like: Tensor):
         super().__init__(tableau, like)
         self.h: Tensor | None = None
-        self.h_rows: Tensor | None = None
+        self.h_rows: Tensor  # h as rows of the state's dtype: made with h, on first use
 
     def combine(self, y: Tensor, h: Tensor, weights: Sequence[float]) -> Tensor:
         return torch.addcmul(y, self._rows(h), self._sum(weights))
@@ -200,9 +223,9 @@ class SampleClocks:
     """One float64 time per sample (float32 on MPS, which has no float64)."""
 
     per_sample = True
-    ops = TensorOps
+    ops: Ops = TensorOps
 
-    def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau):
+    def __init__(self, y0: Tensor, times: list[float], tableau: ButcherTableau | StepMethod):
         self.tableau, self.count = tableau, len(times)
         dtype = torch.float32 if y0.device.type == "mps" else torch.float64
         self.time_dtype = dtype
@@ -233,8 +256,8 @@ class SampleClocks:
         return self.targets[self.next_out.clamp_max(self.count - 1)]
 
     def where(self, step: Step, at: Tensor) -> str:
-        sample = int(at.nonzero()[0])
-        return f"t={float(self.t[sample])!r} for sample {sample} (last step size {float(step.h[sample])!r}"
+        sample, h = int(at.nonzero()[0]), cast(Tensor, step.h)  # a step size per sample
+        return f"t={float(self.t[sample])!r} for sample {sample} (last step size {float(h[sample])!r}"
 
     def advance(self, rhs: RHS, step: Step, t_end: Tensor, accepted: Tensor) -> tuple[Tensor, Tensor | None]:
         y = torch.where(rows(accepted, step.y1), step.y1, step.y0)

@@ -8,20 +8,26 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias, cast
 
 import torch
 from torch import Tensor
 
 from ..errors import SolverError
+from .method import Adaptive
 from .options import SolverOptions
-from .step import Step, error_estimate
+from .step import RHS, Step, error_estimate
 
 if TYPE_CHECKING:
-    from .clocks import SampleClocks, SharedClock
+    from .clocks import Clock
 
 Norm = Callable[[Tensor], Tensor]
-Clock = Union["SharedClock", "SampleClocks"]
+
+# A clock's number: a float for a shared clock, a float64 tensor of shape (batch,) for per-sample clocks (and for a
+# decision, a bool or a boolean tensor). ``Any``, not ``float | Tensor``: which of the two is fixed for a whole solve
+# by the clock's ``ops``, and a union would have to be narrowed at every operation of the controller, written once
+# over both; the two ``Ops`` namespaces are checked for it instead.
+Number: TypeAlias = Any
 
 
 def rms_norm(x: Tensor) -> Tensor:
@@ -81,7 +87,9 @@ class ErrorRatio:
         """``|y|``, computed at most once for the same state."""
         if self.magnitude[0] is not y:
             self.keep(y, y.abs())
-        return self.magnitude[1]
+        y_abs = self.magnitude[1]
+        assert y_abs is not None  # kept with y just above, if not before
+        return y_abs
 
     def keep(self, y: Tensor, y_abs: Tensor) -> None:
         """Remember ``|y|`` (a new state's, usually the next step's ``y0``)."""
@@ -91,18 +99,18 @@ class ErrorRatio:
         """``atol + rtol * |y0|`` (with the RMS norm's root folded in)."""
         return torch.addcmul(self.atol, self.abs(y0), self.rtol)
 
-    def measure(self, x: Tensor) -> float | Tensor:
+    def measure(self, x: Tensor) -> Number:
         """``norm(x)``: a float, or a float64 tensor of one value per sample."""
         size = self.norm(x)
         return size.to(torch.float64) if self.per_sample else float(size)
 
-    def __call__(self, error: Tensor, y0: Tensor, y1: Tensor) -> float | Tensor:
+    def __call__(self, error: Tensor, y0: Tensor, y1: Tensor) -> Number:
         y1_abs = y1.abs()
         size = error_size(self.norm, error, self.abs(y0), y1_abs, y1, self.atol, self.rtol)
         self.keep(y1, y1_abs)
         return self.read(size)
 
-    def read(self, size: Tensor) -> float | Tensor:
+    def read(self, size: Tensor) -> Number:
         """The ratio as a float (per sample: a float64 tensor), ``inf`` where it is not finite."""
         if self.per_sample:
             size = size.detach().to(torch.float64)
@@ -127,19 +135,43 @@ def error_size(
 # clocks' are tensors of shape (batch,). These two namespaces are the only places that tell them apart.
 
 
+class Ops(Protocol):
+    """The operations on a clock's numbers that the controller uses: ``FloatOps`` or ``TensorOps``, the classes
+    themselves (a class-object protocol of static methods), checked against it where a clock names its ``ops``.
+    Bounds (``low``, ``high``) are Python floats."""
+
+    @staticmethod
+    def floor(x: Number, low: float, /) -> Number: ...
+    @staticmethod
+    def larger(a: Number, b: Number, /) -> Number: ...
+    @staticmethod
+    def smaller(a: Number, b: Number, /) -> Number: ...
+    @staticmethod
+    def clip(x: Number, low: float, high: float, /) -> Number: ...
+    @staticmethod
+    def where(condition: Number, a: Number, b: Number, /) -> Number: ...
+    @staticmethod
+    def any(flags: Number, /) -> bool: ...
+    @staticmethod
+    def signed(size: Number, h: Number, /) -> Number: ...
+    @staticmethod
+    def add_scaled(y: Tensor, x: Tensor, h: Number, /) -> Tensor: ...  # y + h * x
+
+
 class FloatOps:
     """The numbers of a shared clock: Python floats and booleans, so a step costs no tensor operation."""
 
-    floor = larger = max  # floor(x, low); larger(a, b)
-    smaller = min
-    any = bool
+    floor: ClassVar = staticmethod(max)  # floor(x, low)
+    larger: ClassVar = staticmethod(max)
+    smaller: ClassVar = staticmethod(min)
+    any: ClassVar = staticmethod(bool)
 
     @staticmethod
     def clip(x: float, low: float, high: float) -> float:
         return min(high, max(low, x))
 
     @staticmethod
-    def where(condition: bool, a, b):
+    def where(condition: bool, a: float, b: float) -> float:
         return a if condition else b
 
     @staticmethod
@@ -155,11 +187,12 @@ class FloatOps:
 class TensorOps:
     """The numbers of per-sample clocks: tensors of shape ``(batch,)``."""
 
-    floor = staticmethod(torch.clamp_min)
-    larger = staticmethod(torch.maximum)
-    smaller = staticmethod(torch.minimum)
-    clip = staticmethod(torch.clamp)
-    where = staticmethod(torch.where)
+    # torch's functions themselves; the annotations pick the overloads used (bounds are Python floats)
+    floor: ClassVar[staticmethod[[Tensor, float], Tensor]] = staticmethod(torch.clamp_min)
+    larger: ClassVar[staticmethod[[Tensor, Tensor], Tensor]] = staticmethod(torch.maximum)
+    smaller: ClassVar[staticmethod[[Tensor, Tensor], Tensor]] = staticmethod(torch.minimum)
+    clip: ClassVar[staticmethod[[Tensor, float, float], Tensor]] = staticmethod(torch.clamp)
+    where: ClassVar[staticmethod[[Tensor, Number, Number], Tensor]] = staticmethod(torch.where)
 
     @staticmethod
     def any(flags: Tensor) -> bool:
@@ -175,12 +208,16 @@ class TensorOps:
         return y + h.view(-1, *([1] * (y.dim() - 1))).to(y.dtype) * x
 
 
-Ops = type[FloatOps] | type[TensorOps]
-
-
 def initial_step(
-    rhs, t0, y0: Tensor, f0: Tensor, error_order: int, error_ratio: ErrorRatio, span: float, ops: Ops = FloatOps
-):
+    rhs: RHS,
+    t0: Number,
+    y0: Tensor,
+    f0: Tensor,
+    error_order: int,
+    error_ratio: ErrorRatio,
+    span: float,
+    ops: Ops = FloatOps,
+) -> Number:
     """Hairer's starting step (Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), signed like ``span``:
     a float, or with ``TensorOps`` (and a per-sample ``error_ratio``) one per sample, ``t0`` then one time
     per sample.
@@ -222,10 +259,10 @@ class PIController:
     ifactor: float = 10.0
     dfactor: float = 0.2
     beta: float = 0.0
-    previous_ratio: float | Tensor = 1.0
+    previous_ratio: Number = 1.0
     ops: Ops = FloatOps
 
-    def next_step(self, h, ratio, accepted):
+    def next_step(self, h: Number, ratio: Number, accepted: Number) -> Number:
         k, ops = self.error_order + 1, self.ops
         ratio = ops.floor(ratio, 1e-10)
         grow = self.safety * ratio ** (0.75 * self.beta - 1.0 / k) * self.previous_ratio**self.beta
@@ -269,8 +306,11 @@ class StepController:
     or Hairer's), the error ratio, the step-size controller, the minimum step, the step budget
     (``max_num_steps`` attempts) and the messages of the failures they detect."""
 
-    def __init__(self, rhs, clock: Clock, times: list[float], y0: Tensor, f0: Tensor, opts: SolverOptions, norm: Norm):
+    def __init__(
+        self, rhs: RHS, clock: Clock, times: list[float], y0: Tensor, f0: Tensor, opts: SolverOptions, norm: Norm
+    ):
         self.opts, self.t_final = opts, times[-1]
+        self.method = cast(Adaptive, opts.tableau)  # the loop controls the steps of adaptive methods only
         self.error_ratio = ErrorRatio(opts.rtol, opts.atol, norm, y0, per_sample=clock.per_sample)
         span = times[-1] - times[0]
         # the smallest step that moves the clock's time (func may see times rounded to the state's dtype)
@@ -278,24 +318,25 @@ class StepController:
         self.bounded = opts.min_step > 0 or opts.max_step < math.inf
         self.accept_below = opts.min_step * (1 + 1e-9)  # t_end - t of a step of min_step may round a little above
         self.controller = PIController(
-            opts.tableau.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta, ops=clock.ops
+            self.method.error_order, opts.safety, opts.ifactor, opts.dfactor, opts.beta, ops=clock.ops
         )
         self.attempts = 0
         # a solve reset at its output times (the adjoint's) has max_num_steps per interval, as solved apart
         self.intervals = len(times) - 1 if getattr(clock, "resets", None) is not None else 1
+        self.h: Number
         if opts.first_step is not None:
             self.h = clock.uniform(math.copysign(min(opts.first_step, abs(span)), span))
         else:
             with torch.no_grad():
-                self.h = initial_step(rhs, clock.t, y0, f0, opts.tableau.error_order, self.error_ratio, span, clock.ops)
+                self.h = initial_step(rhs, clock.t, y0, f0, self.method.error_order, self.error_ratio, span, clock.ops)
         if self.bounded:
             self.h = self._bounded(self.h, clock.ops)
 
-    def propose(self, clock: Clock):
+    def propose(self, clock: Clock) -> Number:
         """The end of the next step to try (per sample: a tensor of ends)."""
         return clock.end_of_step(self.h)
 
-    def accept(self, step: Step, clock: Clock):
+    def accept(self, step: Step, clock: Clock) -> Number:
         """Whether ``step`` is accepted (per sample: a boolean tensor); sets the next step size."""
         self.attempts += 1
         if self.attempts > self.opts.max_num_steps * self.intervals:
@@ -325,11 +366,11 @@ class StepController:
             self.h = ops.where(accepted & small, ops.signed(self.min_step, self.h), self.h)  # a step must move t
         return accepted
 
-    def _bounded(self, h, ops):
+    def _bounded(self, h: Number, ops: Ops) -> Number:
         """``h`` with its size within ``[min_step, max_step]``."""
         return ops.signed(ops.clip(abs(h), self.opts.min_step, self.opts.max_step), h)
 
-    def _underflow(self, step: Step, clock: Clock, ratio, stalled) -> None:
+    def _underflow(self, step: Step, clock: Clock, ratio: Number, stalled: Number) -> None:
         blown_up = stalled & (ratio == math.inf)
         nonfinite = clock.ops.any(blown_up) and step.failure is None
         cause = "the state or its derivative became non-finite" if nonfinite else "step size underflow"
@@ -343,12 +384,12 @@ class StepController:
             nonfinite=nonfinite,
         )
 
-    def _ratio(self, step: Step):
+    def _ratio(self, step: Step) -> Number:
         """The error ratio of ``step``, ``inf`` where it or the new state is not finite."""
         if step.error_size is not None:
             return self.error_ratio.read(step.error_size)
         with torch.no_grad():
-            return self.error_ratio(error_estimate(self.opts.tableau, step), step.y0, step.y1)
+            return self.error_ratio(error_estimate(self.method, step), step.y0, step.y1)
 
 
 class FixedGrid:

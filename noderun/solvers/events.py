@@ -15,15 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
 from ..errors import SolverError
-from .clocks import SharedClock, Solution
+from .clocks import Clock, SharedClock, Solution
 from .control import FixedGrid
 from .interpolate import dense_output, dense_stages
+from .method import Adaptive
 from .options import SolverOptions
 from .step import RHS, Step
 from .tableau import ButcherTableau
@@ -180,8 +181,9 @@ def step_interpolant(rhs: RHS, opts: SolverOptions, step: Step, t_end: float) ->
     """
     tableau = opts.tableau
     if tableau.adaptive:
-        dense_stages(rhs, tableau, step)
-        return lambda theta: dense_output(tableau, step, theta)
+        adaptive = cast(Adaptive, tableau)
+        dense_stages(rhs, adaptive, step)
+        return lambda theta: dense_output(adaptive, step, theta)
     y0, y1, h = step.y0, step.y1, step.h
     if opts.interp == "linear":
         return lambda theta: torch.lerp(y0, y1, theta)
@@ -205,7 +207,7 @@ class EventGrid(FixedGrid):
         self.t0, self.position, self.budget = times[0], 0, opts.max_num_steps
         self.size = math.copysign(abs(span) if opts.step_size is None else opts.step_size, span)
 
-    def propose(self, clock: EventClock) -> float:
+    def propose(self, clock: Clock) -> float:
         if self.position >= self.budget:
             raise SolverError(
                 f"max_num_steps={self.budget} steps of size {self.size!r} taken, reaching "

@@ -39,7 +39,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -223,6 +223,20 @@ class NewtonFailure(Exception):
     """Newton's iteration on a group of stages did not converge; the message says how."""
 
 
+# A Newton solver's Jacobians and factors are opaque to the stepper, which only hands them back to the solver
+# that made them: tensors and LU factors for ``NewtonMatrix``, points and a Krylov operator for ``MatrixFreeNewton``.
+Jacobians: TypeAlias = Any
+Factors: TypeAlias = Any
+
+
+class NewtonSolver(Protocol):
+    """The linear algebra of the simplified Newton iteration: ``NewtonMatrix`` or ``MatrixFreeNewton``."""
+
+    def jacobians(self, points: list[tuple[float, Tensor, Tensor | None]], /) -> Jacobians: ...
+    def factorise(self, block: Tensor, jacobians: Jacobians, h: float, /) -> Factors | None: ...
+    def solve(self, factors: Factors, residual: Tensor, /) -> Tensor: ...
+
+
 class NewtonMatrix:
     """``J`` and the factors of ``M = I - h [a_ij J_i]`` for one solve: over the whole flattened state
     (``"dense"``: ``J`` of shape ``(n, n)``) or one block per sample (``"batch_diagonal"``: ``(batch, d, d)``)."""
@@ -287,7 +301,7 @@ class ImplicitStepper:
     def __init__(self, tableau: ImplicitTableau, rhs: RHS, like: Tensor, opts: SolverOptions):
         self.tableau, self.rhs, self.adaptive = tableau, rhs, tableau.adaptive
         mode = opts.method_options.get("jacobian", "dense")
-        self.matrix = (
+        self.matrix: NewtonSolver = (
             MatrixFreeNewton(rhs, opts.rtol, opts.atol)
             if mode == "matrix_free"
             else NewtonMatrix(rhs, like, mode, tableau.name)
@@ -305,9 +319,9 @@ class ImplicitStepper:
             self.blocks[("error",)] = like.new_tensor([tableau.b_err])
             self.blocks[("filter",)] = like.new_tensor([[tableau.error_filter]])
         self.work = NewtonWork()
-        self.jacobian: Tensor | None = None  # J, shape (1, ...): at a step's start, kept across adaptive steps
+        self.jacobian: Jacobians | None = None  # J, shape (1, ...): at a step's start, kept across adaptive steps
         self.jacobian_at: Tensor | None = None  # the state it was taken at
-        self.factors: dict[tuple, tuple[Tensor, Tensor] | None] = {}  # group coefficients -> factors, for h and J
+        self.factors: dict[tuple, Factors | None] = {}  # group coefficients -> factors, for h and J
         self.factors_h: float | None = None
         self.stale = True  # take a new Jacobian at the next step
         self.eta = 1.0  # adaptive: the last converged iteration's rate / (1 - rate), to judge a first iterate
@@ -388,11 +402,11 @@ class ImplicitStepper:
                 raise NewtonFailure(f"the error estimate's linear solve failed: {failure}") from None
         return error.view_as(y0)
 
-    def _factors(self, group: tuple[int, ...], h: float) -> tuple[Tensor, Tensor]:
+    def _factors(self, group: tuple[int, ...], h: float) -> Factors:
         """The factors of the group's matrix for ``h`` and the current Jacobian, made once."""
         return self._factorised(self.coefficients[group], self.blocks[group], h)
 
-    def _factorised(self, key: tuple, block: Tensor, h: float) -> tuple[Tensor, Tensor]:
+    def _factorised(self, key: tuple, block: Tensor, h: float) -> Factors:
         """The factors of ``I - h block⊗J`` for ``h`` and the current Jacobian, made once per ``key``."""
         if h != self.factors_h:
             self.factors.clear()
@@ -411,7 +425,7 @@ class ImplicitStepper:
         otherwise ``f0``."""
         if self.tableau.predictor is not None and len(group) == 1:
             weights = self.tableau.predictor[group[0] - 1]
-            return sum(w * k_j.detach() for w, k_j in zip(weights, k) if w != 0.0)
+            return cast(Tensor, sum(w * k_j.detach() for w, k_j in zip(weights, k) if w != 0.0))  # weights sum to 1
         if self.last is not None:  # set by adaptive collocation methods only
             t_last, h_last, stages, y1_last = self.last
             shift = 1.0 if y0 is y1_last else 0.0 if t == t_last else None
@@ -446,7 +460,7 @@ class ImplicitStepper:
         h: float,
         group: tuple[int, ...],
         base: Tensor,
-        factors: tuple[Tensor, Tensor],
+        factors: Factors,
         start: Tensor,
     ) -> Tensor:
         """The converged stage derivatives of ``group``, ``(len(group), n)``, from ``K_i = start``."""

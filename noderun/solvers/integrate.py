@@ -4,20 +4,22 @@ clock (one shared time, or one per sample)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from torch import Tensor
 
 from ..errors import SolverError
 from .callbacks import StepCallbacks
-from .clocks import SampleClocks, SampleStages, SharedClock, Solution, StepRecord, sample_stage_store
-from .control import FixedGrid, StepController, rms_norm
+from .clocks import Clock, SampleClocks, SampleStages, SharedClock, Solution, StepRecord, sample_stage_store
+from .control import FixedGrid, Number, StepController, rms_norm
 from .events import EventClock, EventFunction, EventGrid
 from .fused import FusedStepper
 from .interpolate import dense_stages
-from .method import SolveMethod, StepMethod
+from .method import Adaptive, SolveMethod, StepMethod, Stepper
 from .options import SolverOptions
-from .rhs import ShiftedEnds, check_derivative
-from .step import RHS, Step, rk_step, stage_store
+from .rhs import CountedRHS, CountingRHS, ShiftedEnds, check_derivative
+from .step import Step, rk_step, stage_store
+from .tableau import ButcherTableau
 
 __all__ = ["Solution", "StepRecord", "integrate", "retake"]
 
@@ -25,7 +27,7 @@ Resets = Callable[[int, Tensor], Tensor]  # (output index, state there) -> the s
 
 
 def integrate(
-    rhs: RHS,
+    rhs: CountedRHS,
     y0: Tensor,
     times: list[float],
     opts: SolverOptions,
@@ -52,14 +54,7 @@ def integrate(
         return tableau.solve(rhs, y0, times, opts)
     if resets is not None and (event is not None or opts.per_sample):
         raise ValueError("resets need a shared clock: no event, no per_sample")
-    if event is not None:
-        clock = EventClock(y0, times, opts, event)
-    elif opts.per_sample:
-        clock = SampleClocks(y0, times, tableau)
-    else:
-        clock = SharedClock(
-            y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t, resets=resets
-        )
+    clock = _clock(y0, times, opts, tableau, record, event, resets)
     ends = _shifted_ends(rhs, opts)
     rhs = ends or rhs
     if tableau.adaptive:
@@ -88,8 +83,25 @@ def integrate(
     return solution
 
 
+def _clock(
+    y0: Tensor,
+    times: list[float],
+    opts: SolverOptions,
+    tableau: ButcherTableau | StepMethod,
+    record: bool,
+    event: EventFunction | None,
+    resets: Resets | None,
+) -> Clock:
+    """The loop's clock, which the loop sees as a ``Clock`` only: it is written once over all of them."""
+    if event is not None:
+        return EventClock(y0, times, opts, event)
+    if opts.per_sample:
+        return SampleClocks(y0, times, tableau)
+    return SharedClock(y0, times, tableau, record, stops=opts.step_t + opts.jump_t, jumps=opts.jump_t, resets=resets)
+
+
 def _solve_in_pieces(
-    rhs: RHS, y0: Tensor, times: list[float], opts: SolverOptions, norm, callbacks, resets: Resets
+    rhs: CountedRHS, y0: Tensor, times: list[float], opts: SolverOptions, norm, callbacks, resets: Resets
 ) -> Solution:
     """The solve restarted at each interior output time, from the state reset there."""
     y, total = y0, Solution(ys=[y0])
@@ -101,7 +113,7 @@ def _solve_in_pieces(
     return total
 
 
-def retake(rhs: RHS, opts: SolverOptions, record: StepRecord, dense: bool = False) -> Step:
+def retake(rhs: CountedRHS, opts: SolverOptions, record: StepRecord, dense: bool = False) -> Step:
     """An accepted step taken again from its record, as the loop took it: by the method's own step, with the
     evaluations at its ends shifted where ``perturb`` or ``jump_t`` shifted them, and with ``dense`` the extra
     stages of its continuous extension (without, an FSAL tableau's last stage, which ``y1`` does not need, is
@@ -119,36 +131,36 @@ def retake(rhs: RHS, opts: SolverOptions, record: StepRecord, dense: bool = Fals
                 "grad='backprop'"
             )
     else:
-        step = rk_step(rhs, opts.tableau, record.t, record.y0, record.h, None, fsal_stage=dense)
+        tableau = cast(ButcherTableau, opts.tableau)  # a SolveMethod records no steps
+        step = rk_step(rhs, tableau, record.t, record.y0, record.h, None, fsal_stage=dense)
     if dense:
-        dense_stages(rhs, opts.tableau, step)
+        dense_stages(rhs, cast(Adaptive, opts.tableau), step)  # adaptive: a fixed grid's steps end on the output times
     return step
 
 
-def _shifted_ends(rhs: RHS, opts: SolverOptions) -> ShiftedEnds | None:
+def _shifted_ends(rhs: CountedRHS, opts: SolverOptions) -> ShiftedEnds | None:
     """``rhs`` with the step ends shifted (``ShiftedEnds``) when ``perturb`` or ``jump_t`` asks for it."""
     return ShiftedEnds(rhs, opts.perturb, opts.jump_t) if opts.perturb or opts.jump_t else None
 
 
-def _stepper(
-    rhs: RHS, y0: Tensor, opts: SolverOptions, sizer: StepController | FixedGrid
-) -> Callable[[float, Tensor, float, Tensor | None], Step]:
+def _stepper(rhs: CountedRHS, y0: Tensor, opts: SolverOptions, sizer: StepController | FixedGrid) -> Stepper:
     """``(t, y, h, f0) -> Step``: eager ``rk_step`` into one reused stage store, with one step size per
     sample (``opts.per_sample``), or compiled (``opts.compile``)."""
     if isinstance(opts.tableau, StepMethod):
         return opts.tableau.stepper(rhs, y0, opts)
+    tableau = cast(ButcherTableau, opts.tableau)  # integrate hands a SolveMethod the whole problem
     if opts.per_sample:
-        stages = sample_stage_store(opts.tableau, y0)
+        stages = sample_stage_store(tableau, y0)
         if isinstance(stages, SampleStages):  # recording a graph: a new list every step
-            return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, SampleStages())
-        return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, stages)
-    if opts.compile:
-        return FusedStepper(rhs, opts.tableau, sizer.error_ratio)
-    stages = stage_store(opts.tableau, y0)
-    return lambda t, y, h, f0: rk_step(rhs, opts.tableau, t, y, h, f0, stages)
+            return lambda t, y, h, f0: rk_step(rhs, tableau, t, y, h, f0, SampleStages())
+        return lambda t, y, h, f0: rk_step(rhs, tableau, t, y, h, f0, stages)
+    if opts.compile:  # refused with perturb and jump_t: rhs is the CountingRHS itself
+        return FusedStepper(cast(CountingRHS, rhs), tableau, sizer.error_ratio)
+    stages = stage_store(tableau, y0)
+    return lambda t, y, h, f0: rk_step(rhs, tableau, t, y, h, f0, stages)
 
 
-def _derivative(rhs: RHS, t0: float, y0: Tensor) -> Tensor:
+def _derivative(rhs: CountedRHS, t0: Number, y0: Tensor) -> Tensor:
     """``rhs(t0, y0)``, checked: a finite tensor of ``y0``'s shape and dtype."""
     f0 = rhs(t0, y0)
     check_derivative(f0, y0, t0)

@@ -13,7 +13,7 @@ options reach them as ``SolverOptions.method_options``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor
 
@@ -49,6 +49,24 @@ class StepMethod:
     def step(self, rhs: RHS, t: float, y0: Tensor, h: float, opts: SolverOptions) -> Step:
         """One step from ``(t, y0)`` alone (single-step methods only): how ``grad="checkpoint"`` recomputes it."""
         return self.stepper(rhs, y0, opts)(t, y0, h, None)
+
+
+class Adaptive(Protocol):
+    """An adaptive method as its error control and dense output read it (an adaptive ``ButcherTableau`` or
+    ``ImplicitTableau``): its embedded weights, error order and continuous extension are set, where a fixed-step
+    method's are ``None``. That a method is adaptive is known at run time (``method.adaptive``), so the code that
+    serves adaptive methods only says so once with ``cast(Adaptive, method)``."""
+
+    @property
+    def b_err(self) -> tuple[float, ...]: ...
+    @property
+    def error_order(self) -> int: ...
+    @property
+    def dense(self) -> tuple[tuple[float, ...], ...]: ...
+    @property
+    def dense_a(self) -> tuple[tuple[float, ...], ...]: ...
+    @property
+    def dense_c(self) -> tuple[float, ...]: ...
 
 
 class SolveMethod:

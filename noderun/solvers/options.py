@@ -238,7 +238,7 @@ def parse_options(
         )
     own = getattr(tableau, "option_keys", ())
     method_options = {key: options.pop(key) for key in own if key in options}
-    if own:
+    if own and not isinstance(tableau, ButcherTableau):  # a tableau has no option keys
         tableau.check_options(method_options, names)
     return SolverOptions(tableau=tableau, rtol=rtol, atol=atol, method_options=method_options, **options)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -30,13 +30,28 @@ class CountingRHS:
         return self.func(torch.scalar_tensor(t, dtype=self.dtype, device=self.device), y)
 
 
+class CountedRHS(Protocol):
+    """A right-hand side that counts its calls, as the integration loop takes it: a ``CountingRHS``, or
+    ``ShiftedEnds`` around one."""
+
+    @property
+    def func(self) -> Callable[[Tensor, Tensor], Tensor]: ...
+    @property
+    def dtype(self) -> torch.dtype: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def calls(self) -> int: ...
+    def __call__(self, t: float | Tensor, y: Tensor) -> Tensor: ...
+
+
 class ShiftedEnds:
     """``rhs`` whose evaluations at the current step's start or end are moved one representable time (in the
     state's dtype) into the step, for dynamics that jump there: at both ends of every step (the fixed-step
     option ``perturb``), or at the ends that fall on a time of ``jump_t`` (adaptive methods). ``step`` names
     the step about to be taken; other evaluations pass through unchanged."""
 
-    def __init__(self, rhs: CountingRHS, every_step: bool, jumps: tuple[float, ...]):
+    def __init__(self, rhs: CountedRHS, every_step: bool, jumps: tuple[float, ...]):
         self.rhs, self.every_step, self.jumps = rhs, every_step, frozenset(jumps)
         self.func, self.dtype, self.device = rhs.func, rhs.dtype, rhs.device
         self.shifted: dict[float, Tensor] = {}  # the current step's shifted ends: asked-for time -> time used

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .method import SolveMethod
 from .methods import get_method
@@ -120,10 +120,10 @@ class SolverSettings:
                 adjoint_options["norm"] = "seminorm"
             if backward_step is not None:
                 adjoint_options["step_size"] = backward_step
-        return cls(
-            method=solver.get("method"),
+        return cls(  # the config's method and grad.mode as given: __post_init__ refuses a missing or unknown one
+            method=cast(str, solver.get("method")),
             options=options,
-            grad=grad.get("mode"),
+            grad=cast(str, grad.get("mode")),
             adjoint_options=adjoint_options,
             adjoint_method=adjoint_method,
             names=Names(key, config=True),
@@ -171,7 +171,7 @@ def parsed(
     values = (method, rtol, atol, options, grad, adjoint_options, adjoint_rtol, adjoint_atol, adjoint_method, events)
     key = _plain_key(values)
     settings = None if key is None else _PARSED.pop(key, None)
-    if settings is not None:
+    if key is not None and settings is not None:  # found only under a key
         _PARSED[key] = settings  # the most recently used last
     else:
         settings = SolverSettings(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .tableau import ButcherTableau
+
+if TYPE_CHECKING:
+    from .method import Adaptive
 
 RHS = Callable[[float, Tensor], Tensor]
 
@@ -44,7 +48,9 @@ class StageList:
 
     def weighted(self, weights: Sequence[float], scale: float) -> Tensor:
         """``scale * sum_j weights[j] * k[j]``."""
-        return weighted_sum(weights, self.k) * scale
+        total = weighted_sum(weights, self.k)
+        assert total is not None  # an error estimate's weights are not all zero
+        return total * scale
 
 
 class StageBuffer(StageList):
@@ -153,6 +159,6 @@ def rk_step(
     return Step(t=t, h=h, y0=y0, y1=y1, k=k)
 
 
-def error_estimate(tableau: ButcherTableau, step: Step) -> Tensor:
+def error_estimate(tableau: Adaptive, step: Step) -> Tensor:
     """The embedded local error estimate ``h * sum_j b_err[j] * k[j]``, or the one the step made itself."""
     return step.k.weighted(tableau.b_err, step.h) if step.error is None else step.error
