@@ -25,7 +25,8 @@ def train(overrides: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    import noderun.conf  # noqa: F401  the config schemas
+    # the config schemas; noderun.conf is the top-level conf/ by setuptools' package-dir, which pyright cannot follow
+    import noderun.conf  # noqa: F401  # pyright: ignore[reportMissingImports]
 
     from .train import folders
     from .train.config_errors import composition_refusal, output_dir_refusal

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -13,7 +13,7 @@ from torch import Tensor
 from .solvers.clocks import StepRecord
 from .solvers.integrate import integrate, retake
 from .solvers.interpolate import dense_output
-from .solvers.method import SolveMethod
+from .solvers.method import Adaptive, SolveMethod
 from .solvers.options import SolverOptions
 from .solvers.rhs import CountingRHS
 from .solvers.settings import parsed
@@ -46,7 +46,8 @@ class DenseSolution:
         key = t if self.t1 > self.t0 else -t
         index = max(0, bisect.bisect_right(self.starts, key) - 1)
         step = self._step(index)
-        return dense_output(self.tableau, step, (t - step.t) / step.h)
+        # odeint_dense admits only adaptive explicit tableaus and ImplicitTableau, with their dense coefficients
+        return dense_output(cast(Adaptive, self.tableau), step, (t - step.t) / step.h)
 
     def _step(self, index: int) -> Step:
         if index not in self.computed:

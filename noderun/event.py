@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -50,7 +50,8 @@ def odeint_event(
     event_t, solution = odeint_interface(func, y0, t, event_fn=event_fn, **kwargs)
     if not torch.is_grad_enabled():
         return event_t, solution
-    if isinstance(solution, Tensor):
+    if isinstance(solution, Tensor):  # then y0 is one tensor too
+        y0 = cast(Tensor, y0)
         event_t, end = with_event_gradient(func, event_fn, float(start.detach()), y0, event_t, solution[-1])
         return event_t, torch.cat([solution[:-1], end[None]])
     layout = Layout(tuple(y0))

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,66 @@ from .solvers.stats import SolveStats
 __all__ = ["GRAD_MODES", "odeint", "odeint_adjoint", "solve"]
 
 EventFn = Callable[[Tensor, Any], Tensor]
+
+
+# What a solve returns, by its state and whether it ends at an event.
+@overload
+def odeint(
+    func: Callable[[Tensor, Any], Any],
+    y0: Tensor,
+    t: Tensor,
+    *,
+    method: str = ...,
+    rtol: float = ...,
+    atol: float = ...,
+    options: Mapping[str, Any] | None = ...,
+    grad: str = ...,
+    adjoint_params: Sequence[Tensor] | None = ...,
+    adjoint_rtol: float | None = ...,
+    adjoint_atol: float | None = ...,
+    adjoint_options: Mapping[str, Any] | None = ...,
+    adjoint_method: str | None = ...,
+    stats: SolveStats | None = ...,
+    event_fn: None = None,
+) -> Tensor: ...
+@overload
+def odeint(
+    func: Callable[[Tensor, Any], Any],
+    y0: tuple[Tensor, ...],
+    t: Tensor,
+    *,
+    method: str = ...,
+    rtol: float = ...,
+    atol: float = ...,
+    options: Mapping[str, Any] | None = ...,
+    grad: str = ...,
+    adjoint_params: Sequence[Tensor] | None = ...,
+    adjoint_rtol: float | None = ...,
+    adjoint_atol: float | None = ...,
+    adjoint_options: Mapping[str, Any] | None = ...,
+    adjoint_method: str | None = ...,
+    stats: SolveStats | None = ...,
+    event_fn: None = None,
+) -> tuple[Tensor, ...]: ...
+@overload
+def odeint(
+    func: Callable[[Tensor, Any], Any],
+    y0: Tensor | tuple[Tensor, ...],
+    t: Tensor,
+    *,
+    method: str = ...,
+    rtol: float = ...,
+    atol: float = ...,
+    options: Mapping[str, Any] | None = ...,
+    grad: str = ...,
+    adjoint_params: Sequence[Tensor] | None = ...,
+    adjoint_rtol: float | None = ...,
+    adjoint_atol: float | None = ...,
+    adjoint_options: Mapping[str, Any] | None = ...,
+    adjoint_method: str | None = ...,
+    stats: SolveStats | None = ...,
+    event_fn: EventFn,
+) -> tuple[Tensor, Tensor | tuple[Tensor, ...]]: ...
 
 
 def odeint(
@@ -278,7 +338,7 @@ def _run(
 
 def odeint_adjoint(
     func: Callable[[Tensor, Any], Any], y0: Tensor | tuple[Tensor, ...], t: Tensor, **kwargs: Any
-) -> Tensor | tuple[Tensor, ...]:
+) -> Tensor | tuple[Tensor, ...] | tuple[Tensor, Tensor | tuple[Tensor, ...]]:
     """``odeint(..., grad="adjoint")``: the drop-in for ``torchdiffeq.odeint_adjoint``."""
     if "grad" in kwargs:
         raise TypeError("odeint_adjoint always uses grad='adjoint'; call odeint(..., grad=...) to choose")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -61,7 +62,7 @@ class ODEProblem:
                 nonfinite=error.nonfinite,
             ) from error
         self.stats.add_forward(rhs.calls, sol.accepted, sol.rejected, sol.work)
-        return sol
+        return cast(EventSolution, sol)  # integrate returns an EventSolution when given an event
 
     @property
     def norm(self) -> Norm:

@@ -9,6 +9,8 @@ Data live at ``t = t_end`` and the base Gaussian at ``t = 0``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -106,7 +108,7 @@ class CNF(nn.Module):
         """``z`` and ``Δ`` at ``times`` from ``start`` (``Δ = 0``): ``(len(times), B, D)`` and ``(len(times), B)``."""
         hutchinson = self.training and self.trace == "hutchinson"
         self.dynamics.noise = draw_noise(start, self.noise) if hutchinson else None
-        return self.block.trajectory((start, start.new_zeros(len(start))), times)
+        return cast(tuple[Tensor, Tensor], self.block.trajectory((start, start.new_zeros(len(start))), times))
 
     def log_prob(self, x: Tensor) -> Tensor:
         z, delta = self._solve(x, self.block.span().flip(0))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -81,7 +82,7 @@ class LatentODE(nn.Module):
     def decode_path(self, z0: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
         """Latent path ``(B, T, latent + augment)`` and decoded observations ``(B, T, obs)`` at ``times``."""
         z0 = torch.cat([z0, z0.new_zeros(len(z0), self.augment_dim)], dim=1) if self.augment_dim else z0
-        path = self.dynamics.trajectory(z0, times).transpose(0, 1)
+        path = cast(Tensor, self.dynamics.trajectory(z0, times)).transpose(0, 1)  # a tensor state's solution
         return path, self.decoder(path)
 
     def elbo_terms(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

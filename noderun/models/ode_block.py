@@ -20,6 +20,8 @@ class ODEBlock(nn.Module):
     ``self.regularization`` and adds their batch means to ``self.integrals`` (cleared by the caller), and
     ``span()`` draws its end time from ``[T - end_time_jitter, T + end_time_jitter]`` (STEER)."""
 
+    t: Tensor  # the buffer ``[0, T]``
+
     def __init__(self, func: nn.Module, solver: SolverSettings, integration_time: float = 1.0):
         """``solver``: the parsed settings every solve of this block uses (swapped whole, never re-parsed)."""
         super().__init__()

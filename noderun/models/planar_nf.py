@@ -9,6 +9,7 @@ other direction inverts each layer numerically (bisection): fine for figures, no
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ class PlanarNF(nn.Module):
     def _inverse_layers(self, y: Tensor, count: int | None = None) -> Tensor:
         """The last ``count`` layers (all by default) inverted, last first."""
         for layer in list(self.layers)[::-1][:count]:
-            y = layer.inverse(y)
+            y = cast(PlanarLayer, layer).inverse(y)
         return y
 
     def _refuse_gradients(self, what: str) -> None:

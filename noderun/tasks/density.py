@@ -9,11 +9,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor, nn
 
 LogDensity = Callable[[Tensor], Tensor]
+
+
+class Flow(Protocol):
+    """What the density tasks call on their model (``models.cnf.CNF``, ``models.planar_nf.PlanarNF``)."""
+
+    def log_prob(self, x: Tensor) -> Tensor: ...
+
+    def sample_with_log_prob(
+        self, n: int, like: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]: ...
 
 
 class FlowTask:
@@ -35,13 +46,13 @@ class DensityEstimation(FlowTask):
 
     def loss(self, model: nn.Module, batch: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
         samples = batch[0]
-        return -model.log_prob(samples).mean(), {"count": len(samples)}
+        return -cast(Flow, model).log_prob(samples).mean(), {"count": len(samples)}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Iterable[list[Tensor]]) -> dict[str, float]:
         model_nll, data_nll, count = 0.0, 0.0, 0
         for (samples,) in batches:
-            model_nll -= model.log_prob(samples).sum().item()
+            model_nll -= cast(Flow, model).log_prob(samples).sum().item()
             if self.log_density is not None:
                 data_nll -= self.log_density(samples).sum().item()
             count += len(samples)
@@ -61,7 +72,7 @@ class DensityMatching(FlowTask):
 
     def kl(self, model: nn.Module, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Monte-Carlo ``KL(q || p) = E_q[log q(x) - log p(x)]`` from ``n`` of the model's samples."""
-        samples, log_q = model.sample_with_log_prob(n, like, generator)
+        samples, log_q = cast(Flow, model).sample_with_log_prob(n, like, generator)
         return (log_q - self.log_density(samples)).mean()
 
     def loss(self, model: nn.Module, batch: list[Tensor]) -> tuple[Tensor, dict[str, float]]:

@@ -5,9 +5,18 @@ window, against the noise-free trajectory; ``test_rmse_interp`` scores the windo
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor, nn
+
+
+class SeriesModel(Protocol):
+    """What the task calls on its model (``models.latent_ode.LatentODE``, ``models.rnn.GridRNN``)."""
+
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]: ...
+
+    def predict(self, batch: dict[str, Tensor]) -> Tensor: ...
 
 
 class TimeSeries:
@@ -16,7 +25,7 @@ class TimeSeries:
     headline = "test_rmse_extrap"
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        loss, parts = model.training_loss(batch)
+        loss, parts = cast(SeriesModel, model).training_loss(batch)
         return loss, {"count": len(batch["values"]), **parts}
 
     @staticmethod
@@ -35,7 +44,7 @@ class TimeSeries:
         sums = {"interp": 0.0, "extrap": 0.0}
         counts = {"interp": 0, "extrap": 0}
         for batch in batches:
-            squared = (model.predict(batch) - batch["truth"]).pow(2).sum(-1)  # (B, T)
+            squared = (cast(SeriesModel, model).predict(batch) - batch["truth"]).pow(2).sum(-1)  # (B, T)
             window = batch["mask"].shape[1]
             held_out = {"interp": ~batch["mask"], "extrap": torch.ones_like(squared[:, window:], dtype=torch.bool)}
             parts = {"interp": squared[:, :window], "extrap": squared[:, window:]}

@@ -11,7 +11,7 @@ import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,7 +23,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def random_states() -> dict[str, Any]:
     """This process's random states as plain data: python's is a tuple of ints, numpy's keys become a tensor."""
-    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    # the default legacy=True gives the tuple; numpy's stub types a bare call as its legacy=False dict
+    name, keys, position, has_gauss, cached_gaussian = cast(
+        tuple[str, np.ndarray, int, int, float], np.random.get_state()
+    )
     numpy_state = {
         "name": name,
         "keys": torch.from_numpy(keys.astype(np.int64)),

@@ -61,6 +61,7 @@ def composition_refusal(error: Exception) -> str:
 
 def _omegaconf_refusal(error: OmegaConfBaseException) -> str:
     schema, key = error.object_type, error.key
+    assert error.full_key is not None  # composition_refusal passes only errors with a full_key
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
         if dataclasses.is_dataclass(schema):
             return unknown_key(error.full_key, [field.name for field in dataclasses.fields(schema)])

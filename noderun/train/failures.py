@@ -64,9 +64,11 @@ class Recovery(Protocol):
 
     def stop(self, failure: BaseException, why: str) -> NoReturn:
         """Record what reproduces the failure and raise ``StopTraining``."""
+        ...
 
     def count_bad_batch(self) -> int:
         """One more batch skipped or retried in this run; the run's total so far."""
+        ...
 
     def tally(self, counter: str) -> None:
         """One more for the current epoch's ``counter`` (one of ``EPOCH_COUNTERS``) and for the run's total."""
@@ -139,9 +141,11 @@ class Fallback(Tolerate):
     name, counter = "fallback", "fallback_batches"
 
     def tolerate(self, policy: FailurePolicy, recovery: Recovery) -> dict[str, float]:
+        assert policy.fallback is not None  # FailurePolicy refuses action "fallback" without one
         return recovery.retry(policy.fallback)
 
     def on_evaluation(self, policy: FailurePolicy, failure: BaseException, recovery: Recovery) -> dict[str, Any]:
+        assert policy.fallback is not None  # FailurePolicy refuses action "fallback" without one
         return {**recovery.retry(policy.fallback), "test_fallback": True}
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import torch
 from torch import nn
@@ -166,7 +166,7 @@ class Trainer:
 
     def _batches_per_epoch(self) -> int:
         """Whole batches, and a last smaller one when it leaves every process at least a sample."""
-        samples, size = len(self.data.train), self.settings.batch_size
+        samples, size = len(cast(Sized, self.data.train)), self.settings.batch_size  # map-style: has a length
         return samples // size + (samples % size >= self.processes.world_size)
 
     def _run_steps(self) -> int:
@@ -175,7 +175,7 @@ class Trainer:
         return steps if self.settings.max_iters is None else min(steps, self.settings.max_iters)
 
     def _train_epoch(self) -> None:
-        order = epoch_order(len(self.data.train), self.settings.seed, self.state.epoch)
+        order = epoch_order(len(cast(Sized, self.data.train)), self.settings.seed, self.state.epoch)
         size = self.settings.batch_size
         first = self.state.batch_in_epoch * size
         last = len(order)

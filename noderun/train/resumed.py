@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -37,7 +37,7 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             else:
                 OmegaConf.update(resumed, key, copy.deepcopy(value), merge=False, force_add=True)
     resumed.resume = cfg.resume
-    check_kept(saved, resumed, cfg.resume)
+    check_kept(saved, resumed, cast(str, cfg.resume))  # a run's path: saved_config found its checkpoint
     OmegaConf.set_struct(resumed, OmegaConf.is_struct(cfg))
     return resumed
 
@@ -73,7 +73,7 @@ def saved_config(source: str) -> DictConfig | None:
         return None
     hydra_config = checkpoint.parent / ".hydra" / "config.yaml"
     if hydra_config.is_file():
-        return OmegaConf.load(hydra_config)
+        return cast(DictConfig, OmegaConf.load(hydra_config))  # Hydra writes the config as a mapping
     config = load_checkpoint(checkpoint).get("config")
     return OmegaConf.create(config) if isinstance(config, dict) else None
 
@@ -91,7 +91,7 @@ def touched_keys(override: Override) -> list[str]:
     text = option.read_text() if option.is_file() else ""
     if not text.startswith("# @package _global_"):
         return [key.replace("/", ".")]
-    content = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+    content = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.create(text), resolve=False))  # a mapping
     groups = [
         next(iter(entry)).removeprefix("override /") for entry in content.pop("defaults", []) if isinstance(entry, dict)
     ]  # `- override /dataset: spirals`
@@ -116,8 +116,8 @@ def delete(config: DictConfig, key: str) -> None:
 def check_kept(saved: DictConfig, resumed: DictConfig, source: str) -> None:
     """``ConfigError`` naming the first model or dataset key that differs from the run's."""
     for section in KEPT:
-        before = flatten({section: OmegaConf.to_container(saved, resolve=False).get(section) or {}})
-        after = flatten({section: OmegaConf.to_container(resumed, resolve=False).get(section) or {}})
+        before = flatten({section: cast(dict, OmegaConf.to_container(saved, resolve=False)).get(section) or {}})
+        after = flatten({section: cast(dict, OmegaConf.to_container(resumed, resolve=False)).get(section) or {}})
         for key in sorted(before.keys() | after.keys()):
             if key not in MOVABLE and before.get(key) != after.get(key):
                 raise ConfigError(

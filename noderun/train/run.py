@@ -8,7 +8,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -135,7 +135,11 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         writer.close()
     if processes.main:
         headline = summary.get("headline")
-        console.print(summary_table(summary, SUMMARY_KEYS + ([headline] if headline not in SUMMARY_KEYS else [])))
+        console.print(
+            summary_table(
+                summary, SUMMARY_KEYS + ([headline] if headline is not None and headline not in SUMMARY_KEYS else [])
+            )
+        )
     return summary
 
 
@@ -147,7 +151,7 @@ def tensorboard_hparams(config: dict[str, Any], summary: dict[str, Any]) -> tupl
     """For TensorBoard's HParams view: the config's single values (numbers, strings, booleans) of the groups
     that define a run, the seed and the components' names; and the summary's finite test metrics and costs."""
     groups = flatten({group: config[group] for group in HPARAM_GROUPS if isinstance(config.get(group), dict)})
-    hparams = {
+    hparams: dict[str, Any] = {
         key: value
         for key, value in groups.items()
         if isinstance(value, (bool, int, float, str)) and not key.endswith("_target_")
@@ -165,7 +169,9 @@ def tensorboard_hparams(config: dict[str, Any], summary: dict[str, Any]) -> tupl
 def write_hparams(writer: MetricsWriter, cfg: DictConfig, summary: dict[str, Any]) -> None:
     """The HParams record of the run; a failure to write it is a warning (the summary is written already)."""
     try:
-        writer.write_hparams(*tensorboard_hparams(OmegaConf.to_container(cfg, resolve=True), summary))
+        writer.write_hparams(
+            *tensorboard_hparams(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)), summary)
+        )
     except Exception as error:  # TensorBoard's writer: nothing of the run may be lost to it
         log.warning(f"the TensorBoard HParams record was not written: {type(error).__name__}: {error}")
 
@@ -263,7 +269,7 @@ def build_trainer(
         settings,
         writer,
         output_dir,
-        OmegaConf.to_container(cfg, resolve=True),
+        cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
         processes,
     )
     if resume_from is not None:

@@ -61,6 +61,7 @@ class StopRequest:
     def hand_off(self) -> None:
         """Once the checkpoint is written: give a warning signal to the handler it was taken from (with every
         handler put back first, as that one may requeue the job and exit)."""
+        assert self.signum is not None  # called only once a stop signal arrived
         handler = self.previous.get(self.signum)
         if self.signum in HANDOFF_SIGNALS and callable(handler):
             for signum, previous in self.previous.items():
