@@ -49,7 +49,7 @@ def run_demo(rtol: float = 1e-6) -> int:
     return 0
 
 
-def _compare_gradients(func: nn.Module, y0: torch.Tensor, t: torch.Tensor, rtol: float) -> None:
+def _compare_gradients(func: LotkaVolterra, y0: torch.Tensor, t: torch.Tensor, rtol: float) -> None:
     print(f"\nGradient of sum(y(t)^2) with respect to the rates, dopri5, rtol=atol={rtol:g}")
     print(f"{'grad':<12}{'NFE fwd':>9}{'NFE bwd':>9}  gradient")
     for grad in GRAD_MODES:

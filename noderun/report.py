@@ -8,9 +8,10 @@ import json
 import re
 import statistics
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -82,7 +83,8 @@ def read_config(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        return flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+        # Hydra writes a mapping; a hand-edited file that is not one fails in flatten, caught below
+        return flatten(cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(path), resolve=True)))
     except Exception as error:  # a torn or hand-edited file: list the run without its config
         print(f"noderun report: {path}: unreadable config ({type(error).__name__}); listed without it", file=sys.stderr)
         return {}
@@ -93,7 +95,8 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
         return {}
-    pairs = (item.lstrip("+~").split("=", 1) for item in OmegaConf.load(path) if "=" in item)
+    items = cast(Iterable[str], OmegaConf.load(path))  # Hydra writes the overrides as a list of strings
+    pairs = (item.lstrip("+~").split("=", 1) for item in items if "=" in item)
     return {key: value for key, value in pairs}
 
 

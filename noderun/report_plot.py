@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .report import RunRecord, varying_keys
 
@@ -37,7 +37,9 @@ def points(
             groups.setdefault(tuple(str(run.get(key)) for key in axes), []).append(run)
     by_hue: dict[str, list[tuple[float, float, float, float]]] = {}
     for members in groups.values():
-        xs, ys = [number(run.get(x)) for run in members], [number(run.get(y)) for run in members]
+        # a group holds only runs with both values as numbers
+        xs = cast(list[float], [number(run.get(x)) for run in members])
+        ys = cast(list[float], [number(run.get(y)) for run in members])
         label = str(members[0].get(hue)) if hue else y
         by_hue.setdefault(label, []).append((statistics.fmean(xs), spread(xs), statistics.fmean(ys), spread(ys)))
     return {label: sorted(series) for label, series in by_hue.items()}

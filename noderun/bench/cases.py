@@ -45,6 +45,8 @@ class MLPField(nn.Module):
 class VanDerPol(nn.Module):
     """A batch of Van der Pol oscillators ``x'' = mu (1 - x²) x' - x``, one stiffness ``mu`` per row."""
 
+    mu: Tensor  # a buffer
+
     def __init__(self, mu: Tensor):
         super().__init__()
         self.register_buffer("mu", mu)
@@ -56,6 +58,8 @@ class VanDerPol(nn.Module):
 
 class ScaledField(nn.Module):
     """``f(t, y) = rate * mlp(y)``, one rate per row: a batch whose samples move on different time scales."""
+
+    rates: Tensor  # a buffer
 
     def __init__(self, rates: Tensor, dim: int, hidden: int):
         super().__init__()

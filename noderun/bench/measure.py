@@ -8,7 +8,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -62,7 +62,7 @@ def noderun_solver(mode: str, stats: SolveStats | None = None) -> Callable[..., 
     adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
     options = {"max_num_steps": 1_000_000, "per_sample": mode == "per_sample", "compile": mode == "compiled"}
 
-    def solve(func, y0, t, method, rtol, atol):
+    def solve(func, y0, t, method, rtol, atol) -> Tensor:
         return odeint(
             func,
             y0,
@@ -83,12 +83,13 @@ def torchdiffeq_solver(mode: str) -> Callable[..., Tensor]:
     import torchdiffeq
 
     if mode == "backprop":
-        return lambda func, y0, t, method, rtol, atol: torchdiffeq.odeint(
-            func, y0, t, method=method, rtol=rtol, atol=atol
+        return lambda func, y0, t, method, rtol, atol: cast(
+            Tensor, torchdiffeq.odeint(func, y0, t, method=method, rtol=rtol, atol=atol)
         )
     adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
-    return lambda func, y0, t, method, rtol, atol: torchdiffeq.odeint_adjoint(
-        func, y0, t, method=method, rtol=rtol, atol=atol, adjoint_options=adjoint_options
+    return lambda func, y0, t, method, rtol, atol: cast(
+        Tensor,
+        torchdiffeq.odeint_adjoint(func, y0, t, method=method, rtol=rtol, atol=atol, adjoint_options=adjoint_options),
     )
 
 

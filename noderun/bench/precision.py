@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -159,22 +159,23 @@ class PrecisionTrial(RepeatedSolve):
         problem: Problem, library: str, method: str, tolerance: float | None, steps: int | None
     ) -> Callable[[], tuple[Tensor, int]]:
         if library == "scipy":
+            assert tolerance is not None  # settings() gives every SciPy solve a tolerance
             return lambda: scipy_solution(problem, method, tolerance)
         func = Counted(problem.func) if isinstance(problem.func, torch.nn.Module) else CountedFunction(problem.func)
         span = abs(float(problem.t[-1] - problem.t[0]))  # a step size is positive in either direction
-        keywords: dict[str, Any] = (
-            {"options": {"step_size": span / steps}}
-            if steps is not None
-            else {"rtol": tolerance, "atol": tolerance * problem.atol_ratio}
-        )
+        if steps is not None:
+            keywords: dict[str, Any] = {"options": {"step_size": span / steps}}
+        else:
+            assert tolerance is not None  # settings() gives every adaptive solve a tolerance
+            keywords = {"rtol": tolerance, "atol": tolerance * problem.atol_ratio}
         if library == "noderun":
             if steps is None:
                 keywords["options"] = {"max_num_steps": BUDGET}
-            solve = odeint
+            solve: Callable[..., Tensor] = odeint
         else:
             import torchdiffeq
 
-            solve = torchdiffeq.odeint
+            solve = cast(Callable[..., Tensor], torchdiffeq.odeint)  # its return type is inferred, not declared
 
         def run() -> tuple[Tensor, int]:
             func.calls = 0
@@ -201,7 +202,7 @@ def settings(problem: Problem, tolerances: tuple[float, ...] | None) -> list[tup
     available = {"noderun": True, "torchdiffeq": has_torchdiffeq(), "scipy": has_scipy()}
     ladder = tolerances or (STIFF_TOLERANCES if problem.stiff else TOLERANCES)
     adaptive = STIFF if problem.stiff else EXPLICIT
-    runs = [
+    runs: list[tuple[str, str, float | None, int | None]] = [
         (library, method, tolerance, None)
         for library, methods in adaptive.items()
         if available[library]

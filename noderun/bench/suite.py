@@ -64,7 +64,9 @@ def run_case(case, repeats: int, libraries_to_run: list[str], progress: Progress
     started = time.perf_counter()
     reference = reference_solution(case)
     progress(f"{case.name}: reference solved ({time.perf_counter() - started:.1f} s)")
-    passes = [("forward", lambda lib: ForwardTrial(case, lib, reference), libraries_to_run)]
+    passes: list[tuple[str, Callable[[str], ForwardTrial | BackwardTrial], list[str]]] = [
+        ("forward", lambda lib: ForwardTrial(case, lib, reference), libraries_to_run)
+    ]
     for mode in case.forward_modes:
         passes.append((f"forward:{mode}", lambda lib, mode=mode: ForwardTrial(case, lib, reference, mode), ["noderun"]))
     for mode in case.backward:

@@ -5,11 +5,18 @@ beside the learned density and the model's samples, and base samples carried thr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from ..log.progress import WorkProgress
 from .trained_run import TrainedModel, load_trained_model
+
+if TYPE_CHECKING:
+    from torch.utils.data import TensorDataset
+
+    from ..models.cnf import CNF
+    from ..models.planar_nf import PlanarNF
 
 EXTENT = 2.0  # every toy shape lies well inside [-2, 2]²
 FRACTIONS = [0.05, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -30,11 +37,12 @@ def title(trained: TrainedModel) -> str:
 
 def density_row(axes, trained: TrainedModel) -> None:
     xx, points = grid()
+    model = cast("CNF | PlanarNF", trained.model)  # the model of a flow run
     with torch.no_grad():
-        learned = trained.model.log_prob(points).exp().reshape(xx.shape)
+        learned = model.log_prob(points).exp().reshape(xx.shape)
         target = trained.data.info["log_density"](points).exp().reshape(xx.shape)
-        samples, _ = trained.model.sample_with_log_prob(5000, points, torch.Generator().manual_seed(0))
-    data = trained.data.test.tensors[0]
+        samples, _ = model.sample_with_log_prob(5000, points, torch.Generator().manual_seed(0))
+    data = cast("TensorDataset", trained.data.test).tensors[0]  # the toy 2-D data's splits
     panels = [
         ("data density", target, None),
         ("learned density", learned, None),
@@ -56,9 +64,10 @@ def density_row(axes, trained: TrainedModel) -> None:
 
 
 def transport_row(axes, trained: TrainedModel) -> None:
-    like = trained.data.test.tensors[0]
-    z0 = trained.model.base.sample(3000, like, torch.Generator().manual_seed(0))
-    stages = [z0, *trained.model.transport(z0, FRACTIONS)]
+    model = cast("CNF | PlanarNF", trained.model)  # the model of a flow run
+    like = cast("TensorDataset", trained.data.test).tensors[0]  # the toy 2-D data's splits
+    z0 = model.base.sample(3000, like, torch.Generator().manual_seed(0))
+    stages = [z0, *model.transport(z0, FRACTIONS)]
     colour = torch.atan2(z0[:, 1], z0[:, 0]).numpy()  # each sample keeps its base angle's colour
     for ax, fraction, points in zip(axes, [0.0, *FRACTIONS], stages):
         ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), c=colour, s=1, cmap="hsv")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import OmegaConf
@@ -124,7 +124,7 @@ def run_loss(path_or_dir: str | Path, batch_size: int) -> tuple[nn.Module, LossO
     """A trained run's model in float64 (evaluation mode: no regulariser, no jitter, exact traces), its
     task's loss on the first ``batch_size`` test samples, and its solver config node."""
     trained = load_trained_model(path_or_dir)
-    solver = OmegaConf.to_container(trained.config.solver, resolve=True)
+    solver = cast(dict[str, Any], OmegaConf.to_container(trained.config.solver, resolve=True))  # a mapping
     method = get_method(solver["method"])
     if not method.adaptive or isinstance(method, SolveMethod):
         raise ConfigError(

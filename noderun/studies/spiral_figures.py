@@ -5,12 +5,17 @@ dimension. PNGs with matplotlib (Agg)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..train.checkpoint import find_checkpoint
 from .trained_run import load_trained_model
+
+if TYPE_CHECKING:
+    from ..models.latent_ode import LatentODE
+    from ..models.rnn import GridRNN
 
 
 def load_model_and_test_batch(run: str, size: int):
@@ -32,6 +37,7 @@ def figure8(latent_ode_run: str, rnn_run: str, out: Path, examples: int = 4) -> 
 
     latent_ode, batch = load_model_and_test_batch(latent_ode_run, 200)
     rnn, rnn_batch = load_model_and_test_batch(rnn_run, 200)
+    latent_ode, rnn = cast("LatentODE", latent_ode), cast("GridRNN", rnn)  # the models of the two runs
     if not torch.equal(batch["truth"], rnn_batch["truth"]):
         raise ValueError("the two runs were trained on different spirals (dataset settings or seed differ)")
     with torch.no_grad():
@@ -79,6 +85,7 @@ def figure9(latent_ode_run: str, out: Path, steps: int = 7) -> Path:
     import matplotlib.pyplot as plt
 
     model, batch = load_model_and_test_batch(latent_ode_run, 200)
+    model = cast("LatentODE", model)  # the model of a latent ODE run
     times = batch["times"][0]
     with torch.no_grad():
         means, _ = model.encoder(times[: batch["mask"].shape[1]], batch["values"], batch["mask"])
