@@ -33,11 +33,9 @@ def test_shape_and_dtype_are_kept(shape, dtype):
     assert torch.allclose(ys, expected, rtol=1e-4, atol=1e-5)
 
 
-# 4,000 Newton steps each: two implicit methods by default, the others with -m slow (test_implicit checks them all)
+# 4,000 Newton steps each: one implicit method by default, the others with -m slow (test_implicit checks them all)
 BACK_AND_FORTH = [
-    pytest.param(name, marks=pytest.mark.slow)
-    if name in noderun.IMPLICIT and name not in ("implicit_euler", "gl4")
-    else name
+    pytest.param(name, marks=pytest.mark.slow) if name in noderun.IMPLICIT and name != "implicit_euler" else name
     for name in noderun.METHODS
 ]
 

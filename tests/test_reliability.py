@@ -247,6 +247,7 @@ def test_a_cluster_warning_signal_checkpoints_then_goes_to_the_handler_that_had_
     assert summary["status"] == "interrupted" and seen == [summary["steps"]] and summary["steps"] >= 2
 
 
+@pytest.mark.slow  # two runs in subprocesses (17 s)
 def test_killed_while_checkpointing_leaves_a_whole_checkpoint_to_resume_from(tmp_path):
     """SIGKILL (no handler runs) at moments spread over a run that checkpoints every epoch: whatever
     checkpoint.pt is left always loads, and the run resumes from it."""

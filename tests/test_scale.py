@@ -91,6 +91,7 @@ def test_optuna_search_minimises_the_headline(tmp_path):
     assert set(results["best_params"]) == {"optimizer.lr", "solver.rtol"}
 
 
+@pytest.mark.slow  # two submitit jobs (15 s)
 def test_a_requeued_job_resumes_from_its_own_checkpoint(tmp_path):
     noderun("train", *SPIRALS, "train.epochs=4", f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
     job = tmp_path / "job"

@@ -91,6 +91,7 @@ def test_figure3_from_a_tiny_checkpoint(tmp_path):
     assert int(sweep[1]["nfe_forward"]) >= int(sweep[0]["nfe_forward"]) and int(sweep[0]["train_nfe_backward"]) > 0
 
 
+@pytest.mark.slow  # trains a run first (8 s)
 def test_figure3_refuses_a_model_without_ode_block(tmp_path):
     cfg = compose_config("experiment=mnist_mlp", *FAST)
     run(cfg, tmp_path / "run")

@@ -60,6 +60,7 @@ def test_train_subprocess_writes_everything(tmp_path):
     assert "test_error" in result.stdout
 
 
+@pytest.mark.slow  # a sweep in a subprocess (11 s); test_scale's launcher sweep runs by default
 def test_multirun_then_report(tmp_path):
     sweep = tmp_path / "sweep"
     result = noderun_cli(
@@ -86,6 +87,7 @@ def test_multirun_then_report(tmp_path):
     assert (sweep / "report.md").read_text() == markdown  # the plain report stays
 
 
+@pytest.mark.slow  # three runs (12 s); test_reliability resumes an interrupted run to the same result by default
 def test_resume_continues_to_the_same_result(tmp_path):
     straight = run(compose_config("train.max_iters=4", "train.epochs=1"), tmp_path / "straight")
     first = run(compose_config("train.max_iters=2", "train.epochs=1"), tmp_path / "first")
