@@ -140,6 +140,7 @@ def test_a_run_writes_its_settings_and_final_numbers_for_the_hparams_dashboard(t
     assert start.hparams["solver.method"].string_value == "dopri5"
     assert start.hparams["model.channels"].number_value == 8
     assert start.hparams["seed"].number_value == 0
+    assert not [key for key in start.hparams if key.rsplit(".", 1)[-1].startswith("_")]  # _target_, _partial_
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert "final/test_error" in {info.name.tag for info in experiment.metric_infos}
 

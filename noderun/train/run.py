@@ -149,12 +149,13 @@ HPARAM_METRICS = ("nfe_forward", "nfe_backward", "epoch_time_s", "wall_time_s", 
 
 def tensorboard_hparams(config: dict[str, Any], summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     """For TensorBoard's HParams view: the config's single values (numbers, strings, booleans) of the groups
-    that define a run, the seed and the components' names; and the summary's finite test metrics and costs."""
+    that define a run (not Hydra's ``_target_``, ``_partial_``), the seed and the components' names; and the
+    summary's finite test metrics and costs."""
     groups = flatten({group: config[group] for group in HPARAM_GROUPS if isinstance(config.get(group), dict)})
     hparams: dict[str, Any] = {
         key: value
         for key, value in groups.items()
-        if isinstance(value, (bool, int, float, str)) and not key.endswith("_target_")
+        if isinstance(value, (bool, int, float, str)) and not key.rsplit(".", 1)[-1].startswith("_")  # Hydra's own
     }
     hparams.update({key: summary[key] for key in ("task", "dataset", "model") if isinstance(summary.get(key), str)})
     hparams["seed"] = config.get("seed")
