@@ -80,7 +80,7 @@ def noderun_solver(mode: str, stats: SolveStats | None = None) -> Callable[..., 
 
 
 def torchdiffeq_solver(mode: str) -> Callable[..., Tensor]:
-    import torchdiffeq
+    import torchdiffeq  # pyright: ignore[reportMissingImports]  # optional: the bench extra
 
     if mode == "backprop":
         return lambda func, y0, t, method, rtol, atol: cast(

@@ -173,7 +173,7 @@ class PrecisionTrial(RepeatedSolve):
                 keywords["options"] = {"max_num_steps": BUDGET}
             solve: Callable[..., Tensor] = odeint
         else:
-            import torchdiffeq
+            import torchdiffeq  # pyright: ignore[reportMissingImports]  # optional: the bench extra
 
             solve = cast(Callable[..., Tensor], torchdiffeq.odeint)  # its return type is inferred, not declared
 

@@ -142,7 +142,7 @@ def write_results(rows: list[dict[str, Any]], out: Path, settings: dict[str, Any
         "cpu_count": os.cpu_count(),
     }
     if "torchdiffeq" in libraries():
-        import torchdiffeq
+        import torchdiffeq  # pyright: ignore[reportMissingImports]  # optional: the bench extra
 
         machine["torchdiffeq"] = getattr(torchdiffeq, "__version__", "unknown")
     (out / "bench.json").write_text(json.dumps({"settings": settings, "machine": machine, "rows": rows}, indent=2))
