@@ -86,12 +86,13 @@ def plot(model: str, modes: dict[str, list[dict]], path: Path) -> None:
             epochs_checked, errors, floors = own_errors(checked[0], mode)
             gradients.semilogy(epochs_checked, errors, "o-", color=line.get_color(), label=f"{mode}'s gradient")
             gradients.semilogy(epochs_checked, floors, ":", color=line.get_color(), alpha=0.6)
-    learning.set(xlabel="epoch", ylabel=label, title=f"{model}: {label} over training (mean ± std)")
+    learning.set(xlabel="epoch", ylabel=label, yscale="log", title=f"{model}: {label} over training (mean ± std)")
     gradients.set(
         xlabel="epoch (kept model)",
         ylabel="relative gradient error",
-        title=f"{model}: each mode's own gradient error (seed 0; dotted: reference's own error)",
+        title=f"{model}: each mode's own gradient error (seed 0)\ndotted: the reference's own error",
     )
+    gradients.xaxis.get_major_locator().set_params(integer=True)
     for axes in (learning, gradients):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
