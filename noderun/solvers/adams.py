@@ -141,15 +141,15 @@ class AdamsStepper:
         self.method, self.rhs, self.opts = method, rhs, opts
         self.max_order = opts.method_options.get("max_order", DEFAULT_MAX_ORDER)
         self.max_iters = opts.method_options.get("max_iters", DEFAULT_MAX_ITERS)
-        self.history: deque[tuple[float, Tensor]] = deque(maxlen=method.history_length(self.max_order))
+        self.full = method.history_length(self.max_order)  # the history's length for a full-order step
+        self.history: deque[tuple[float, Tensor]] = deque(maxlen=self.full)
         self.start = method.starter(self.max_order)
         self.warned = False
 
     def __call__(self, t: float, y: Tensor, h: float, f0: Tensor | None) -> Step:
         f0 = self.rhs(t, y) if f0 is None else f0
         self.history.appendleft((t, f0))
-        assert self.history.maxlen is not None  # made with one
-        if len(self.history) < self.history.maxlen:
+        if len(self.history) < self.full:
             return rk_step(self.rhs, self.start, t, y, h, f0)
         return Step(t=t, h=h, y0=y, y1=self.method.advance(self, t, y, h), k=StageList([f0]))
 
