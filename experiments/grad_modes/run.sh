@@ -23,6 +23,7 @@ if [[ $stages == *gradcheck* ]]; then
     grep -q "^seed: 0$" "$run/.hydra/config.yaml" || continue
     tolerance=$(sed -n 's/^  rtol: //p' "$run/.hydra/config.yaml" | head -n 1)
     for kept in "$run"/checkpoint_epoch*.pt; do
+      [[ -e $kept ]] || continue  # models kept by an earlier session are not committed
       epoch=$(basename "$kept" .pt)
       "$noderun" gradcheck "$kept" --tolerances "$tolerance" --batch-size 32 --out "$run/gradcheck/${epoch#checkpoint_}"
     done
