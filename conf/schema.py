@@ -122,6 +122,7 @@ class LatentODE(Target):
     decoder_hidden: int = MISSING
     obs_noise_std: float = MISSING
     augment_dim: int = MISSING
+    kl_warmup_steps: int = MISSING
 
 
 @dataclass

@@ -61,6 +61,29 @@ def test_kl_and_likelihood_terms():
     assert mc.sum(1).mean().item() == pytest.approx(analytic, rel=0.02)
 
 
+def test_kl_warmup_weights_the_kl_term_and_its_count_survives_a_state_dict():
+    torch.manual_seed(0)
+    model, batch = LatentODE(2, SolverSettings(rtol=1e-5, atol=1e-5), kl_warmup_steps=4), first_batch()
+    weights = []
+    for _ in range(5):
+        torch.manual_seed(1)
+        log_likelihood, kl = model.elbo_terms(batch)
+        weights.append(model.kl_weight())
+        torch.manual_seed(1)
+        loss, _ = model.training_loss(batch)
+        assert torch.allclose(loss, (weights[-1] * kl - log_likelihood).mean())
+    assert weights == [0.25, 0.5, 0.75, 1.0, 1.0]
+    model.eval()
+    model.training_loss(batch)  # a loss outside training does not count
+    resumed = LatentODE(2, SolverSettings(rtol=1e-5, atol=1e-5), kl_warmup_steps=8)
+    resumed.load_state_dict(model.state_dict())
+    assert resumed.kl_weight() == 6 / 8
+    assert (
+        LatentODE(2, SolverSettings()).kl_weight() == 1.0
+        and "losses_taken" not in LatentODE(2, SolverSettings()).state_dict()
+    )
+
+
 def test_unobserved_values_are_never_used():
     torch.manual_seed(0)
     model = LatentODE(2, SolverSettings(rtol=1e-6, atol=1e-6))

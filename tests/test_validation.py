@@ -88,6 +88,10 @@ BAD_CONFIGS = {
         r"regularizer.noise='uniform': accepted values: gaussian, rad",
     ),
     "augment_dim": (["model.augment_dim=-1"], r"model.augment_dim=-1: accepted values: an integer, 0 or more"),
+    "kl_warmup_steps": (
+        ["experiment=spiral_latent_ode", "model.kl_warmup_steps=-5"],
+        r"model.kl_warmup_steps=-5: accepted values: an integer, 0 or more",
+    ),
     "regularizer_without_ode": (
         ["model=resnet", "regularizer=kinetic"],
         r"regularizer.kinetic=0.01 regularises an ODE's dynamics, and model ResNet solves "

@@ -57,7 +57,11 @@ def kl_to_standard_normal(mean: Tensor, logvar: Tensor) -> Tensor:
 
 class LatentODE(nn.Module):
     """With ``augment_dim``, the ODE flows ``latent_dim + augment_dim`` dimensions, the extra ones starting at
-    zero (ANODE), and the decoder reads them all; q(z0) and its KL stay over the ``latent_dim`` ones."""
+    zero (ANODE), and the decoder reads them all; q(z0) and its KL stay over the ``latent_dim`` ones.
+
+    With ``kl_warmup_steps`` (KL annealing, Bowman et al. 2016), the ELBO's KL term is weighted by
+    ``min(1, k / kl_warmup_steps)`` at the k-th training loss; the count is a buffer of the model, so a resumed
+    run carries on where it stopped."""
 
     def __init__(
         self,
@@ -69,9 +73,12 @@ class LatentODE(nn.Module):
         decoder_hidden: int = 20,
         obs_noise_std: float = 0.1,
         augment_dim: int = 0,
+        kl_warmup_steps: int = 0,
     ):
         super().__init__()
-        self.augment_dim = augment_dim
+        self.augment_dim, self.kl_warmup_steps = augment_dim, kl_warmup_steps
+        if kl_warmup_steps:
+            self.register_buffer("losses_taken", torch.zeros((), dtype=torch.long))
         self.encoder = RecognitionRNN(obs_dim, rnn_hidden, latent_dim)
         self.dynamics = ODEBlock(LatentDynamics(latent_dim + augment_dim, dynamics_hidden), solver)
         self.decoder = nn.Sequential(
@@ -95,9 +102,18 @@ class LatentODE(nn.Module):
         log_likelihood = (gaussian_log_density(values, decoded, self.obs_noise_std).sum(-1) * mask).sum(-1)
         return log_likelihood, kl_to_standard_normal(mean, logvar)
 
+    def kl_weight(self) -> float:
+        """The weight of the next training loss's KL term: 1 without warm-up."""
+        if not self.kl_warmup_steps:
+            return 1.0
+        return min(1.0, (int(self.losses_taken) + 1) / self.kl_warmup_steps)
+
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         log_likelihood, kl = self.elbo_terms(batch)
-        loss = (kl - log_likelihood).mean()
+        weight = self.kl_weight()
+        if self.kl_warmup_steps and self.training:
+            self.losses_taken += 1
+        loss = (weight * kl - log_likelihood).mean()
         return loss, {"log_likelihood": log_likelihood.mean().item(), "kl": kl.mean().item()}
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:

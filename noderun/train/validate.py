@@ -69,7 +69,7 @@ POSITIVE_NUMBERS = (
 )
 FRACTIONS = ("dataset.test_fraction",)  # strictly between 0 and 1
 NON_NEGATIVE_NUMBERS = ("regularizer.kinetic", "regularizer.jacobian", "train.end_time_jitter")
-NON_NEGATIVE_INTEGERS = ("model.augment_dim",)
+NON_NEGATIVE_INTEGERS = ("model.augment_dim", "model.kl_warmup_steps")
 ODE_MODELS = {"ODENet": "odenet", "LatentODE": "latent_ode", "CNF": "cnf"}  # by class: the models with ODE blocks
 SPAN_MODELS = {"ODENet": "model.integration_time", "CNF": "model.t_end"}  # solved over [0, T]: their T's key
 NAMES = {
