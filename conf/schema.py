@@ -171,6 +171,7 @@ class StepControl:
 @dataclass
 class AdaptiveSolver(StepControl):
     per_sample: bool = MISSING
+    compact: bool = MISSING
     compile: bool = MISSING
 
 

@@ -106,12 +106,63 @@ def test_gradients_match_a_shared_step_solve(grad):
         ({"adjoint_options": PER_SAMPLE, "grad": "adjoint"}, "adjoint's backward state is not batched"),
         ({"options": {"per_sample": True, "norm": "rms"}}, "drop options\\['norm'\\]"),
         ({"method": "rk4", "options": PER_SAMPLE}, "accepted keys: step_size"),
+        (
+            {"options": {"compact": True}},
+            "drops finished samples from a per-sample solve: set options\\['per_sample'\\]",
+        ),
+        ({"options": {"per_sample": True, "compact": "yes"}}, "options\\['compact'\\] must be True or False"),
     ],
 )
 def test_bad_per_sample_settings(kwargs, message):
     func, y0 = van_der_pol(2)
     with pytest.raises(ValueError, match=message):
         odeint(func, y0, torch.tensor([0.0, 1.0]).double(), **kwargs)
+
+
+class RowsAlone(torch.nn.Module):
+    """Van der Pol with each row's stiffness in the state, ``[x, v, mu]``: nothing per sample outside it, so a
+    compacted solve may call it on any subset of the rows. Records how many rows each call saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows_seen = []
+
+    def forward(self, t, y):
+        self.rows_seen.append(len(y))
+        x, v, mu = y.unbind(1)
+        return torch.stack([v, mu * (1 - x**2) * v - x, torch.zeros_like(mu)], dim=1)
+
+
+COMPACT = {"per_sample": True, "compact": True}
+
+
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_compacted_samples_solve_as_if_alone(direction):
+    y0 = torch.cat([torch.tensor([[2.0, 0.0]]).repeat(6, 1), torch.linspace(1.0, 12.0, 6)[:, None]], 1).double()
+    times = direction * torch.linspace(0.0, 4.0, 5).double()
+    func, stats = RowsAlone(), SolveStats()
+    together = odeint(func, y0, times, rtol=1e-6, atol=1e-6, options=COMPACT, stats=stats)
+    assert min(func.rows_seen) < 6  # the batch was compacted
+    for i in range(6):
+        alone_stats = SolveStats()
+        alone = odeint(RowsAlone(), y0[i : i + 1], times, rtol=1e-6, atol=1e-6, options=COMPACT, stats=alone_stats)
+        torch.testing.assert_close(together[:, i : i + 1], alone, rtol=1e-12, atol=1e-12)
+        assert stats.sample_steps[i] == alone_stats.sample_steps[0]
+    assert stats.steps_accepted == max(stats.sample_steps)
+
+
+def test_compacted_gradients_equal_the_whole_batch_solve():
+    y0 = torch.cat([torch.tensor([[2.0, 0.0]]).repeat(4, 1), torch.tensor([[1.0], [2.0], [8.0], [16.0]])], 1).double()
+    times = torch.linspace(0.0, 2.0, 3).double()
+
+    def gradient(options):
+        start = y0.clone().requires_grad_(True)
+        odeint(RowsAlone(), start, times, rtol=1e-7, atol=1e-7, options=options, grad="backprop").pow(
+            2
+        ).sum().backward()
+        return start.grad
+
+    torch.testing.assert_close(gradient(COMPACT), gradient(PER_SAMPLE), rtol=1e-12, atol=1e-12)
 
 
 def test_zero_dim_state_is_refused():

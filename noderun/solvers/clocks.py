@@ -4,7 +4,7 @@
 dense output fills. ``SampleClocks`` (``options["per_sample"]``): one time per sample (dim 0 of the
 state), a float64 tensor of shape ``(batch,)``; every sample accepts or rejects its own steps, which
 end exactly at its next output time, and a finished sample stops moving (it rides along in the batch's
-evaluations with a zero step). ``func`` then receives ``t`` of shape ``(batch,)``.
+evaluations with a zero step, unless ``compact`` drops it). ``func`` then receives ``t`` of shape ``(batch,)``.
 
 Both hand the loop the same things: the time ``t``, which elements are ``moving``, the end of a step of
 a proposed size, and after each attempt the next step's ``y0`` and ``f0``, recording the outputs.
@@ -237,6 +237,8 @@ class SampleClocks:
         self.accepted = torch.zeros(len(y0), dtype=torch.long, device=y0.device)
         self.rejected = torch.zeros_like(self.accepted)
         self.ys = [y0] * len(times)
+        self.rows: Tensor | None = None  # once compacted: each remaining row's index in the whole batch
+        self.counts: tuple[Tensor, Tensor]  # once compacted: every sample's accepted and rejected steps
 
     def unfinished(self) -> bool:
         self.moving = self.next_out < self.count
@@ -270,14 +272,46 @@ class SampleClocks:
         self.t = torch.where(accepted, t_end, self.t)
         reached = accepted & (t_end == self.next_target())
         for index in torch.unique(self.next_out[reached]).tolist():
-            self.ys[index] = torch.where(rows(reached & (self.next_out == index), y), y, self.ys[index])
+            self.ys[index] = self._record(self.ys[index], reached & (self.next_out == index), y)
         self.next_out = self.next_out + reached
         return y, f
 
+    def _record(self, output: Tensor, which: Tensor, y: Tensor) -> Tensor:
+        """``output`` (of the whole batch) with the rows ``which`` of ``y`` written into their samples' places."""
+        if self.rows is None:
+            return torch.where(rows(which, y), y, output)
+        return output.index_copy(0, self.rows[which], y[which])
+
+    def compact(self) -> Tensor | None:
+        """Once at most half of the rows move, drop the others: the positions of the rows kept, by which the
+        loop selects its own per-row tensors (``None``: none dropped). Their outputs are recorded already."""
+        moving = int(self.moving.sum())
+        if 2 * moving > len(self.t):
+            return None
+        keep = self.moving.nonzero().squeeze(1)
+        if self.rows is None:
+            self.rows, self.counts = torch.arange(len(self.t), device=self.t.device), (self.accepted, self.rejected)
+        self._keep_counts()
+        self.rows = self.rows[keep]
+        self.t, self.next_out, self.moving = self.t[keep], self.next_out[keep], self.moving[keep]
+        self.accepted, self.rejected = self.accepted[keep], self.rejected[keep]
+        return keep
+
+    def _keep_counts(self) -> None:
+        """Every sample's step counts, with those of the rows in the batch now."""
+        if self.rows is not None:
+            accepted, rejected = self.counts
+            self.counts = (
+                accepted.index_copy(0, self.rows, self.accepted),
+                rejected.index_copy(0, self.rows, self.rejected),
+            )
+
     def finish(self) -> Solution:
+        self._keep_counts()
+        accepted, rejected = self.counts if self.rows is not None else (self.accepted, self.rejected)
         return Solution(
             ys=self.ys,
-            accepted=int(self.accepted.max()),
-            rejected=int(self.rejected.max()),
-            sample_steps=self.accepted.tolist(),
+            accepted=int(accepted.max()),
+            rejected=int(rejected.max()),
+            sample_steps=accepted.tolist(),
         )

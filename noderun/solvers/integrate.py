@@ -68,6 +68,10 @@ def integrate(
     stepper = _stepper(rhs, y0, opts, sizer)
     y = y0
     while clock.unfinished():
+        if opts.compact and (keep := cast(SampleClocks, clock).compact()) is not None:
+            y, f0 = y[keep], None if f0 is None else f0[keep]
+            cast(StepController, sizer).select(keep)
+            stepper = _stepper(rhs, y, opts, sizer)
         t_end = sizer.propose(clock)
         if ends is not None:
             ends.step(clock.t, t_end)

@@ -32,10 +32,11 @@ ADAPTIVE_KEYS = (
     "step_t",
     "jump_t",
     "per_sample",
+    "compact",
     "compile",
 )
-FORWARD_ONLY_KEYS = ("norm", "per_sample", "compile")  # not carried over to the adjoint's backward solve
-SHARED_CLOCK_KEYS = ("per_sample", "compile")  # adaptive keys an adaptive implicit method refuses (its own steps)
+FORWARD_ONLY_KEYS = ("norm", "per_sample", "compact", "compile")  # not carried over to the adjoint's backward solve
+SHARED_CLOCK_KEYS = ("per_sample", "compact", "compile")  # adaptive keys an adaptive implicit method refuses
 NORM_NAMES = ("rms", "seminorm")
 DEFAULT_MAX_NUM_STEPS = 100_000
 EVENT_FIXED_MAX_NUM_STEPS = 20_000  # a fixed-step event solve's default step budget (torchdiffeq's)
@@ -75,7 +76,9 @@ class SolverOptions:
 
     ``norm`` is ``None`` (the default norm), ``"rms"``, ``"seminorm"`` (adjoint only) or a
     callable mapping a tensor of scaled errors to a scalar tensor. ``per_sample`` gives every
-    sample (dim 0 of the state) its own clock and step size. ``compile`` runs each step as one
+    sample (dim 0 of the state) its own clock and step size; with ``compact``, the samples that have finished
+    leave the batch, and ``func`` is then called on the rows still moving (so it must treat rows alone and hold
+    no per-sample data outside the state). ``compile`` runs each step as one
     ``torch.compile``d graph, ``func`` included (``solvers.fused``).
 
     Fixed-step methods: ``grid_constructor(func, y0, t)`` returns the step end points (a 1-D tensor from
@@ -105,6 +108,7 @@ class SolverOptions:
     grid_constructor: Callable | None = None
     perturb: bool = False
     per_sample: bool = False
+    compact: bool = False
     compile: bool = False
     interp: str = "linear"
     method_options: Mapping[str, Any] = field(default_factory=dict)  # the method's own keys (``option_keys``)
@@ -312,8 +316,9 @@ def _check_norm(names: Names, norm: Any, backward: bool) -> None:
 
 
 def _check_flags(names: Names, options: Mapping[str, Any], backward: bool) -> None:
-    """``per_sample`` and ``compile``: booleans, forward only, not together."""
-    for key in ("per_sample", "compile"):
+    """``per_sample``, ``compact`` and ``compile``: booleans, forward only; ``compact`` with ``per_sample``;
+    ``compile`` without it."""
+    for key in ("per_sample", "compact", "compile"):
         if not isinstance(options.get(key, False), bool):
             raise SettingError(f"{names(key)} must be True or False, got {options[key]!r}", key)
     per_sample, compiled = options.get("per_sample", False), options.get("compile", False)
@@ -321,6 +326,11 @@ def _check_flags(names: Names, options: Mapping[str, Any], backward: bool) -> No
         raise SettingError(
             f"{names('per_sample')} applies to the forward solve: the adjoint's backward state is not batched",
             "per_sample",
+        )
+    if options.get("compact", False) and not per_sample:
+        raise SettingError(
+            f"{names('compact')} drops finished samples from a per-sample solve: set {names('per_sample')} too",
+            "compact",
         )
     if per_sample and (options.get("step_t") or options.get("jump_t")):
         raise SettingError(
