@@ -26,7 +26,9 @@ class Case:
     rtol: float
     atol: float
     backward: tuple[str, ...] = ()
-    forward_modes: tuple[str, ...] = ()  # noderun's other forward solves: "per_sample", "compiled"
+    forward_modes: tuple[
+        str, ...
+    ] = ()  # noderun's other forward solves: "per_sample", "per_sample_compact", "compiled"
 
 
 class MLPField(nn.Module):
@@ -68,6 +70,19 @@ class ScaledField(nn.Module):
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         return self.rates[:, None] * self.field(t, y)
+
+
+class RatesInState(nn.Module):
+    """``ScaledField`` with each row's rate as the state's last column (derivative 0): ``[rate * mlp(y), 0]``.
+    Nothing per sample lies outside the state, so a per-sample solve may drop finished rows (``compact``)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.field = MLPField(dim, hidden)
+
+    def forward(self, t: Tensor, state: Tensor) -> Tensor:
+        y, rates = state[:, :-1], state[:, -1:]
+        return torch.cat([rates * self.field(t, y), torch.zeros_like(rates)], dim=1)
 
 
 class ConcatenatedCNF(nn.Module):
@@ -143,6 +158,23 @@ def mixed_scales_case(tiny: bool) -> Case:
     )
 
 
+def mixed_rows_case(tiny: bool) -> Case:
+    """``mixed_scales`` with each rate in the state (``RatesInState``) and 256 hidden units, so that an
+    evaluation's cost grows with its rows: per-sample control with and without dropping finished samples."""
+    batch = 8 if tiny else 256
+    rates = torch.logspace(-1.0, 1.0, batch)[:, None]
+    return Case(
+        "mixed_rows",
+        RatesInState(4, 16 if tiny else 256),
+        torch.cat([torch.randn(batch, 4), rates], dim=1),
+        torch.tensor([0.0, 1.0 if tiny else 5.0]),
+        "dopri5",
+        1e-6,
+        1e-6,
+        forward_modes=("per_sample", "per_sample_compact"),
+    )
+
+
 def latent_ode_case(tiny: bool) -> Case:
     """The spiral preset's latent solve: 4-D latent, 20 hidden units, 100 output times over [0, 5], a loss on
     every one (the adjoint's backward solve jumps at each)."""
@@ -171,6 +203,7 @@ CASES = {
     "odenet_block": odenet_case,
     "van_der_pol": van_der_pol_case,
     "mixed_scales": mixed_scales_case,
+    "mixed_rows": mixed_rows_case,
     "latent_ode": latent_ode_case,
     "cnf": cnf_case,
 }

@@ -52,15 +52,20 @@ def reference_solution(case: Case) -> Tensor:
         ).float()
 
 
-FORWARD_MODES = ("per_sample", "compiled")  # forward-only variants of noderun's solve
+FORWARD_MODES = ("per_sample", "per_sample_compact", "compiled")  # forward-only variants of noderun's solve
 
 
 def noderun_solver(mode: str, stats: SolveStats | None = None) -> Callable[..., Tensor]:
-    """``mode``: a gradient mode, ``adjoint_seminorm``, ``per_sample`` (per-sample step control) or
-    ``compiled`` (``options={"compile": True}``)."""
+    """``mode``: a gradient mode, ``adjoint_seminorm``, ``per_sample`` (per-sample step control),
+    ``per_sample_compact`` (finished samples dropped) or ``compiled`` (``options={"compile": True}``)."""
     grad = "adjoint" if mode.startswith("adjoint") else "backprop" if mode in FORWARD_MODES else mode
     adjoint_options = {"norm": "seminorm"} if mode == "adjoint_seminorm" else None
-    options = {"max_num_steps": 1_000_000, "per_sample": mode == "per_sample", "compile": mode == "compiled"}
+    options = {
+        "max_num_steps": 1_000_000,
+        "per_sample": mode.startswith("per_sample"),
+        "compact": mode == "per_sample_compact",
+        "compile": mode == "compiled",
+    }
 
     def solve(func, y0, t, method, rtol, atol) -> Tensor:
         return odeint(
