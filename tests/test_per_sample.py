@@ -165,6 +165,14 @@ def test_compacted_gradients_equal_the_whole_batch_solve():
     torch.testing.assert_close(gradient(COMPACT), gradient(PER_SAMPLE), rtol=1e-12, atol=1e-12)
 
 
+def test_a_compacted_failure_names_the_sample_in_the_whole_batch():
+    y0 = torch.cat([torch.tensor([[2.0, 0.0]]).repeat(4, 1), torch.tensor([[1.0], [1.0], [1.0], [1000.0]])], 1).double()
+    func = RowsAlone()
+    with pytest.raises(noderun.SolverError, match="max_num_steps=60 steps taken, reaching t=.* for sample 3 "):
+        odeint(func, y0, torch.tensor([0.0, 1.0]).double(), options={**COMPACT, "max_num_steps": 60})
+    assert func.rows_seen[-1] == 1
+
+
 def test_zero_dim_state_is_refused():
     with pytest.raises(ValueError, match="needs a batch"):
         odeint(lambda t, y: -y, torch.tensor(1.0), torch.tensor([0.0, 1.0]), options=PER_SAMPLE)

@@ -258,8 +258,9 @@ class SampleClocks:
         return self.targets[self.next_out.clamp_max(self.count - 1)]
 
     def where(self, step: Step, at: Tensor) -> str:
-        sample, h = int(at.nonzero()[0]), cast(Tensor, step.h)  # a step size per sample
-        return f"t={float(self.t[sample])!r} for sample {sample} (last step size {float(h[sample])!r}"
+        row, h = int(at.nonzero()[0]), cast(Tensor, step.h)  # a step size per sample
+        sample = row if self.rows is None else int(self.rows[row])  # its index in the whole batch
+        return f"t={float(self.t[row])!r} for sample {sample} (last step size {float(h[row])!r}"
 
     def advance(self, rhs: RHS, step: Step, t_end: Tensor, accepted: Tensor) -> tuple[Tensor, Tensor | None]:
         y = torch.where(rows(accepted, step.y1), step.y1, step.y0)
