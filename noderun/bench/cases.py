@@ -26,9 +26,7 @@ class Case:
     rtol: float
     atol: float
     backward: tuple[str, ...] = ()
-    forward_modes: tuple[
-        str, ...
-    ] = ()  # noderun's other forward solves: "per_sample", "per_sample_compact", "compiled"
+    forward_modes: tuple[str, ...] = ()  # noderun's other forward solves (``measure.FORWARD_MODES``)
 
 
 class MLPField(nn.Module):
