@@ -326,6 +326,7 @@ def test_every_refusal_in_the_option_parser_is_reached():
         {"options": {"norm": "max"}},
         {"options": {"per_sample": 1}},
         {"options": {"per_sample": True, "norm": "rms"}},
+        {"options": {"compact": True}},
         {"grad": "adjoint", "adjoint_params": (), "adjoint_options": {"per_sample": True}},
         {"options": {"compile": 1}},
         {"options": {"compile": True, "per_sample": True}},
