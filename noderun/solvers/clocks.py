@@ -238,7 +238,7 @@ class SampleClocks:
         self.rejected = torch.zeros_like(self.accepted)
         self.ys = [y0] * len(times)
         self.rows: Tensor | None = None  # once compacted: each remaining row's index in the whole batch
-        self.counts: tuple[Tensor, Tensor]  # once compacted: every sample's accepted and rejected steps
+        self.counts: tuple[Tensor, Tensor]  # once compacted: every sample's steps at the last compaction
 
     def unfinished(self) -> bool:
         self.moving = self.next_out < self.count
@@ -290,26 +290,21 @@ class SampleClocks:
         if 2 * moving > len(self.t):
             return None
         keep = self.moving.nonzero().squeeze(1)
-        if self.rows is None:
-            self.rows, self.counts = torch.arange(len(self.t), device=self.t.device), (self.accepted, self.rejected)
-        self._keep_counts()
-        self.rows = self.rows[keep]
+        self.counts = self.whole_counts()
+        self.rows = (torch.arange(len(self.t), device=self.t.device) if self.rows is None else self.rows)[keep]
         self.t, self.next_out, self.moving = self.t[keep], self.next_out[keep], self.moving[keep]
         self.accepted, self.rejected = self.accepted[keep], self.rejected[keep]
         return keep
 
-    def _keep_counts(self) -> None:
-        """Every sample's step counts, with those of the rows in the batch now."""
-        if self.rows is not None:
-            accepted, rejected = self.counts
-            self.counts = (
-                accepted.index_copy(0, self.rows, self.accepted),
-                rejected.index_copy(0, self.rows, self.rejected),
-            )
+    def whole_counts(self) -> tuple[Tensor, Tensor]:
+        """Every sample's accepted and rejected steps, those of the rows in the batch now included."""
+        if self.rows is None:
+            return self.accepted, self.rejected
+        accepted, rejected = self.counts
+        return accepted.index_copy(0, self.rows, self.accepted), rejected.index_copy(0, self.rows, self.rejected)
 
     def finish(self) -> Solution:
-        self._keep_counts()
-        accepted, rejected = self.counts if self.rows is not None else (self.accepted, self.rejected)
+        accepted, rejected = self.whole_counts()
         return Solution(
             ys=self.ys,
             accepted=int(accepted.max()),

@@ -91,7 +91,7 @@ class ErrorRatio:
         assert y_abs is not None  # kept with y just above, if not before
         return y_abs
 
-    def keep(self, y: Tensor | None, y_abs: Tensor | None) -> None:
+    def keep(self, y: Tensor, y_abs: Tensor) -> None:
         """Remember ``|y|`` (a new state's, usually the next step's ``y0``)."""
         self.magnitude = (y, y_abs)
 
@@ -337,7 +337,6 @@ class StepController:
         self.h = self.h[keep]
         if isinstance(self.controller.previous_ratio, Tensor):
             self.controller.previous_ratio = self.controller.previous_ratio[keep]
-        self.error_ratio.keep(None, None)  # |y| of the whole batch
 
     def propose(self, clock: Clock) -> Number:
         """The end of the next step to try (per sample: a tensor of ends)."""
