@@ -7,7 +7,7 @@ import torch
 
 import noderun
 from noderun import odeint
-from noderun.bench.cases import VanDerPol
+from noderun.bench.cases import VanDerPol, VanDerPolInState
 from noderun.solvers.stats import SolveStats
 
 PER_SAMPLE = {"per_sample": True}
@@ -119,9 +119,9 @@ def test_bad_per_sample_settings(kwargs, message):
         odeint(func, y0, torch.tensor([0.0, 1.0]).double(), **kwargs)
 
 
-class RowsAlone(torch.nn.Module):
-    """Van der Pol with each row's stiffness in the state, ``[x, v, mu]``: nothing per sample outside it, so a
-    compacted solve may call it on any subset of the rows. Records how many rows each call saw."""
+class RowsAlone(VanDerPolInState):
+    """``VanDerPolInState`` (nothing per sample outside the state, so a compacted solve may call it on any subset
+    of the rows), recording how many rows each call saw."""
 
     def __init__(self):
         super().__init__()
@@ -129,8 +129,7 @@ class RowsAlone(torch.nn.Module):
 
     def forward(self, t, y):
         self.rows_seen.append(len(y))
-        x, v, mu = y.unbind(1)
-        return torch.stack([v, mu * (1 - x**2) * v - x, torch.zeros_like(mu)], dim=1)
+        return super().forward(t, y)
 
 
 COMPACT = {"per_sample": True, "compact": True}

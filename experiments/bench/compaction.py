@@ -17,20 +17,11 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 
-from noderun.bench.cases import Case, build_cases
+from noderun.bench.cases import Case, VanDerPolInState, build_cases
 from noderun.bench.measure import ForwardTrial, reference_solution
 
 LOOSER = (1.0, 2.0, 4.0, 8.0)  # per-sample tolerances, as multiples of the case's
-
-
-class VanDerPolInState(nn.Module):
-    """Van der Pol on ``[x, v, mu]``: ``mu`` is the state's last column, with derivative 0."""
-
-    def forward(self, t: Tensor, y: Tensor) -> Tensor:
-        x, v, mu = y.unbind(1)
-        return torch.stack([v, mu * (1 - x**2) * v - x, torch.zeros_like(mu)], dim=1)
 
 
 def van_der_pol_in_state() -> Case:

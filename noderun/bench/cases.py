@@ -56,6 +56,15 @@ class VanDerPol(nn.Module):
         return torch.stack([v, self.mu * (1 - x**2) * v - x], dim=1)
 
 
+class VanDerPolInState(nn.Module):
+    """Van der Pol on ``[x, v, mu]``: each row's ``mu`` is the state's last column, with derivative 0, so
+    nothing per sample lies outside the state and a per-sample solve may drop finished rows (``compact``)."""
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        x, v, mu = y.unbind(1)
+        return torch.stack([v, mu * (1 - x**2) * v - x, torch.zeros_like(mu)], dim=1)
+
+
 class ScaledField(nn.Module):
     """``f(t, y) = rate * mlp(y)``, one rate per row: a batch whose samples move on different time scales."""
 
