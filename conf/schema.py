@@ -92,6 +92,7 @@ class Spirals(Target):
     radial_rate: float = MISSING
     test_fraction: float = MISSING
     seed: int = MISSING
+    train_future: bool = MISSING
 
 
 @dataclass

@@ -19,6 +19,11 @@ Two generators (``dataset.kind``):
   always follow it; its clock is ``theta - theta_start`` (theta units, as the example's).
   (The example itself draws the start from ``[n_points, 1000 - n_points)``, so a window starting
   past 800 there has fewer than 100 points after it.)
+
+``train_future=True`` gives each training trajectory its ``n_points`` points after the window too, noisy
+and all observed, as ``future``: targets of the training likelihood (a forecasting objective; see
+``training_targets``), never read by an encoder. Test trajectories carry none, and every other tensor is
+the same as without it for the same seed.
 """
 
 from __future__ import annotations
@@ -69,16 +74,37 @@ def archimedean_curves(
 
 
 class TrajectoryDataset(Dataset):
-    """Per trajectory: noisy ``values`` on the window grid, observation ``mask``, clean ``truth`` on the whole grid."""
+    """Per trajectory: noisy ``values`` on the window grid, observation ``mask``, clean ``truth`` on the whole grid,
+    and, where given, noisy ``future`` values on the grid after the window."""
 
-    def __init__(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, truth: torch.Tensor):
-        self.times, self.values, self.mask, self.truth = times, values, mask, truth
+    def __init__(
+        self,
+        times: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor,
+        truth: torch.Tensor,
+        future: torch.Tensor | None = None,
+    ):
+        self.times, self.values, self.mask, self.truth, self.future = times, values, mask, truth, future
 
     def __len__(self) -> int:
         return len(self.values)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"times": self.times, "values": self.values[index], "mask": self.mask[index], "truth": self.truth[index]}
+        item = {"times": self.times, "values": self.values[index], "mask": self.mask[index], "truth": self.truth[index]}
+        if self.future is not None:
+            item["future"] = self.future[index]
+        return item
+
+
+def training_targets(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The points a training likelihood scores, ``(B, T, obs)``, and which of them count, ``(B, T)``: the window's
+    observed points, followed by every ``future`` point where the batch carries them."""
+    values, mask = batch["values"], batch["mask"]
+    if "future" not in batch:
+        return values, mask
+    future = batch["future"]
+    return torch.cat([values, future], dim=1), torch.cat([mask, mask.new_ones(future.shape[:2])], dim=1)
 
 
 class Spirals:
@@ -101,6 +127,7 @@ class Spirals:
         test_fraction: float = 0.2,
         seed: int = 0,
         kind: str = "logarithmic",
+        train_future: bool = False,
     ):
         if kind not in SPIRAL_KINDS:
             raise ValueError(f"dataset.kind={kind!r}: accepted values: {', '.join(SPIRAL_KINDS)}")
@@ -117,7 +144,7 @@ class Spirals:
         self.n_spirals, self.n_points, self.n_obs, self.t_window = n_spirals, n_points, n_obs, t_window
         self.noise_std = DEFAULT_NOISE_STD[kind] if noise_std is None else noise_std
         self.angular_speed, self.radial_rate = angular_speed, radial_rate
-        self.test_fraction, self.seed, self.kind = test_fraction, seed, kind
+        self.test_fraction, self.seed, self.kind, self.train_future = test_fraction, seed, kind, train_future
         self.clockwise: torch.Tensor | None = None
         self.window_start: torch.Tensor | None = None
 
@@ -158,6 +185,13 @@ class Spirals:
             mask[i, torch.randperm(self.n_points, generator=generator)[: self.n_obs]] = True
         values = values * mask[..., None]  # unobserved values are never seen
         n_test = round(n * self.test_fraction)
-        split = {"test": slice(0, n_test), "train": slice(n_test, n)}
-        parts = {name: TrajectoryDataset(times, values[s], mask[s], truth[s]) for name, s in split.items()}
-        return DataSplits(train=parts["train"], test=parts["test"], info={"obs_dim": 2})
+        test, train = slice(0, n_test), slice(n_test, n)
+        future = None
+        if self.train_future:  # drawn last, so that everything above is the same with or without it
+            after = truth[train, self.n_points :]
+            future = after + self.noise_std * torch.randn(after.shape, generator=generator)
+        return DataSplits(
+            train=TrajectoryDataset(times, values[train], mask[train], truth[train], future),
+            test=TrajectoryDataset(times, values[test], mask[test], truth[test]),
+            info={"obs_dim": 2},
+        )

@@ -9,6 +9,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from ..data.spirals import training_targets
 from .ode_block import ODEBlock, SolverSettings
 
 
@@ -93,13 +94,14 @@ class LatentODE(nn.Module):
         return path, self.decoder(path)
 
     def elbo_terms(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Per trajectory: the Gaussian log-likelihood of its observed points and the KL of q(z0)."""
+        """Per trajectory: the Gaussian log-likelihood of its observed points (and of its ``future`` ones, where the
+        batch carries them) and the KL of q(z0)."""
         values, mask = batch["values"], batch["mask"]
-        times = batch["times"][0, : values.shape[1]]
-        mean, logvar = self.encoder(times, values, mask)
+        targets, counted = training_targets(batch)
+        mean, logvar = self.encoder(batch["times"][0, : values.shape[1]], values, mask)
         z0 = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
-        _, decoded = self.decode_path(z0, times)
-        log_likelihood = (gaussian_log_density(values, decoded, self.obs_noise_std).sum(-1) * mask).sum(-1)
+        _, decoded = self.decode_path(z0, batch["times"][0, : targets.shape[1]])
+        log_likelihood = (gaussian_log_density(targets, decoded, self.obs_noise_std).sum(-1) * counted).sum(-1)
         return log_likelihood, kl_to_standard_normal(mean, logvar)
 
     def kl_weight(self) -> float:

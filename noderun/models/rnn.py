@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..data.spirals import training_targets
+
 
 class GridRNN(nn.Module):
     def __init__(self, obs_dim: int, hidden: int = 25, time_gaps: bool = True):
@@ -42,11 +44,12 @@ class GridRNN(nn.Module):
         return torch.stack(predictions, dim=1)
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        values, mask = batch["values"], batch["mask"]
-        mean = self.rollout(batch, values.shape[1])
+        """The Gaussian NLL of the observed points (and of the ``future`` ones, where the batch carries them)."""
+        targets, counted = training_targets(batch)
+        mean = self.rollout(batch, targets.shape[1])
         std = self.log_std.exp()
-        nll = 0.5 * ((values - mean) / std) ** 2 + self.log_std + 0.5 * math.log(2 * math.pi)
-        per_trajectory = (nll.sum(-1) * mask).sum(-1)
+        nll = 0.5 * ((targets - mean) / std) ** 2 + self.log_std + 0.5 * math.log(2 * math.pi)
+        per_trajectory = (nll.sum(-1) * counted).sum(-1)
         return per_trajectory.mean(), {"nll": per_trajectory.mean().item()}
 
     def predict(self, batch: dict[str, Tensor]) -> Tensor:
