@@ -124,3 +124,17 @@ def test_unknown_kind_is_refused():
     with pytest.raises(ConfigError, match=r"dataset\.kind='fermat': accepted values: logarithmic, archimedean"):
         validate_config(cfg)
     validate_config(compose_config("experiment=spiral_latent_ode", "++dataset.kind=archimedean"))
+
+
+def test_train_future_adds_noisy_futures_to_the_training_split_only():
+    _, plain = loaded(n_spirals=400, seed=3)
+    _, data = loaded(n_spirals=400, seed=3, train_future=True)
+    assert "future" not in plain.train[0] and "future" not in data.test[0]
+    assert all(torch.equal(a, b) for a, b in zip(everything(plain).values(), everything(data).values()))
+    future = torch.stack([data.train[i]["future"] for i in range(len(data.train))])
+    after = torch.stack([data.train[i]["truth"][100:] for i in range(len(data.train))])
+    assert future.shape == (320, 100, 2)
+    assert (future - after).std().item() == pytest.approx(0.3, rel=0.02)
+    assert (future - after).mean().abs().item() < 0.01
+    _, again = loaded(n_spirals=400, seed=3, train_future=True)
+    assert torch.equal(again.train[5]["future"], data.train[5]["future"])

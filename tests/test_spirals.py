@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import compose_config
-from noderun.data.spirals import Spirals
+from noderun.data.spirals import Spirals, training_targets
 from noderun.models.latent_ode import LatentODE, gaussian_log_density, kl_to_standard_normal
 from noderun.models.ode_block import SolverSettings
 from noderun.models.rnn import GridRNN
@@ -100,6 +100,47 @@ def test_unobserved_values_are_never_used():
     assert torch.equal(log_likelihood, model.elbo_terms(changed)[0])
 
 
+def batch_with_future(size=8):
+    data = Spirals(kind="archimedean", n_spirals=40, train_future=True).load()
+    return next(iter(DataLoader(data.train, batch_size=size)))
+
+
+def test_training_targets_append_every_future_point():
+    batch = batch_with_future()
+    targets, counted = training_targets(batch)
+    assert torch.equal(targets, torch.cat([batch["values"], batch["future"]], dim=1))
+    assert torch.equal(counted[:, :100], batch["mask"]) and counted[:, 100:].all()
+    plain = {key: value for key, value in batch.items() if key != "future"}
+    assert training_targets(plain) == (batch["values"], batch["mask"])
+
+
+def test_latent_ode_likelihood_adds_the_future_points():
+    torch.manual_seed(0)
+    model, batch = LatentODE(2, SolverSettings(rtol=1e-7, atol=1e-7), obs_noise_std=0.3), batch_with_future()
+    plain = {key: value for key, value in batch.items() if key != "future"}
+    torch.manual_seed(1)
+    with_future, kl = model.elbo_terms(batch)
+    torch.manual_seed(1)
+    window_only, kl_plain = model.elbo_terms(plain)
+    torch.manual_seed(1)
+    mean, logvar = model.encoder(batch["times"][0, :100], batch["values"], batch["mask"])
+    z0 = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+    decoded = model.decode_path(z0, batch["times"][0])[1]
+    future_part = gaussian_log_density(batch["future"], decoded[:, 100:], 0.3).sum((1, 2))
+    assert torch.equal(kl, kl_plain) and (future_part < 0).all()
+    assert torch.allclose(with_future, window_only + future_part, rtol=1e-5)
+
+
+def test_rnn_loss_adds_the_future_points():
+    torch.manual_seed(0)
+    model, batch = GridRNN(2), batch_with_future()
+    plain = {key: value for key, value in batch.items() if key != "future"}
+    mean, std = model.rollout(batch, 200), model.log_std.exp()
+    nll = (0.5 * ((batch["future"] - mean[:, 100:]) / std) ** 2 + model.log_std + 0.5 * math.log(2 * math.pi)).sum(-1)
+    expected = model.training_loss(plain)[0] + nll.sum(-1).mean()
+    assert torch.allclose(model.training_loss(batch)[0], expected)
+
+
 @pytest.mark.parametrize("model", [LatentODE(2, SolverSettings(rtol=1e-5, atol=1e-5)), GridRNN(2)])
 def test_predictions_extrapolate_beyond_the_window(model):
     batch = first_batch()
@@ -128,6 +169,8 @@ def test_rmse_counts_held_out_and_extrapolated_points():
         ("spiral_latent_ode", ["grad=adjoint"]),
         ("spiral_rnn", []),
         ("spiral_rnn", ["model.time_gaps=false"]),
+        ("spiral_latent_ode", ["dataset.train_future=true"]),
+        ("spiral_rnn", ["dataset.train_future=true"]),
     ],
 )
 def test_spiral_presets_run(preset, extra, tmp_path):
