@@ -2,10 +2,11 @@
 # Table 2 on the authors' spirals (dataset.kind=archimedean): the latent ODE and both RNN baselines for
 # n_obs = 30, 50, 100 and seeds 0, 1, 2 as one sweep (the schedule of conf/train/spirals.yaml), two jobs
 # side by side (joblib, one thread each), the reports, and Figures 8 and 9 from seed 0's n_obs=30 runs.
-# Extra arguments go to `noderun train`.
+# Extra arguments go to `noderun train`; OUT names the results folder (default experiments/table2/results), e.g.
+#   OUT=experiments/table2/results_future bash experiments/table2/run.sh dataset.train_future=true
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=experiments/table2/results
+out=${OUT:-experiments/table2/results}
 noderun=${NODERUN:-.venv/bin/noderun}
 jobs=${JOBS:-2}
 rm -rf "$out"
