@@ -3,7 +3,8 @@
 # n_obs = 30, 50, 100 and seeds 0, 1, 2 as one sweep (the schedule of conf/train/spirals.yaml), two jobs
 # side by side (joblib, one thread each), the reports, and Figures 8 and 9 from seed 0's n_obs=30 runs.
 # Extra arguments go to `noderun train`; OUT names the results folder (default experiments/table2/results), e.g.
-#   OUT=experiments/table2/results_future bash experiments/table2/run.sh dataset.train_future=true
+#   OUT=experiments/table2/results_future bash experiments/table2/run.sh dataset=spirals dataset.train_future=true
+# (dataset=spirals so that the sweep's first composition, before any experiment applies, knows the key)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-experiments/table2/results}
