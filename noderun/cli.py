@@ -29,7 +29,7 @@ def train(overrides: list[str]) -> int:
     import noderun.conf  # noqa: F401  # pyright: ignore[reportMissingImports]
 
     from .train import folders
-    from .train.config_errors import composition_refusal, output_dir_refusal
+    from .train.config_errors import composition_refusal, output_dir_refusal, swept_groups_hint
     from .train.launch import objective, run_status
     from .train.resumed import with_run_overrides
 
@@ -52,7 +52,8 @@ def train(overrides: list[str]) -> int:
     except SystemExit as exit_:  # a stopped run (Hydra's own errors are raised: HYDRA_FULL_ERROR)
         codes.append(int(exit_.code or 0))
     except (HydraException, OmegaConfBaseException) as error:  # a config Hydra cannot compose
-        return refuse(composition_refusal(error))
+        refusal = composition_refusal(error)
+        return refuse(refusal + swept_groups_hint(refusal, overrides))
     except OSError as error:  # Hydra could not create or write the run folder
         return refuse(output_dir_refusal(error, multirun=bool({"-m", "--multirun"} & set(overrides))))
     finally:

@@ -217,6 +217,12 @@ def noderun_cli(*args, cwd):
             "config: hydra.run.dir: cannot create or write /proc/x (No such file or "
             "directory); accepted values: a folder that can be created and written",
         ),
+        (  # the multirun's first composition has the default dataset, which declares no train_future
+            ["-m", "experiment=spiral_latent_ode,spiral_rnn", "dataset.train_future=true"],
+            "config: dataset.train_future: unknown key; accepted keys: _target_, test_fraction, split_seed, augment"
+            " (a multirun composes once before its sweep over experiment: a key that only a swept option declares"
+            " needs that option named too, as in `dataset=spirals dataset.train_future=true`)",
+        ),
     ],
 )
 def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, overrides, line):

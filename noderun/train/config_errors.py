@@ -59,6 +59,21 @@ def composition_refusal(error: Exception) -> str:
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
+def swept_groups_hint(refusal: str, overrides: list[str]) -> str:
+    """What to add to an unknown-key refusal of a multirun that sweeps config groups (``experiment=a,b``): Hydra
+    composes a multirun's config once before applying any swept override, so a key that only a swept option
+    declares (``dataset.train_future`` of the spirals an experiment brings) is unknown in that composition."""
+    if "unknown key" not in refusal or not {"-m", "--multirun"} & set(overrides):
+        return ""
+    swept = [key for key, _, value in (item.partition("=") for item in overrides) if "," in value and "." not in key]
+    if not swept:
+        return ""
+    return (
+        f" (a multirun composes once before its sweep over {', '.join(swept)}: a key that only a swept option "
+        "declares needs that option named too, as in `dataset=spirals dataset.train_future=true`)"
+    )
+
+
 def _omegaconf_refusal(error: OmegaConfBaseException) -> str:
     schema, key = error.object_type, error.key
     assert error.full_key is not None  # composition_refusal passes only errors with a full_key
