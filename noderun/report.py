@@ -50,12 +50,18 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def natural_order(path: Path) -> list[Any]:
+    """A sort key that orders numbered folders as numbers: a sweep's job 2 before its job 10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(path))]
+
+
 def load_runs(directory: Path) -> list[RunRecord]:
-    """Every directory under ``directory`` with a summary.json or a Hydra config, sorted by path."""
+    """Every directory under ``directory`` with a summary.json or a Hydra config, in path order with numbers
+    compared as numbers (a sweep's jobs in the order it ran them)."""
     run_dirs = {p.parent for p in directory.rglob(SUMMARY_NAME)}
     run_dirs |= {p.parent.parent for p in directory.rglob(".hydra/config.yaml")}
     runs = []
-    for run_dir in sorted(run_dirs):
+    for run_dir in sorted(run_dirs, key=natural_order):
         summary_path, config_path = run_dir / SUMMARY_NAME, run_dir / ".hydra" / "config.yaml"
         summary = read_summary(summary_path)
         config = read_config(config_path)

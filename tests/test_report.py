@@ -85,3 +85,13 @@ def test_plot_takes_a_swept_config_key_as_an_axis(tmp_path):
         fake_run(tmp_path / str(job), {"regularizer.kinetic": weight, "seed": seed}, {"nfe_forward": nfe})
     series = points(load_runs(tmp_path), "regularizer.kinetic", "nfe_forward", None)
     assert series == {"nfe_forward": [(0.0, 0.0, 21.0, pytest.approx(2**0.5)), (0.01, 0.0, 14.0, 0.0)]}
+
+
+def test_groups_follow_the_sweeps_job_numbers(tmp_path):
+    """Jobs 0-1 run experiment a, 2-9 c, 10-11 b: the groups come in that order, not in the folders' text order
+    (0, 1, 10, 11, 2, ...), which would put b before c."""
+    for job in range(12):
+        experiment = "a" if job < 2 else "c" if job < 10 else "b"
+        fake_run(tmp_path / str(job), {"experiment": experiment, "seed": job}, {"status": "completed", "loss": job})
+    lines = grouped_lines(tmp_path, "experiment")
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| a", "| c", "| b"]
