@@ -105,23 +105,25 @@ def batch_with_future(size=8):
     return next(iter(DataLoader(data.train, batch_size=size)))
 
 
+def without_future(batch):
+    return {key: value for key, value in batch.items() if key != "future"}
+
+
 def test_training_targets_append_every_future_point():
     batch = batch_with_future()
     targets, counted = training_targets(batch)
     assert torch.equal(targets, torch.cat([batch["values"], batch["future"]], dim=1))
     assert torch.equal(counted[:, :100], batch["mask"]) and counted[:, 100:].all()
-    plain = {key: value for key, value in batch.items() if key != "future"}
-    assert training_targets(plain) == (batch["values"], batch["mask"])
+    assert training_targets(without_future(batch)) == (batch["values"], batch["mask"])
 
 
 def test_latent_ode_likelihood_adds_the_future_points():
     torch.manual_seed(0)
     model, batch = LatentODE(2, SolverSettings(rtol=1e-7, atol=1e-7), obs_noise_std=0.3), batch_with_future()
-    plain = {key: value for key, value in batch.items() if key != "future"}
     torch.manual_seed(1)
     with_future, kl = model.elbo_terms(batch)
     torch.manual_seed(1)
-    window_only, kl_plain = model.elbo_terms(plain)
+    window_only, kl_plain = model.elbo_terms(without_future(batch))
     torch.manual_seed(1)
     mean, logvar = model.encoder(batch["times"][0, :100], batch["values"], batch["mask"])
     z0 = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
@@ -134,10 +136,9 @@ def test_latent_ode_likelihood_adds_the_future_points():
 def test_rnn_loss_adds_the_future_points():
     torch.manual_seed(0)
     model, batch = GridRNN(2), batch_with_future()
-    plain = {key: value for key, value in batch.items() if key != "future"}
     mean, std = model.rollout(batch, 200), model.log_std.exp()
     nll = (0.5 * ((batch["future"] - mean[:, 100:]) / std) ** 2 + model.log_std + 0.5 * math.log(2 * math.pi)).sum(-1)
-    expected = model.training_loss(plain)[0] + nll.sum(-1).mean()
+    expected = model.training_loss(without_future(batch))[0] + nll.sum(-1).mean()
     assert torch.allclose(model.training_loss(batch)[0], expected)
 
 

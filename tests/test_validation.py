@@ -25,7 +25,7 @@ from conftest import compose_config as config
 from noderun.cli import main
 from noderun.solvers import options as solver_options
 from noderun.train import validate
-from noderun.train.config_errors import composition_refusal
+from noderun.train.config_errors import composition_refusal, swept_groups_hint
 from noderun.train.validate import ConfigError, validate_config
 
 BAD_CONFIGS = {
@@ -232,6 +232,16 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path, overrides, line):
     assert line in result.stderr and "accepted values" not in result.stdout, output  # errors on stderr
     assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output, output
     assert not list(tmp_path.rglob("checkpoint.pt"))
+
+
+def test_the_multirun_hint_names_swept_groups_only():
+    refusal = "dataset.train_future: unknown key; accepted keys: _target_"
+    assert "sweep over experiment, model" in swept_groups_hint(
+        refusal, ["-m", "experiment=a,b", "model=c,d", "seed=0,1"]
+    )
+    assert swept_groups_hint(refusal, ["-m", "seed=0,1", "dataset.n_obs=30,50"]) == ""  # no group is swept
+    assert swept_groups_hint(refusal, ["experiment=a,b"]) == ""  # not a multirun
+    assert swept_groups_hint("seed=1.5: accepted values: an integer", ["-m", "experiment=a,b"]) == ""
 
 
 @pytest.mark.parametrize("rtol", ["-1", "0", "nan", "abc"])

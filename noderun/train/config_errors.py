@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import typing
 from collections.abc import Iterator
+from importlib.resources import files
 from typing import Any
 
 from hydra.errors import MissingConfigException
@@ -65,7 +66,10 @@ def swept_groups_hint(refusal: str, overrides: list[str]) -> str:
     declares (``dataset.train_future`` of the spirals an experiment brings) is unknown in that composition."""
     if "unknown key" not in refusal or not {"-m", "--multirun"} & set(overrides):
         return ""
-    swept = [key for key, _, value in (item.partition("=") for item in overrides) if "," in value and "." not in key]
+    groups = files("noderun.conf")
+    swept = [
+        key for key, _, value in (item.partition("=") for item in overrides) if "," in value and (groups / key).is_dir()
+    ]
     if not swept:
         return ""
     return (
